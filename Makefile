@@ -1,0 +1,61 @@
+# modelpilot: the two commands are `make demo` and `make test`; both do all set-up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER_DIR ?= .cluster
+KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
+E2E_WORKERS ?= 4
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,server]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create .venv and install modelpilot with its extras
+
+.PHONY: binaries
+binaries: ## build the pinned cluster binaries into ~/.cache/modelpilot (only what is missing)
+	hack/build-testbed.sh all
+
+.PHONY: cluster-up
+cluster-up: venv binaries ## start the local cluster (kubeconfig: .cluster/kubeconfig); harmless when up
+	$(PY) hack/testbed.py up --workdir $(CLUSTER_DIR)
+	@$(PY) hack/testbed.py nodes --workdir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## stop every cluster process and remove .cluster/
+	@if [ -x $(PY) ]; then $(PY) hack/testbed.py down --workdir $(CLUSTER_DIR); else rm -rf $(CLUSTER_DIR); fi
+
+.PHONY: lint
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+
+.PHONY: unit
+unit: venv ## pure unit tests
+	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
+
+.PHONY: e2e
+e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECONFIG)
+	$(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: test
+test: venv binaries lint unit e2e ## everything: set-up, lint, unit and e2e tests
+
+.PHONY: demo
+demo: cluster-up ## bring the cluster up and show the nodes with their GPUs
+	@echo
+	@echo "The local cluster is up. Nodes and their GPUs:"
+	@$(PY) hack/testbed.py nodes --workdir $(CLUSTER_DIR)
+	@echo
+	@echo "Explore with: export KUBECONFIG=$(KUBECONFIG_LOCAL)"
+	@echo "Stop it with: make cluster-down"

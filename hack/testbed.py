@@ -1,0 +1,451 @@
+"""The local test bed: a real Kubernetes control plane (kwokctl, binary runtime) and Prometheus.
+
+Used three ways: `python hack/testbed.py up|down|status` from the Makefile, imported by the
+e2e fixtures (tests/e2e/conftest.py), and imported by the demo. Every process it starts binds
+to 127.0.0.1 on a free port; all state lives under the work dir (default `.cluster/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HACK = ROOT / "hack"
+DEFAULT_WORKDIR = ROOT / ".cluster"
+DEFAULT_NAME = "modelpilot"
+PROMETHEUS_BINARY = os.environ.get("MODELPILOT_PROMETHEUS_BINARY", "/usr/bin/prometheus")
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def log(message: str) -> None:
+    print(f"[testbed] {message}", file=sys.stderr, flush=True)
+
+
+def versions() -> dict[str, str]:
+    """The pinned versions from hack/versions.env."""
+    pinned: dict[str, str] = {}
+    for line in (HACK / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            pinned[key] = value
+    return pinned
+
+
+def binaries(build: bool = True) -> Path:
+    """The cache directory holding the pinned binaries; builds what is missing when `build`."""
+    args = [str(HACK / "build-testbed.sh"), "all" if build else "path"]
+    out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Nodes
+# --------------------------------------------------------------------------------------------
+
+def _node(name: str, cpu: str, memory: str, labels: dict[str, str], gpus: int = 0,
+          taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
+    if gpus:
+        capacity["nvidia.com/gpu"] = str(gpus)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            # kwokctl's kwok controller manages nodes carrying this annotation.
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                **labels,
+            },
+        },
+        "spec": {"taints": taints or []},
+        # The API server keeps status on create and kwok only fills capacity when absent,
+        # so the extended resource stays advertised.
+        "status": {"capacity": capacity, "allocatable": dict(capacity)},
+    }
+
+
+def testbed_nodes() -> list[dict[str, Any]]:
+    """Two CPU nodes, two 4xA100 nodes and one 1xL4 node, tainted like real GPU pools."""
+    cpu_labels = {"modelpilot.io/pool": "cpu"}
+    return [
+        _node("cpu-1", "8", "32Gi", cpu_labels),
+        _node("cpu-2", "8", "32Gi", cpu_labels),
+        _node("gpu-a100-1", "32", "256Gi", {GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB",
+              "modelpilot.io/pool": "gpu"}, gpus=4, taints=[GPU_TAINT]),
+        _node("gpu-a100-2", "32", "256Gi", {GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB",
+              "modelpilot.io/pool": "gpu"}, gpus=4, taints=[GPU_TAINT]),
+        _node("gpu-l4-1", "16", "64Gi", {GPU_PRODUCT_LABEL: "NVIDIA-L4", "modelpilot.io/pool": "gpu"},
+              gpus=1, taints=[GPU_TAINT]),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster
+# --------------------------------------------------------------------------------------------
+
+# Only writes are audited: acceptance tests count an actor's writes, and reads would swell the log.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
+
+
+@dataclass
+class Cluster:
+    """One kwokctl cluster whose state lives entirely under `workdir`."""
+
+    workdir: Path = DEFAULT_WORKDIR
+    name: str = DEFAULT_NAME
+    bin_dir: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def kwok_workdir(self) -> Path:
+        return self.workdir / "kwok"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.kwok_workdir / "clusters" / self.name
+
+    @property
+    def audit_log(self) -> Path:
+        return self.cluster_dir / "logs" / "audit.log"
+
+    def bin(self, name: str) -> str:
+        if self.bin_dir is None:
+            self.bin_dir = binaries(build=True)
+        return str(self.bin_dir / name)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env["KWOK_WORKDIR"] = str(self.kwok_workdir)
+        env["KWOK_KUBECTL_BINARY"] = self.bin("kubectl")
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        return env
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                capture: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [self.bin("kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        return subprocess.run(cmd, input=input, check=check, text=True,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None, env=self._env())
+
+    def kwokctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [self.bin("kwokctl"), "--name", self.name, *args]
+        return subprocess.run(cmd, check=check, text=True, env=self._env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def is_up(self) -> bool:
+        if not self.kubeconfig.exists():
+            return False
+        probe = self.kubectl("get", "--raw", "/readyz", "--request-timeout=3s", check=False)
+        return probe.returncode == 0 and probe.stdout.strip() == "ok"
+
+    def up(self) -> None:
+        """Start the cluster (or reuse the running one), then make sure CRDs and nodes exist."""
+        started = time.monotonic()
+        if self.is_up():
+            log(f"cluster {self.name} already running ({self.kubeconfig})")
+        else:
+            if self.cluster_dir.exists():
+                log(f"cluster {self.name} has state but does not answer: recreating it")
+                self.down()
+            self._create()
+            log(f"control plane up in {time.monotonic() - started:.1f}s")
+        self._install_gateway_api()
+        self._ensure_nodes()
+        log(f"cluster {self.name} ready in {time.monotonic() - started:.1f}s; "
+            f"export KUBECONFIG={self.kubeconfig}")
+
+    def _create(self) -> None:
+        pinned = versions()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        config = {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": {
+                "runtime": "binary",
+                "kubeVersion": pinned["KUBE_VERSION"],
+                "bindAddress": "127.0.0.1",
+                "kubeApiserverPort": free_port(),
+                "kubeAuthorization": True,
+                "kubeAuditPolicy": str(policy),
+                "kubeApiserverBinary": self.bin("kube-apiserver"),
+                "kubeControllerManagerBinary": self.bin("kube-controller-manager"),
+                "kubeSchedulerBinary": self.bin("kube-scheduler"),
+                "kwokControllerBinary": self.bin("kwok"),
+                "etcdBinary": self.bin("etcd"),
+                "kubectlBinary": self.bin("kubectl"),
+                "prometheusBinary": PROMETHEUS_BINARY,
+            },
+            "componentsPatches": [
+                # There is no default route on these machines: without this the API server
+                # cannot pick an address to advertise and refuses to start.
+                {"name": "kube-apiserver",
+                 "extraArgs": [{"key": "advertise-address", "value": "127.0.0.1"}]},
+            ],
+        }
+        config_path = self.workdir / "kwokctl.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        log(f"creating cluster {self.name} (kwokctl, binary runtime, Kubernetes {pinned['KUBE_VERSION']})")
+        result = self.kwokctl("create", "cluster", "--config", str(config_path),
+                              "--kubeconfig", str(self.kubeconfig), "--wait", "3m", check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"kwokctl create cluster failed:\n{result.stdout}")
+
+    def _install_gateway_api(self) -> None:
+        assert self.bin_dir is not None or self.bin("kubectl")
+        crds = Path(self.bin("kubectl")).parent.parent / "gateway-api-standard.yaml"
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io")
+
+    def _ensure_nodes(self) -> None:
+        docs = "\n---\n".join(yaml.safe_dump(n) for n in testbed_nodes())
+        # create, not apply: apply would drop the status we set, and existing nodes are kept.
+        existing = set(self.kubectl("get", "nodes", "-o", "name").stdout.split())
+        missing = [n for n in testbed_nodes() if f"node/{n['metadata']['name']}" not in existing]
+        if missing:
+            docs = "\n---\n".join(yaml.safe_dump(n) for n in missing)
+            self.kubectl("create", "-f", "-", input=docs)
+        self.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "node", "--all")
+
+    def processes(self) -> list[int]:
+        """PIDs of the processes kwokctl started for this cluster (from its pid files)."""
+        pids = []
+        for pid_file in self.cluster_dir.glob("pids/*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(pid_file.read_text().strip())
+                if _alive(pid):
+                    pids.append(pid)
+        return pids
+
+    def ports(self) -> list[int]:
+        """The ports this cluster's components listen on (from kwokctl's saved configuration)."""
+        conf = self.cluster_dir / "kwok.yaml"
+        if not conf.exists():
+            return []
+        found: list[int] = []
+        for doc in yaml.safe_load_all(conf.read_text()):
+            if doc and doc.get("kind") == "KwokctlConfiguration":
+                for key, value in (doc.get("options") or {}).items():
+                    if key.endswith("Port") and isinstance(value, int) and value > 0:
+                        found.append(value)
+        return found
+
+    def down(self) -> None:
+        """Stop every process of the cluster and remove its state."""
+        pids = self.processes()
+        if self.cluster_dir.exists():
+            result = self.kwokctl("delete", "cluster", check=False)
+            if result.returncode != 0:
+                log(f"kwokctl delete cluster: {result.stdout.strip()}")
+        # kwokctl detaches its processes; make sure none outlives the state it used.
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in pids:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        log(f"cluster {self.name} down; {self.workdir} removed")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Prometheus:
+    """Debian's Prometheus run as a plain process on a free loopback port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    config_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query; returns the result vector."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise RuntimeError(f"query {promql!r} failed: {body}")
+        return list(body["data"]["result"])
+
+    def reload(self, config: dict[str, Any]) -> None:
+        """Replace the scrape configuration (SIGHUP makes Prometheus re-read it)."""
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_prometheus(config: dict[str, Any], workdir: Path | None = None, timeout: float = 60.0,
+                     port: int | None = None) -> Prometheus:
+    """Start Prometheus with `config` (a prometheus.yml as a dict) and wait until it answers."""
+    if not Path(PROMETHEUS_BINARY).exists():
+        raise RuntimeError(f"{PROMETHEUS_BINARY} not found: run hack/build-testbed.sh (installs Debian's prometheus)")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="modelpilot-prometheus-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    port = port or free_port()
+    log_file = (workdir / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [PROMETHEUS_BINARY, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
+         "--storage.tsdb.retention.time=2h", "--log.level=warn"],
+        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    prometheus = Prometheus(process=process, port=port, workdir=workdir, config_path=config_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prometheus exited with {process.returncode}: "
+                               f"{(workdir / 'prometheus.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=1) as response:
+                if response.status == 200:
+                    return prometheus
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    prometheus.stop()
+    raise RuntimeError(f"prometheus did not become ready on port {port} within {timeout}s")
+
+
+def scrape_config(targets: list[tuple[str, dict[str, str]]], interval: str = "1s",
+                  job: str = "modelpilot") -> dict[str, Any]:
+    """A prometheus.yml scraping each `host:port` target with its own static labels."""
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [{
+            "job_name": job,
+            "scrape_interval": interval,
+            "static_configs": [{"targets": [t], "labels": labels} for t, labels in targets],
+        }],
+    }
+
+
+@contextlib.contextmanager
+def prometheus(config: dict[str, Any], workdir: Path | None = None) -> Iterator[Prometheus]:
+    prom = start_prometheus(config, workdir)
+    try:
+        yield prom
+    finally:
+        prom.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["build", "up", "down", "status", "nodes"])
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("MODELPILOT_CLUSTER_DIR",
+                                                                             DEFAULT_WORKDIR)))
+    parser.add_argument("--name", default=DEFAULT_NAME)
+    args = parser.parse_args(argv)
+    cluster = Cluster(workdir=args.workdir.resolve(), name=args.name)
+    if args.command == "build":
+        print(binaries(build=True))
+    elif args.command == "up":
+        cluster.up()
+    elif args.command == "down":
+        cluster.down()
+    elif args.command == "status":
+        print("up" if cluster.is_up() else "down")
+        return 0 if cluster.is_up() else 1
+    elif args.command == "nodes":
+        cluster.kubectl("get", "nodes", "-L", GPU_PRODUCT_LABEL, "-o",
+                        "custom-columns=NAME:.metadata.name,GPUS:.status.allocatable.nvidia\\.com/gpu,"
+                        "PRODUCT:.metadata.labels.nvidia\\.com/gpu\\.product,CPU:.status.allocatable.cpu,"
+                        "MEMORY:.status.allocatable.memory,TAINTS:.spec.taints[*].key,"
+                        "STATUS:.status.conditions[?(@.type=='Ready')].status", capture=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Session fixtures: the cluster (the repo's .cluster, one brought up here, or
+MODELPILOT_E2E_KUBECONFIG), API clients, and one fresh namespace per test."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.e2e.support import ClusterHandle
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "hack"))
+import testbed  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.e2e)
+
+
+def _external_cluster() -> ClusterHandle | None:
+    kubeconfig = os.environ.get("MODELPILOT_E2E_KUBECONFIG")
+    if not kubeconfig:
+        return None
+    kubectl = shutil.which("kubectl")
+    helm = shutil.which("helm")
+    if kubectl is None:
+        bin_dir = testbed.binaries(build=False)
+        kubectl = str(bin_dir / "kubectl")
+        helm = helm or str(bin_dir / "helm")
+    return ClusterHandle(kubeconfig=Path(kubeconfig), kubectl_binary=kubectl, helm_binary=helm, local=False)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> ClusterHandle:
+    external = _external_cluster()
+    if external is not None:
+        return external
+    workdir = Path(os.environ.get("MODELPILOT_CLUSTER_DIR", ROOT / ".cluster")).resolve()
+    local = testbed.Cluster(workdir=workdir)
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    # xdist workers share one cluster: the first brings it up, the others wait on the lock.
+    with open(workdir.parent / f".{workdir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not local.is_up():
+            local.up()
+        else:
+            local.bin_dir = testbed.binaries(build=False)
+    return ClusterHandle(kubeconfig=local.kubeconfig, kubectl_binary=local.bin("kubectl"),
+                         helm_binary=local.bin("helm"), local=True, audit_log=local.audit_log)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(cluster: ClusterHandle) -> ClusterHandle:
+    """The repo's own test bed: pinned versions and KWOK GPU nodes. Skipped on external clusters."""
+    if not cluster.local:
+        pytest.skip("needs the local test bed (KWOK GPU nodes); MODELPILOT_E2E_KUBECONFIG is set")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: ClusterHandle) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def apps(api_client: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, so tests run concurrently without seeing each other."""
+    base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
+    name = f"{base[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=name, labels={"modelpilot.io/e2e": "true"})))
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
