@@ -278,15 +278,16 @@ class Cluster:
             return []
         found: list[int] = []
         for doc in yaml.safe_load_all(conf.read_text()):
-            if doc and doc.get("kind") == "KwokctlConfiguration":
-                for key, value in (doc.get("options") or {}).items():
-                    if key.endswith("Port") and isinstance(value, int) and value > 0:
-                        found.append(value)
-        return found
+            for component in (doc or {}).get("components") or []:
+                found += [int(p["port"]) for p in component.get("ports") or [] if p.get("port")]
+            for key, value in ((doc or {}).get("options") or {}).items():
+                if key.endswith("Port") and type(value) is int and value > 0:
+                    found.append(value)
+        return sorted(set(found))
 
     def down(self) -> None:
         """Stop every process of the cluster and remove its state."""
-        pids = self.processes()
+        pids, ports = self.processes(), self.ports()
         if self.cluster_dir.exists():
             result = self.kwokctl("delete", "cluster", check=False)
             if result.returncode != 0:
@@ -302,6 +303,9 @@ class Cluster:
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        # A Go process's leader thread can be a zombie while its other threads still hold sockets.
+        while any(port_is_open(p) for p in ports) and time.monotonic() < deadline + 10:
+            time.sleep(0.2)
         shutil.rmtree(self.workdir, ignore_errors=True)
         log(f"cluster {self.name} down; {self.workdir} removed")
 

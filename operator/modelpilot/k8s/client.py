@@ -1,0 +1,175 @@
+"""The only code that talks to the API server: reads, server-side apply, status, Events.
+
+Synchronous (the official client); the handlers call it through `asyncio.to_thread`. Every write
+uses field manager `modelpilot`. Throttling (429) and server errors (5xx) are retried with
+backoff that honours Retry-After, so a busy API server slows the operator down instead of
+failing reconciles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from modelpilot import __version__
+
+FIELD_MANAGER = "modelpilot"
+USER_AGENT = f"modelpilot/{__version__}"
+GROUP = "modelpilot.io"
+VERSION = "v1alpha1"
+PLURAL = "modeldeployments"
+KIND = "ModelDeployment"
+
+log = logging.getLogger("modelpilot.k8s")
+
+# apiVersion/kind -> plural, for the kinds the operator owns or reads.
+PLURALS: dict[tuple[str, str], str] = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("v1", "Pod"): "pods",
+    ("v1", "Event"): "events",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    (f"{GROUP}/{VERSION}", KIND): PLURAL,
+}
+
+RETRYABLE = {429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class Ref:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+
+def _path(api_version: str, kind: str, namespace: str, name: str | None = None, sub: str = "") -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    if name:
+        path += f"/{name}"
+    if sub:
+        path += f"/{sub}"
+    return path
+
+
+class Kube:
+    """A thin, retrying wrapper over the API server's REST paths."""
+
+    def __init__(self, api_client: client.ApiClient, max_attempts: int = 6) -> None:
+        self.api = api_client
+        self.api.user_agent = USER_AGENT
+        self.max_attempts = max_attempts
+        self.writes = 0  # counted for logs and tests
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient())
+
+    # -- raw ---------------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                query: list[tuple[str, str]] | None = None) -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self.api.call_api(
+                    path, method, query_params=query or [], header_params=headers, body=body,
+                    auth_settings=["BearerToken"], _preload_content=False, _request_timeout=30)
+                data = response[0].data
+                return json.loads(data) if data else None
+            except ApiException as err:
+                if err.status not in RETRYABLE or attempt == self.max_attempts:
+                    raise
+                delay = _retry_after(err, attempt)
+                log.warning("api %s %s -> %s; retrying in %.1fs", method, path, err.status, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", _path(api_version, kind, namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        body = self.request("GET", _path(api_version, kind, namespace), query=query)
+        return list(body.get("items") or [])
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return list((self.request("GET", "/api/v1/nodes") or {}).get("items") or [])
+
+    # -- writes ------------------------------------------------------------------------------
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply, forcing ownership of exactly the fields in `obj`."""
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        self.writes += 1
+        return self.request("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
+                            query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        try:
+            self.writes += 1
+            self.request("DELETE", _path(api_version, kind, namespace, name),
+                         body={"propagationPolicy": "Background"})
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource; keys set to None are removed."""
+        path = _path(f"{GROUP}/{VERSION}", KIND, namespace, name, sub="status")
+        self.writes += 1
+        return self.request("PATCH", path, body={"status": status},
+                            content_type="application/merge-patch+json",
+                            query=[("fieldManager", FIELD_MANAGER)])
+
+    def post_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the ModelDeployment (what `kubectl describe` and `get events` show)."""
+        meta = owner["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+            "type": event_type, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        self.writes += 1
+        try:
+            self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+        except ApiException as err:  # an Event is best effort: never fail a reconcile for it
+            log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"],
+                        err.status)
+
+
+def _retry_after(err: ApiException, attempt: int) -> float:
+    header = (err.headers or {}).get("Retry-After") if err.headers else None
+    if header:
+        try:
+            return min(float(header), 30.0)
+        except ValueError:
+            pass
+    return min(0.2 * 2 ** (attempt - 1), 10.0)

@@ -1,0 +1,51 @@
+"""Operator settings, read from the environment (the `modelpilot operator` flags set the same)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+ENV_PREFIX = "MODELPILOT_"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not a number") from err
+    if value <= 0:
+        raise ValueError(f"{ENV_PREFIX}{name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything an operator replica is configured with; documented in docs/operations.md."""
+
+    prometheus_url: str = "http://prometheus.monitoring.svc:9090"
+    gpu_product_label: str = "nvidia.com/gpu.product"
+    runtime_image: str = "ghcr.io/modelpilot/runtime:0.1.0"
+    namespaces: tuple[str, ...] = field(default_factory=tuple)  # empty: every namespace
+    resync_seconds: float = 60.0
+    workers: int = 4
+    metrics_port: int = 8090
+    cluster_domain: str = "cluster.local"
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        namespaces = tuple(n.strip() for n in _env("NAMESPACES", "").split(",") if n.strip())
+        return cls(
+            prometheus_url=_env("PROMETHEUS_URL", cls.prometheus_url),
+            gpu_product_label=_env("GPU_PRODUCT_LABEL", cls.gpu_product_label),
+            runtime_image=_env("RUNTIME_IMAGE", cls.runtime_image),
+            namespaces=namespaces,
+            resync_seconds=_float("RESYNC_SECONDS", cls.resync_seconds),
+            workers=int(_float("WORKERS", cls.workers)),
+            metrics_port=int(_env("METRICS_PORT", str(cls.metrics_port))),
+            cluster_domain=_env("CLUSTER_DOMAIN", cls.cluster_domain),
+        )

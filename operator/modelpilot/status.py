@@ -1,0 +1,188 @@
+"""ModelDeployment status from what the cluster shows (pure: plain dicts in, plain dicts out).
+
+Conditions follow metav1.Condition: Ready, Progressing, Degraded. `lastTransitionTime` moves only
+when a condition's status flips, so a changed message alone does not look like a transition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
+
+
+def timestamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """What the pods ask for, to explain scheduling failures."""
+
+    resource: str
+    count: int
+    product: str | None
+    product_label: str
+
+
+@dataclass
+class Observation:
+    """What the reconciler read from the cluster for one ModelDeployment."""
+
+    generation: int
+    version: str
+    revision: str
+    stable_deployment: dict[str, Any] | None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    accelerator: Accelerator | None = None
+    url: str = ""
+    invalid_spec: str | None = None
+    autoscaled: bool = False
+    desired_replicas: int | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    phase: str
+    conditions: tuple[Condition, ...]
+    stable: dict[str, Any] | None
+
+
+def _rolled_out(deployment: dict[str, Any], revision: str) -> tuple[bool, str]:
+    """Whether the Deployment runs the current template everywhere and is available."""
+    meta, spec, status = deployment.get("metadata", {}), deployment.get("spec", {}), deployment.get("status", {})
+    template_revision = (spec.get("template", {}).get("metadata", {}).get("annotations") or {}).get(
+        "modelpilot.io/revision")
+    if template_revision != revision:
+        return False, "the Deployment does not run the current template yet"
+    if status.get("observedGeneration", 0) < meta.get("generation", 0):
+        return False, "the Deployment controller has not observed the new template yet"
+    want = spec.get("replicas", 1)
+    updated = status.get("updatedReplicas", 0)
+    available = status.get("availableReplicas", 0)
+    total = status.get("replicas", 0)
+    if updated < want:
+        return False, f"{updated}/{want} replicas run the new template"
+    if total > updated:
+        return False, f"{total - updated} old replica(s) still terminating"
+    if available < want:
+        return False, f"{available}/{want} replicas available"
+    return True, f"{available}/{want} replicas available"
+
+
+def _unschedulable(pods: list[dict[str, Any]]) -> list[str]:
+    messages = []
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                    and cond.get("reason") == "Unschedulable":
+                messages.append(cond.get("message", ""))
+    return messages
+
+
+def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessment:
+    """Phase, conditions and the stable track's status for one observation."""
+    if obs.invalid_spec is not None:
+        return Assessment(
+            phase="Degraded",
+            conditions=(
+                Condition(READY, False, "InvalidSpec", obs.invalid_spec),
+                Condition(PROGRESSING, False, "InvalidSpec", "fix the spec to resume"),
+                Condition(DEGRADED, True, "InvalidSpec", obs.invalid_spec),
+            ),
+            stable=previous_stable,
+        )
+
+    deployment = obs.stable_deployment
+    if deployment is None:
+        return Assessment("Pending", (
+            Condition(READY, False, "Pending", "the serving Deployment is being created"),
+            Condition(PROGRESSING, True, "Creating", "creating the serving Deployment"),
+            Condition(DEGRADED, False, "AsExpected"),
+        ), previous_stable)
+
+    dstatus = deployment.get("status") or {}
+    replicas, ready_replicas = dstatus.get("replicas", 0), dstatus.get("readyReplicas", 0)
+    done, detail = _rolled_out(deployment, obs.revision)
+    stable = dict(previous_stable or {})
+    stable.update({"replicas": replicas, "readyReplicas": ready_replicas})
+    if done:
+        stable.update({"version": obs.version, "revision": obs.revision})
+
+    stuck = _unschedulable(obs.pods)
+    if stuck and not done:
+        if obs.accelerator is not None:
+            acc = obs.accelerator
+            wanted = f"{acc.count}x {acc.resource}"
+            if acc.product:
+                wanted += f" with {acc.product_label}={acc.product}"
+            reason, message = "InsufficientAccelerator", (
+                f"{len(stuck)} pod(s) cannot be scheduled: no node offers {wanted}; scheduler: {stuck[0]}")
+        else:
+            reason, message = "Unschedulable", f"{len(stuck)} pod(s) cannot be scheduled: {stuck[0]}"
+        return Assessment("Pending" if not previous_stable else "Progressing", (
+            Condition(READY, False, reason, message),
+            Condition(PROGRESSING, True, reason, message),
+            Condition(DEGRADED, False, "AsExpected"),
+        ), stable or None)
+
+    if done:
+        return Assessment("Ready", (
+            Condition(READY, True, "Available", f"version {obs.version} serving: {detail}"),
+            Condition(PROGRESSING, False, "Complete", f"version {obs.version} rolled out"),
+            Condition(DEGRADED, False, "AsExpected"),
+        ), stable)
+
+    first = not previous_stable or not previous_stable.get("version")
+    reason = "Pending" if first else "RollingUpdate"
+    return Assessment("Pending" if first else "Progressing", (
+        Condition(READY, False, reason, f"rolling out version {obs.version}: {detail}"),
+        Condition(PROGRESSING, True, reason, f"rolling out version {obs.version}: {detail}"),
+        Condition(DEGRADED, False, "AsExpected"),
+    ), stable or None)
+
+
+def merge_conditions(previous: list[dict[str, Any]], wanted: tuple[Condition, ...], generation: int,
+                     now: dt.datetime) -> list[dict[str, Any]]:
+    """The whole conditions list; lastTransitionTime kept unless the status flipped."""
+    by_type = {c.get("type"): c for c in previous or []}
+    merged = []
+    for cond in wanted:
+        status = "True" if cond.status else "False"
+        old = by_type.get(cond.type)
+        since = old["lastTransitionTime"] if old and old.get("status") == status and \
+            old.get("lastTransitionTime") else timestamp(now)
+        merged.append({"type": cond.type, "status": status, "reason": cond.reason,
+                       "message": cond.message, "lastTransitionTime": since,
+                       "observedGeneration": generation})
+    return merged
+
+
+def transitions(previous: list[dict[str, Any]], merged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conditions whose status or reason changed: each deserves one Event, not one per resync."""
+    old = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous or []}
+    return [c for c in merged if old.get(c["type"]) != (c["status"], c["reason"])]
+
+
+def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch turning `current` into `desired` (None when equal): removed keys become null."""
+    if current == desired:
+        return None
+    patch: dict[str, Any] = {k: v for k, v in desired.items() if current.get(k) != v}
+    for key in current:
+        if key not in desired:
+            patch[key] = None
+    return patch or None

@@ -1,0 +1,128 @@
+"""Shared tables of valid and invalid ModelDeployment specs with the message each must produce.
+
+Used by the parser tests, by the CRD rule tests (evaluated with cel-python) and reusable by the
+e2e admission tests, so the three agree on one wording.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+BASE: dict[str, Any] = {"model": {"version": "v1", "uri": "s3://models/fraud/v1", "format": "sklearn"}}
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    """BASE with top-level keys replaced; `model_*` keys patch spec.model."""
+    out = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        if key.startswith("model_"):
+            out["model"][key.removeprefix("model_")] = value
+        else:
+            out[key] = value
+    return out
+
+
+def canary(**fields: Any) -> dict[str, Any]:
+    return spec(rollout={"canary": fields})
+
+
+def metrics(*items: dict[str, Any]) -> dict[str, Any]:
+    return canary(analysis={"metrics": list(items)})
+
+
+# (id, spec, message expected in the error)
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("min-over-max", spec(autoscaling={"minReplicas": 5, "maxReplicas": 2}), "autoscaling.minReplicas must be <= maxReplicas"),
+    ("steps-descending", canary(steps=[50, 10]), "rollout.canary.steps must be strictly ascending"),
+    ("steps-duplicate", canary(steps=[10, 10, 50]), "rollout.canary.steps must be strictly ascending"),
+    ("steps-zero", canary(steps=[0, 50]), "rollout.canary.steps must each be between 1 and 99"),
+    ("steps-hundred", canary(steps=[50, 100]), "rollout.canary.steps must each be between 1 and 99"),
+    ("uri-scheme", spec(model_uri="ftp://host/model"), "model.uri must start with file://, http://, https://, s3://, gs:// or pvc://"),
+    ("uri-pvc-claim", spec(model_uri="pvc://Bad_Claim/x"), "model.uri pvc:// must name a PersistentVolumeClaim"),
+    ("interval-no-unit", canary(interval="30"), "rollout.canary.interval must be a duration with a unit"),
+    ("interval-short", canary(interval="3s"), "rollout.canary.interval must be at least 5s"),
+    ("interval-long", canary(interval="200h"), "rollout.canary.interval must be at most 168h"),
+    ("initial-delay-no-unit", canary(initialDelay="10"), "rollout.canary.initialDelay must be a duration with a unit"),
+    ("deadline-short", canary(progressDeadline="10s"), "rollout.canary.progressDeadline must be at least 30s"),
+    ("metric-no-threshold", metrics({"name": "error-rate"}), "a metric needs at least one of max, min or compareToStable"),
+    ("metric-query-and-template", metrics({"name": "x", "query": "up", "template": "error-rate", "max": 1}), "a metric may set query or template, not both"),
+    ("metric-custom-no-query", metrics({"name": "custom-x", "max": 1}), "a metric that is not built in (error-rate, latency-p99) needs a query or a template"),
+    ("metric-min-over-max", metrics({"name": "error-rate", "min": 5, "max": 1}), "a metric's min must be <= its max"),
+    ("compare-empty", metrics({"name": "slow", "template": "latency-p99", "compareToStable": {}}), "compareToStable needs maxRatio or maxIncrease"),
+    ("routing-both", canary(trafficRouting={"replicas": {}, "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}), "trafficRouting must set either replicas or gatewayAPI, not both"),
+    ("custom-no-image", spec(model_format="custom"), "runtime.image is required when model.format is custom"),
+    ("reserved-env", spec(runtime={"env": [{"name": "MODELPILOT_TRACK", "value": "x"}]}), "runtime.env must not set variables the operator sets"),
+    ("toleration-exists-value", spec(accelerator={"vendor": "nvidia", "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}), "toleration value must be empty when operator is Exists"),
+]
+
+# Invalid specs the *schema* (not CEL) rejects: (id, spec, JSON path of the bad field).
+INVALID_SCHEMA: list[tuple[str, dict[str, Any], str]] = [
+    ("format-unknown", spec(model_format="pytorch"), "spec.model.format"),
+    ("gpu-negative", spec(accelerator={"vendor": "nvidia", "count": -1}), "spec.accelerator.count"),
+    ("gpu-zero", spec(accelerator={"vendor": "nvidia", "count": 0}), "spec.accelerator.count"),
+    ("vendor-unknown", spec(accelerator={"vendor": "acme"}), "spec.accelerator.vendor"),
+    ("metric-name", metrics({"name": "Error_Rate", "max": 1}), "spec.rollout.canary.analysis.metrics[0].name"),
+    ("secret-name", spec(model_storageSecretRef={"name": "Bad_Name"}), "spec.model.storageSecretRef.name"),
+    ("quantity", spec(resources={"requests": {"cpu": "lots"}}), "spec.resources.requests.cpu"),
+    ("replicas-negative", spec(replicas=-1), "spec.replicas"),
+    ("strategy", spec(rollout={"strategy": "BlueGreen"}), "spec.rollout.strategy"),
+    ("inconclusive-policy", canary(analysis={"onInconclusive": "Ignore"}), "spec.rollout.canary.analysis.onInconclusive"),
+]
+
+VALID: list[tuple[str, dict[str, Any]]] = [
+    ("minimal", spec()),
+    (
+        "everything",
+        {
+            "model": {
+                "version": "2026-11-02",
+                "uri": "s3://models/fraud/v7",
+                "format": "xgboost",
+                "storageSecretRef": {"name": "s3-creds"},
+            },
+            "runtime": {"image": "example.com/rt:1", "port": 9000, "env": [{"name": "LOG_LEVEL", "value": "debug"}], "args": ["--workers", "2"]},
+            "replicas": 2,
+            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi", "cpu": 2}},
+            "accelerator": {
+                "vendor": "nvidia",
+                "count": 2,
+                "product": "NVIDIA-A100-SXM4-80GB",
+                "resourceName": "nvidia.com/mig-1g.10gb",
+                "nodeSelector": {"zone": "a"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+            },
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 10, "targetCPUUtilization": 70},
+            "rollout": {
+                "strategy": "Canary",
+                "canary": {
+                    "steps": [5, 20, 60, 99],
+                    "interval": "1m",
+                    "initialDelay": "0s",
+                    "failureThreshold": 3,
+                    "progressDeadline": "1h30m",
+                    "analysis": {
+                        "minRequests": 50,
+                        "onInconclusive": "Pause",
+                        "onProviderError": "Pause",
+                        "maxProviderErrors": 2,
+                        "metrics": [
+                            {"name": "error-rate", "max": 1},
+                            {"name": "latency-p99", "max": 500},
+                            {"name": "slower-than-stable", "template": "latency-p99", "compareToStable": {"maxRatio": 1.2}},
+                            {"name": "custom-x", "query": "sum(up{namespace={{namespace}}})", "min": 1, "max": 3},
+                        ],
+                    },
+                    "trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw", "namespace": "infra", "sectionName": "https"}], "hostnames": ["fraud.example.com"]}},
+                },
+            },
+            "paused": True,
+        },
+    ),
+    ("pvc", spec(model_uri="pvc://models-claim/fraud/v1")),
+    ("pvc-no-path", spec(model_uri="pvc://models-claim")),
+    ("custom-with-image", spec(model_format="custom", runtime={"image": "example.com/custom:2"})),
+    ("routing-replicas", canary(trafficRouting={"replicas": {}})),
+    ("amd", spec(accelerator={"vendor": "amd"})),
+    ("durations", canary(interval="5s", initialDelay="1h30m", progressDeadline="500ms30s")),
+]
