@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,12 +87,50 @@ def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api_client)
 
 
-@pytest.fixture
-def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test, so tests run concurrently without seeing each other."""
-    base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
-    name = f"{base[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
+@pytest.fixture(scope="session")
+def worker_id_prefix(worker_id: str) -> str:
+    """Namespaces of this xdist worker start with this; its shared operator watches only them."""
+    return "w" + (worker_id.removeprefix("gw") if worker_id != "master" else "m")
+
+
+def make_namespace(core: client.CoreV1Api, prefix: str, test_name: str, labels: dict[str, str] | None = None) -> str:
+    base = test_name.lower().replace("_", "-").replace("[", "-").replace("]", "").removeprefix("test-")
+    name = f"{prefix}-{base[:36].strip('-')}-{uuid.uuid4().hex[:5]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"modelpilot.io/e2e": "true"})))
+        name=name, labels={"modelpilot.io/e2e": "true", **(labels or {})})))
+    return name
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest, worker_id_prefix: str) -> Iterator[str]:
+    """A fresh namespace per test, so tests run concurrently without seeing each other."""
+    name = make_namespace(core, worker_id_prefix, request.node.name)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def solo_namespace(core: client.CoreV1Api, request: pytest.FixtureRequest, worker_id_prefix: str) -> Iterator[str]:
+    """A namespace no shared operator watches: for tests that run (and kill) their own operator."""
+    name = make_namespace(core, f"solo-{worker_id_prefix}", request.node.name)
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: ClusterHandle) -> str:
+    """The ModelDeployment CRD, installed (server-side apply) and Established."""
+    path = ROOT / "crds" / "modeldeployments.modelpilot.io.yaml"
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeldeployments.modelpilot.io")
+    return "modeldeployments.modelpilot.io"
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: ClusterHandle, crd: str, worker_id_prefix: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """This worker's operator, watching only this worker's namespaces."""
+    proc = OperatorProcess(kubeconfig=cluster.kubeconfig, namespaces=[f"{worker_id_prefix}-*"],
+                           log_path=tmp_path_factory.mktemp("operator") / "operator.log").start()
+    yield proc
+    proc.stop()

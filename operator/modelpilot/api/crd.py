@@ -253,20 +253,24 @@ def openapi_schema() -> dict[str, Any]:
     }
 
 
+def _column(name: str, kind: str, path: str, description: str = "", priority: int = 0) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path}
+    if description:
+        column["description"] = description
+    if priority:
+        column["priority"] = priority
+    return column
+
+
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {
-        "name": "Model",
-        "type": "string",
-        "jsonPath": ".spec.model.version",
-        "description": "Desired model version (spec.model.version).",
-    },
-    {"name": "Stable", "type": "string", "jsonPath": ".status.stable.version", "description": "Version serving traffic."},
-    {"name": "Canary", "type": "string", "jsonPath": ".status.canary.version", "description": "Version being rolled out."},
-    {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight", "description": "Canary traffic percent."},
-    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Pending, Progressing, Ready, Degraded or Failed."},
-    {"name": "Format", "type": "string", "jsonPath": ".spec.model.format", "priority": 1, "description": "Model format."},
-    {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1, "description": "In-cluster URL."},
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    _column("Model", "string", ".spec.model.version", "Desired model version (spec.model.version)."),
+    _column("Stable", "string", ".status.stable.version", "Version serving traffic."),
+    _column("Canary", "string", ".status.canary.version", "Version being rolled out."),
+    _column("Weight", "integer", ".status.canary.weight", "Canary traffic percent."),
+    _column("Phase", "string", ".status.phase", "Pending, Progressing, Ready, Degraded or Failed."),
+    _column("Format", "string", ".spec.model.format", "Model format.", priority=1),
+    _column("URL", "string", ".status.url", "In-cluster URL.", priority=1),
+    _column("Age", "date", ".metadata.creationTimestamp"),
 ]
 
 

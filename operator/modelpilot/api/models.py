@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -49,7 +50,9 @@ MAX_NAME_LENGTH = 56
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Extended resource names are domain-prefixed, e.g. nvidia.com/gpu or nvidia.com/mig-1g.10gb.
-EXTENDED_RESOURCE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+EXTENDED_RESOURCE = (
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 # The Kubernetes resource.Quantity syntax, as kubebuilder emits it for int-or-string quantities.
 QUANTITY = (
@@ -95,7 +98,7 @@ def _rules(*pairs: tuple[str, str]) -> dict[str, Any]:
 def _duration_rules(path: str, minimum: str | None = None) -> dict[str, Any]:
     """CEL rules for a duration string: its syntax, then bounds (guarded so a bad string gives one
     readable message instead of a CEL evaluation error)."""
-    pattern = DURATION_PATTERN.replace("\\", "\\\\")
+    pattern = DURATION_PATTERN  # no backslashes: safe inside a CEL string literal
     guard = f"!self.matches('{pattern}')"
     pairs = [(f"self.matches('{pattern}')", f"{path} must be a duration with a unit, e.g. 30s, 5m or 1h30m")]
     if minimum:
@@ -533,7 +536,9 @@ class Analysis(_Model):
     )
     on_provider_error: Literal["Rollback", "Pause"] = Field(
         default="Rollback",
-        description="What maxProviderErrors consecutive metric-provider errors do: Rollback or Pause. Default Rollback.",
+        description=(
+            "What maxProviderErrors consecutive metric-provider errors do: Rollback or Pause. Default Rollback."
+        ),
     )
     max_provider_errors: int = Field(
         default=4,
@@ -673,7 +678,7 @@ class Canary(_Model):
     def _check_steps(cls, steps: list[int]) -> list[int]:
         if not all(0 < s < 100 for s in steps):
             raise ValueError("rollout.canary.steps must each be between 1 and 99")
-        if any(a >= b for a, b in zip(steps, steps[1:], strict=False)):
+        if any(a >= b for a, b in pairwise(steps)):
             raise ValueError("rollout.canary.steps must be strictly ascending")
         return steps
 
@@ -836,7 +841,9 @@ class ModelDeploymentStatus(_StatusModel):
     )
     url: str | None = Field(default=None, description="In-cluster URL of the Service <name>.", max_length=512)
     selector: str | None = Field(
-        default=None, description="Label selector of the stable pods (for the scale subresource and HPAs).", max_length=1024
+        default=None,
+        description="Label selector of the stable pods (for the scale subresource and HPAs).",
+        max_length=1024,
     )
 
 

@@ -1,0 +1,274 @@
+"""The serving Deployments: `<name>` (stable) and `<name>-canary`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelpilot.api.models import ModelDeploymentSpec, Track
+from modelpilot.resources.common import MODEL_DIR, PVC_MOUNT, TMP_DIR, BuildSettings, Obj, object_meta, quantity
+from modelpilot.resources.labels import (
+    ANNOTATION_REVISION,
+    LABEL_TRACK,
+    LABEL_VERSION,
+    common_labels,
+    label_value,
+    pod_labels,
+    selector_labels,
+)
+from modelpilot.resources.placement import placement
+from modelpilot.resources.revision import serving_revision
+
+SERVER_CONTAINER = "server"
+FETCH_CONTAINER = "fetch-model"
+PORT_NAME = "http"
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+
+# Secret keys passed to the fetch init container as env variables of the same name. All are
+# optional except the two S3 keys for s3:// URIs, whose absence should fail visibly at pod start
+# (CreateContainerConfigError naming the key) rather than as an anonymous-access error.
+STORAGE_SECRET_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+    "HTTP_AUTHORIZATION",
+)
+_S3_REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def deployment_name(name: str, track: Track) -> str:
+    return name if track == "stable" else f"{name}-canary"
+
+
+def desired_replicas(spec: ModelDeploymentSpec) -> int | None:
+    """Replicas to apply on the stable Deployment: None (leave the field to the HPA) when
+    autoscaling is set, else spec.replicas."""
+    return None if spec.autoscaling is not None else spec.replicas
+
+
+def split_pvc_uri(uri: str) -> tuple[str, str]:
+    """`pvc://claim/some/path` -> ("claim", "some/path")."""
+    rest = uri.removeprefix("pvc://")
+    claim, _, path = rest.partition("/")
+    return claim, path.strip("/")
+
+
+def model_dir(spec: ModelDeploymentSpec) -> str:
+    """Where the server finds the model: the downloaded copy, or the path inside the claim."""
+    if spec.model.uri.startswith("pvc://"):
+        _, path = split_pvc_uri(spec.model.uri)
+        return f"{PVC_MOUNT}/{path}" if path else PVC_MOUNT
+    return MODEL_DIR
+
+
+def _container_security() -> Obj:
+    # Pod Security "restricted", stated per container as well so that it holds for any pod
+    # template the containers are copied into.
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(requests: Mapping[str, Any], limits: Mapping[str, Any]) -> Obj:
+    out: Obj = {}
+    if limits:
+        out["limits"] = {k: quantity(v) for k, v in sorted(limits.items())}
+    if requests:
+        out["requests"] = {k: quantity(v) for k, v in sorted(requests.items())}
+    return out
+
+
+def _env(name: str, value: str) -> Obj:
+    return {"name": name, "value": value}
+
+
+def _storage_env(spec: ModelDeploymentSpec) -> list[Obj]:
+    ref = spec.model.storage_secret_ref
+    if ref is None:
+        return []
+    s3 = spec.model.uri.startswith("s3://")
+    return [
+        {
+            "name": key,
+            "valueFrom": {
+                "secretKeyRef": {"name": ref.name, "key": key, "optional": not (s3 and key in _S3_REQUIRED)}
+            },
+        }
+        for key in STORAGE_SECRET_KEYS
+    ]
+
+
+def _fetch_container(spec: ModelDeploymentSpec, image: str, resources: Obj) -> Obj:
+    container: Obj = {
+        "name": FETCH_CONTAINER,
+        "image": image,
+        "command": ["modelpilot"],
+        "args": ["fetch", spec.model.uri, MODEL_DIR],
+        "env": [
+            _env("MODELPILOT_MODEL_URI", spec.model.uri),
+            _env("MODELPILOT_MODEL_DIR", MODEL_DIR),
+            *_storage_env(spec),
+        ],
+    }
+    if resources:
+        container["resources"] = resources
+    container["securityContext"] = _container_security()
+    container["volumeMounts"] = [
+        {"name": "tmp", "mountPath": TMP_DIR},
+        {"name": "model", "mountPath": MODEL_DIR},
+    ]
+    return container
+
+
+def _server_container(
+    spec: ModelDeploymentSpec, *, name: str, namespace: str, track: Track, image: str, resources: Obj
+) -> Obj:
+    runtime = spec.runtime
+    directory = model_dir(spec)
+    container: Obj = {"name": SERVER_CONTAINER, "image": image}
+    if spec.model.format == "custom":
+        # A custom server keeps its own entrypoint; it gets the same env and the user's args.
+        if runtime.args:
+            container["args"] = list(runtime.args)
+    else:
+        container["command"] = ["modelpilot"]
+        container["args"] = ["serve", "--model-dir", directory, "--port", str(runtime.port), *runtime.args]
+    container["env"] = [
+        _env("MODELPILOT_MODEL_DEPLOYMENT", name),
+        _env("MODELPILOT_MODEL_NAME", name),
+        _env("MODELPILOT_MODEL_VERSION", spec.model.version),
+        _env("MODELPILOT_MODEL_URI", spec.model.uri),
+        _env("MODELPILOT_MODEL_FORMAT", spec.model.format),
+        _env("MODELPILOT_MODEL_DIR", directory),
+        _env("MODELPILOT_NAMESPACE", namespace),
+        _env("MODELPILOT_PORT", str(runtime.port)),
+        _env("MODELPILOT_TRACK", track),
+        *(_env(e.name, e.value) for e in runtime.env),
+    ]
+    container["ports"] = [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
+    container["readinessProbe"] = {
+        "httpGet": {"path": READY_PATH, "port": PORT_NAME},
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+    }
+    container["livenessProbe"] = {
+        "httpGet": {"path": LIVE_PATH, "port": PORT_NAME},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    }
+    # Large models load slowly: give startup up to 10 minutes before liveness may restart it.
+    container["startupProbe"] = {
+        "httpGet": {"path": LIVE_PATH, "port": PORT_NAME},
+        "periodSeconds": 5,
+        "failureThreshold": 120,
+    }
+    if resources:
+        container["resources"] = resources
+    container["securityContext"] = _container_security()
+    mounts: list[Obj] = [{"name": "tmp", "mountPath": TMP_DIR}]
+    if spec.model.uri.startswith("pvc://"):
+        mounts.append({"name": "model-pvc", "mountPath": PVC_MOUNT, "readOnly": True})
+    else:
+        mounts.append({"name": "model", "mountPath": MODEL_DIR, "readOnly": True})
+    container["volumeMounts"] = mounts
+    return container
+
+
+def build_pod_template(
+    spec: ModelDeploymentSpec, *, name: str, namespace: str, track: Track, settings: BuildSettings
+) -> Obj:
+    """The pod template of a serving Deployment (exposed for the rollout engine and tests)."""
+    gpu = placement(spec.accelerator, settings)
+    cpu_resources = _resources(spec.resources.requests, spec.resources.limits)
+    server_resources = _resources(
+        {**spec.resources.requests, **gpu.resources}, {**spec.resources.limits, **gpu.resources}
+    )
+    image = spec.runtime.image or settings.runtime_image_for(spec.model.format)
+    pvc = spec.model.uri.startswith("pvc://")
+
+    pod: Obj = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if not pvc:
+        fetch_image = image if spec.model.format != "custom" else (settings.fetch_image or settings.runtime_image)
+        # The init container gets the server's CPU/memory (not GPUs): the pod's effective request
+        # is the max of the two, so this costs no extra capacity and satisfies quotas.
+        pod["initContainers"] = [_fetch_container(spec, fetch_image, cpu_resources)]
+    pod["containers"] = [
+        _server_container(spec, name=name, namespace=namespace, track=track, image=image, resources=server_resources)
+    ]
+    if gpu.node_selector:
+        pod["nodeSelector"] = dict(sorted(gpu.node_selector.items()))
+    if gpu.tolerations:
+        pod["tolerations"] = gpu.tolerations
+    volumes: list[Obj] = [{"name": "tmp", "emptyDir": {}}]
+    if pvc:
+        claim, _ = split_pvc_uri(spec.model.uri)
+        volumes.append({"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    else:
+        volumes.append({"name": "model", "emptyDir": {}})
+    pod["volumes"] = volumes
+
+    return {
+        "metadata": {
+            "labels": pod_labels(name, track, spec.model.version),
+            "annotations": {ANNOTATION_REVISION: serving_revision(spec)},
+        },
+        "spec": pod,
+    }
+
+
+def build_deployment(
+    spec: ModelDeploymentSpec,
+    *,
+    name: str,
+    namespace: str,
+    owner: Mapping[str, Any],
+    settings: BuildSettings,
+    track: Track = "stable",
+    replicas: int | None,
+) -> Obj:
+    """Deployment `<name>` (stable) or `<name>-canary` running `spec`'s serving template.
+
+    `replicas=None` leaves the field out entirely, so server-side apply never takes it from the
+    HPA (use `desired_replicas(spec)` for the stable track). Rolling updates surge one pod and
+    never take one away first (maxUnavailable 0), so even a single replica upgrades without
+    downtime.
+    """
+    labels = {**common_labels(name), LABEL_TRACK: track, LABEL_VERSION: label_value(spec.model.version)}
+    body: Obj = {}
+    if replicas is not None:
+        if replicas < 0:
+            raise ValueError("replicas must not be negative")
+        body["replicas"] = replicas
+    body["revisionHistoryLimit"] = settings.revision_history_limit
+    body["selector"] = {"matchLabels": selector_labels(name, track)}
+    body["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    body["template"] = build_pod_template(spec, name=name, namespace=namespace, track=track, settings=settings)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(
+            deployment_name(name, track),
+            namespace,
+            labels,
+            owner,
+            annotations={ANNOTATION_REVISION: serving_revision(spec)},
+        ),
+        "spec": body,
+    }

@@ -1,0 +1,61 @@
+"""The Services: `<name>` (what clients call), `<name>-stable` and `<name>-canary` (per track,
+for metrics, debugging and Gateway API backends)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelpilot.api.models import ModelDeploymentSpec, Track
+from modelpilot.resources.common import BuildSettings, Obj, object_meta
+from modelpilot.resources.deployment import PORT_NAME
+from modelpilot.resources.labels import LABEL_TRACK, common_labels, selector_labels
+
+SERVICE_PORT = 80
+
+
+def service_name(name: str, track: Track | None = None) -> str:
+    return name if track is None else f"{name}-{track}"
+
+
+def service_url(name: str, namespace: str, cluster_domain: str = "cluster.local") -> str:
+    """In-cluster URL of the main Service (what `status.url` reports)."""
+    return f"http://{name}.{namespace}.svc.{cluster_domain}"
+
+
+def _service(
+    name: str, namespace: str, owner: Mapping[str, Any], labels: dict[str, str], selector: dict[str, str]
+) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(name, namespace, labels, owner),
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def build_services(
+    spec: ModelDeploymentSpec,
+    *,
+    name: str,
+    namespace: str,
+    owner: Mapping[str, Any],
+    settings: BuildSettings | None = None,
+) -> list[Obj]:
+    """`<name>`, `<name>-stable`, `<name>-canary`, in that order.
+
+    With replica routing `<name>` selects both tracks (traffic splits by pod count); with Gateway
+    API routing it selects stable only, so in-cluster callers that bypass the gateway never reach
+    an unproven canary.
+    """
+    del settings  # same signature as the other builders; Services need no operator setting
+    gateway = spec.rollout.canary.traffic_routing.gateway_api is not None
+    main_selector = selector_labels(name, "stable" if gateway else None)
+    services = [_service(service_name(name), namespace, owner, common_labels(name), main_selector)]
+    for track in ("stable", "canary"):
+        labels = {**common_labels(name), LABEL_TRACK: track}
+        services.append(_service(service_name(name, track), namespace, owner, labels, selector_labels(name, track)))
+    return services
