@@ -13,11 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from modelpilot.analysis.queries import QueryError, check_syntax
 from modelpilot.api.models import ModelDeploymentSpec, SpecError, parse_spec
 from modelpilot.drift import differences
-from modelpilot.k8s.client import GROUP, KIND, VERSION, Kube
-from modelpilot.resources import BuildSettings, desired_children, serving_revision, service_url
-from modelpilot.resources.placement import accelerator_resource
+from modelpilot.k8s.client import BOOTSTRAP_FIELD_MANAGER, GROUP, KIND, VERSION, Kube
+from modelpilot.resources import (
+    BuildSettings,
+    accelerator_resource,
+    desired_children,
+    service_url,
+    serving_revision,
+    unwanted_children,
+)
 from modelpilot.settings import OperatorSettings
 from modelpilot.status import (
     Accelerator,
@@ -31,18 +38,26 @@ from modelpilot.status import (
 log = logging.getLogger("modelpilot.reconcile")
 
 API_VERSION = f"{GROUP}/{VERSION}"
+WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable"})
 MANAGED_BY = "app.kubernetes.io/managed-by=modelpilot"
-
-# Children that may exist from an earlier spec and must go when no longer desired.
-OPTIONAL_CHILDREN: tuple[tuple[str, str, str], ...] = (
-    ("autoscaling/v2", "HorizontalPodAutoscaler", "{name}"),
-)
-
 
 def decision(ns: str, name: str, what: str, **fields: Any) -> None:
     """One structured log line per decision, always naming the ModelDeployment."""
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
     log.info("%s/%s %s %s", ns, name, what, detail)
+
+
+def check_queries(spec: ModelDeploymentSpec) -> None:
+    """What CEL cannot check: the PromQL of custom metrics. Raises SpecError naming the metric."""
+    problems = []
+    for i, metric in enumerate(spec.rollout.canary.analysis.metrics):
+        if metric.query:
+            try:
+                check_syntax(metric.query)
+            except QueryError as err:
+                problems.append(f"spec.rollout.canary.analysis.metrics[{i}].query ({metric.name}): {err}")
+    if problems:
+        raise SpecError("invalid ModelDeployment spec: " + "; ".join(problems), problems)
 
 
 @dataclass
@@ -53,7 +68,8 @@ class Reconciler:
 
     def build_settings(self) -> BuildSettings:
         return BuildSettings(gpu_product_label=self.settings.gpu_product_label,
-                             runtime_image=self.settings.runtime_image)
+                             runtime_image=self.settings.runtime_image,
+                             cluster_domain=self.settings.cluster_domain)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         md = self.kube.get(API_VERSION, KIND, namespace, name)
@@ -65,6 +81,7 @@ class Reconciler:
 
         try:
             spec = parse_spec(md.get("spec"))
+            check_queries(spec)
         except SpecError as err:
             decision(namespace, name, "invalid-spec", reason=str(err))
             observation = Observation(generation=generation, version="", revision="",
@@ -73,14 +90,12 @@ class Reconciler:
             return None
 
         owner = {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": meta["uid"]}
-        children = desired_children(name, namespace, spec, owner, self.build_settings())
+        children = desired_children(spec, name=name, namespace=namespace, owner=owner,
+                                    settings=self.build_settings())
         for child in children:
-            self._ensure(namespace, name, child)
-        wanted = {(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in children}
-        for api_version, kind, pattern in OPTIONAL_CHILDREN:
-            child_name = pattern.format(name=name)
-            if (api_version, kind, child_name) not in wanted:
-                self._delete_if_owned(namespace, name, api_version, kind, child_name, meta["uid"])
+            self._ensure(namespace, name, child, spec)
+        for api_version, kind, child_name in unwanted_children(spec, name=name):
+            self._delete_if_owned(namespace, name, api_version, kind, child_name, meta["uid"])
 
         stable = self.kube.get("apps/v1", "Deployment", namespace, name)
         pods = self.kube.list("v1", "Pod", namespace,
@@ -98,10 +113,16 @@ class Reconciler:
         return None
 
     # -- children ------------------------------------------------------------------------------
-    def _ensure(self, namespace: str, name: str, child: dict[str, Any]) -> None:
+    def _ensure(self, namespace: str, name: str, child: dict[str, Any], spec: ModelDeploymentSpec) -> None:
         meta = child["metadata"]
         live = self.kube.get(child["apiVersion"], child["kind"], meta["namespace"], meta["name"])
         if live is None:
+            if child["kind"] == "Deployment" and spec.autoscaling is not None and "replicas" not in child["spec"]:
+                # Start an autoscaled Deployment at minReplicas (an HPA without metrics yet would
+                # leave it at 1) under a separate field manager, so the operator's own apply
+                # never owns replicas and never fights the HPA.
+                first = {**child, "spec": {**child["spec"], "replicas": spec.autoscaling.min_replicas or 1}}
+                self.kube.apply(first, field_manager=BOOTSTRAP_FIELD_MANAGER)
             self.kube.apply(child)
             decision(namespace, name, "created", kind=child["kind"], child=meta["name"])
             return
@@ -145,11 +166,10 @@ class Reconciler:
         if patch is None:
             return
         self.kube.patch_status(namespace, name, patch)
+        # One Event per change of the Ready condition (status or reason), never one per resync.
         for cond in transitions(current.get("conditions") or [], conditions):
-            if cond["type"] == "Ready" or cond["status"] == "True" and cond["type"] == "Degraded":
-                event_type = "Normal" if cond["type"] == "Ready" and cond["status"] == "True" else "Warning"
-                if cond["reason"] in ("Pending", "RollingUpdate", "Creating"):
-                    event_type = "Normal"
+            if cond["type"] == "Ready":
+                event_type = "Warning" if cond["reason"] in WARNING_REASONS else "Normal"
                 self.kube.post_event(md, event_type, cond["reason"], cond["message"] or cond["reason"])
         decision(namespace, name, "status", phase=result.phase,
                  ready=next(c["status"] for c in conditions if c["type"] == "Ready"),

@@ -33,27 +33,63 @@ def metrics(*items: dict[str, Any]) -> dict[str, Any]:
 
 # (id, spec, message expected in the error)
 INVALID: list[tuple[str, dict[str, Any], str]] = [
-    ("min-over-max", spec(autoscaling={"minReplicas": 5, "maxReplicas": 2}), "autoscaling.minReplicas must be <= maxReplicas"),
+    (
+        "min-over-max",
+        spec(autoscaling={"minReplicas": 5, "maxReplicas": 2}),
+        "autoscaling.minReplicas must be <= maxReplicas",
+    ),
     ("steps-descending", canary(steps=[50, 10]), "rollout.canary.steps must be strictly ascending"),
     ("steps-duplicate", canary(steps=[10, 10, 50]), "rollout.canary.steps must be strictly ascending"),
     ("steps-zero", canary(steps=[0, 50]), "rollout.canary.steps must each be between 1 and 99"),
     ("steps-hundred", canary(steps=[50, 100]), "rollout.canary.steps must each be between 1 and 99"),
-    ("uri-scheme", spec(model_uri="ftp://host/model"), "model.uri must start with file://, http://, https://, s3://, gs:// or pvc://"),
+    (
+        "uri-scheme",
+        spec(model_uri="ftp://host/model"),
+        "model.uri must start with file://, http://, https://, s3://, gs:// or pvc://",
+    ),
     ("uri-pvc-claim", spec(model_uri="pvc://Bad_Claim/x"), "model.uri pvc:// must name a PersistentVolumeClaim"),
     ("interval-no-unit", canary(interval="30"), "rollout.canary.interval must be a duration with a unit"),
     ("interval-short", canary(interval="3s"), "rollout.canary.interval must be at least 5s"),
     ("interval-long", canary(interval="200h"), "rollout.canary.interval must be at most 168h"),
     ("initial-delay-no-unit", canary(initialDelay="10"), "rollout.canary.initialDelay must be a duration with a unit"),
     ("deadline-short", canary(progressDeadline="10s"), "rollout.canary.progressDeadline must be at least 30s"),
-    ("metric-no-threshold", metrics({"name": "error-rate"}), "a metric needs at least one of max, min or compareToStable"),
-    ("metric-query-and-template", metrics({"name": "x", "query": "up", "template": "error-rate", "max": 1}), "a metric may set query or template, not both"),
-    ("metric-custom-no-query", metrics({"name": "custom-x", "max": 1}), "a metric that is not built in (error-rate, latency-p99) needs a query or a template"),
+    (
+        "metric-no-threshold",
+        metrics({"name": "error-rate"}),
+        "a metric needs at least one of max, min or compareToStable",
+    ),
+    (
+        "metric-query-and-template",
+        metrics({"name": "x", "query": "up", "template": "error-rate", "max": 1}),
+        "a metric may set query or template, not both",
+    ),
+    (
+        "metric-custom-no-query",
+        metrics({"name": "custom-x", "max": 1}),
+        "a metric that is not built in (error-rate, latency-p99) needs a query or a template",
+    ),
     ("metric-min-over-max", metrics({"name": "error-rate", "min": 5, "max": 1}), "a metric's min must be <= its max"),
-    ("compare-empty", metrics({"name": "slow", "template": "latency-p99", "compareToStable": {}}), "compareToStable needs maxRatio or maxIncrease"),
-    ("routing-both", canary(trafficRouting={"replicas": {}, "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}), "trafficRouting must set either replicas or gatewayAPI, not both"),
+    (
+        "compare-empty",
+        metrics({"name": "slow", "template": "latency-p99", "compareToStable": {}}),
+        "compareToStable needs maxRatio or maxIncrease",
+    ),
+    (
+        "routing-both",
+        canary(trafficRouting={"replicas": {}, "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}),
+        "trafficRouting must set either replicas or gatewayAPI, not both",
+    ),
     ("custom-no-image", spec(model_format="custom"), "runtime.image is required when model.format is custom"),
-    ("reserved-env", spec(runtime={"env": [{"name": "MODELPILOT_TRACK", "value": "x"}]}), "runtime.env must not set variables the operator sets"),
-    ("toleration-exists-value", spec(accelerator={"vendor": "nvidia", "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}), "toleration value must be empty when operator is Exists"),
+    (
+        "reserved-env",
+        spec(runtime={"env": [{"name": "MODELPILOT_TRACK", "value": "x"}]}),
+        "runtime.env must not set variables the operator sets",
+    ),
+    (
+        "toleration-exists-value",
+        spec(accelerator={"vendor": "nvidia", "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}),
+        "toleration value must be empty when operator is Exists",
+    ),
 ]
 
 # Invalid specs the *schema* (not CEL) rejects: (id, spec, JSON path of the bad field).
@@ -67,7 +103,11 @@ INVALID_SCHEMA: list[tuple[str, dict[str, Any], str]] = [
     ("quantity", spec(resources={"requests": {"cpu": "lots"}}), "spec.resources.requests.cpu"),
     ("replicas-negative", spec(replicas=-1), "spec.replicas"),
     ("strategy", spec(rollout={"strategy": "BlueGreen"}), "spec.rollout.strategy"),
-    ("inconclusive-policy", canary(analysis={"onInconclusive": "Ignore"}), "spec.rollout.canary.analysis.onInconclusive"),
+    (
+        "inconclusive-policy",
+        canary(analysis={"onInconclusive": "Ignore"}),
+        "spec.rollout.canary.analysis.onInconclusive",
+    ),
 ]
 
 VALID: list[tuple[str, dict[str, Any]]] = [
@@ -81,7 +121,12 @@ VALID: list[tuple[str, dict[str, Any]]] = [
                 "format": "xgboost",
                 "storageSecretRef": {"name": "s3-creds"},
             },
-            "runtime": {"image": "example.com/rt:1", "port": 9000, "env": [{"name": "LOG_LEVEL", "value": "debug"}], "args": ["--workers", "2"]},
+            "runtime": {
+                "image": "example.com/rt:1",
+                "port": 9000,
+                "env": [{"name": "LOG_LEVEL", "value": "debug"}],
+                "args": ["--workers", "2"],
+            },
             "replicas": 2,
             "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi", "cpu": 2}},
             "accelerator": {
@@ -109,11 +154,20 @@ VALID: list[tuple[str, dict[str, Any]]] = [
                         "metrics": [
                             {"name": "error-rate", "max": 1},
                             {"name": "latency-p99", "max": 500},
-                            {"name": "slower-than-stable", "template": "latency-p99", "compareToStable": {"maxRatio": 1.2}},
+                            {
+                                "name": "slower-than-stable",
+                                "template": "latency-p99",
+                                "compareToStable": {"maxRatio": 1.2},
+                            },
                             {"name": "custom-x", "query": "sum(up{namespace={{namespace}}})", "min": 1, "max": 3},
                         ],
                     },
-                    "trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw", "namespace": "infra", "sectionName": "https"}], "hostnames": ["fraud.example.com"]}},
+                    "trafficRouting": {
+                        "gatewayAPI": {
+                            "parentRefs": [{"name": "gw", "namespace": "infra", "sectionName": "https"}],
+                            "hostnames": ["fraud.example.com"],
+                        }
+                    },
                 },
             },
             "paused": True,

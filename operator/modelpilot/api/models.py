@@ -204,9 +204,9 @@ class ModelSource(_Model):
         default=None,
         description=(
             "Secret with storage credentials, passed only to the model-fetch init container as env "
-            "variables from these optional keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-            "AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS_JSON, "
-            "HTTP_AUTHORIZATION."
+            "variables from the keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (both required for s3:// "
+            "URIs), AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS_JSON "
+            "and HTTP_AUTHORIZATION (optional)."
         ),
     )
 
@@ -771,8 +771,8 @@ class ModelDeploymentSpec(_Model):
 class StableStatus(_StatusModel):
     """The revision serving production traffic."""
 
-    version: str | None = Field(default=None, description="spec.model.version of the stable revision.")
-    revision: str | None = Field(default=None, description="Hash of the stable serving template.")
+    version: str | None = Field(default=None, description="spec.model.version of the stable revision.", max_length=128)
+    revision: str | None = Field(default=None, description="Hash of the stable serving template.", max_length=64)
     replicas: int | None = Field(default=None, description="Pods of the stable Deployment.", ge=0)
     ready_replicas: int | None = Field(default=None, description="Ready pods of the stable Deployment.", ge=0)
 
@@ -794,8 +794,8 @@ class AnalysisRecord(_StatusModel):
 class CanaryStatus(_StatusModel):
     """The rollout in progress, if any."""
 
-    version: str | None = Field(default=None, description="spec.model.version of the canary revision.")
-    revision: str | None = Field(default=None, description="Hash of the canary serving template.")
+    version: str | None = Field(default=None, description="spec.model.version of the canary revision.", max_length=128)
+    revision: str | None = Field(default=None, description="Hash of the canary serving template.", max_length=64)
     weight: int | None = Field(default=None, description="Current canary traffic weight in percent.", ge=0, le=100)
     step: int | None = Field(default=None, description="Index into spec.rollout.canary.steps.", ge=0)
     failed_checks: int | None = Field(default=None, description="Failed analyses so far in this rollout.", ge=0)

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="run the operator against the current kubeconfig or in-cluster config")
     op.add_argument("--namespace", action="append", help="watch only this namespace (repeatable); default: all")
     op.add_argument("--prometheus-url", help=f"Prometheus base URL (env {ENV_PREFIX}PROMETHEUS_URL)")
-    op.add_argument("--gpu-product-label", help=f"node label holding the GPU product (env {ENV_PREFIX}GPU_PRODUCT_LABEL)")
+    op.add_argument("--gpu-product-label", help=f"node label with the GPU product (env {ENV_PREFIX}GPU_PRODUCT_LABEL)")
     op.add_argument("--runtime-image", help=f"default model-server image (env {ENV_PREFIX}RUNTIME_IMAGE)")
     op.add_argument("--resync-seconds", type=float, help=f"safety resync period (env {ENV_PREFIX}RESYNC_SECONDS)")
     op.add_argument("--metrics-port", type=int, help=f"port of the operator's /metrics (env {ENV_PREFIX}METRICS_PORT)")

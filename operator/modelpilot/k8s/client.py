@@ -22,6 +22,8 @@ from kubernetes.client.exceptions import ApiException
 from modelpilot import __version__
 
 FIELD_MANAGER = "modelpilot"
+# Sets only the first replica count of an autoscaled Deployment; the HPA owns it from then on.
+BOOTSTRAP_FIELD_MANAGER = "modelpilot-bootstrap"
 USER_AGENT = f"modelpilot/{__version__}"
 GROUP = "modelpilot.io"
 VERSION = "v1alpha1"
@@ -85,10 +87,15 @@ class Kube:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         for attempt in range(1, self.max_attempts + 1):
             try:
-                response = self.api.call_api(
-                    path, method, query_params=query or [], header_params=headers, body=body,
-                    auth_settings=["BearerToken"], _preload_content=False, _request_timeout=30)
-                data = response[0].data
+                method_, url, header_params, body_, _ = self.api.param_serialize(
+                    method, path, query_params=query or [], header_params=dict(headers), body=body,
+                    auth_settings=["BearerToken"])
+                response = self.api.call_api(method_, url, header_params=header_params, body=body_,
+                                             _request_timeout=30)
+                data = response.read()
+                if not 200 <= response.status < 300:
+                    text = data.decode("utf-8", "replace") if data else ""
+                    raise ApiException.from_response(http_resp=response, body=text, data=None)
                 return json.loads(data) if data else None
             except ApiException as err:
                 if err.status not in RETRYABLE or attempt == self.max_attempts:
@@ -116,13 +123,13 @@ class Kube:
         return list((self.request("GET", "/api/v1/nodes") or {}).get("items") or [])
 
     # -- writes ------------------------------------------------------------------------------
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply, forcing ownership of exactly the fields in `obj`."""
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         self.writes += 1
         return self.request("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
-                            query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+                            query=[("fieldManager", field_manager), ("force", "true")])
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         try:

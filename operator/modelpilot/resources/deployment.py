@@ -87,7 +87,8 @@ def _resources(requests: Mapping[str, Any], limits: Mapping[str, Any]) -> Obj:
 
 
 def _env(name: str, value: str) -> Obj:
-    return {"name": name, "value": value}
+    # The API server drops an empty value (omitempty); leaving it out keeps drift checks quiet.
+    return {"name": name, "value": value} if value else {"name": name}
 
 
 def _storage_env(spec: ModelDeploymentSpec) -> list[Obj]:
