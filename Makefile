@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
 KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
 E2E_WORKERS ?= 4
+KUBECTL = $$($(PY) hack/testbed.py bin)/kubectl
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -40,6 +41,24 @@ cluster-down: ## stop every cluster process and remove .cluster/
 lint: venv ## ruff
 	$(VENV)/bin/ruff check .
 
+.PHONY: crds
+crds: venv ## regenerate crds/ and docs/api.md from the pydantic models
+	$(PY) -m modelpilot.api.crd
+	$(PY) -m modelpilot.api.docs
+
+.PHONY: check-crds
+check-crds: venv ## fail when the committed CRD or docs/api.md is stale
+	$(PY) -m modelpilot.api.crd --check
+	$(PY) -m modelpilot.api.docs --check
+
+.PHONY: run
+run: ## run the operator in the foreground (local cluster, or $$KUBECONFIG when set)
+	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) --no-print-directory cluster-up; fi
+	@export KUBECONFIG=$${KUBECONFIG:-$(KUBECONFIG_LOCAL)}; \
+	  $(KUBECTL) apply --server-side --force-conflicts -f crds/ && \
+	  $(KUBECTL) wait --for=condition=Established --timeout=60s crd/modeldeployments.modelpilot.io && \
+	  exec $(VENV)/bin/modelpilot operator $(OPERATOR_ARGS)
+
 .PHONY: unit
 unit: venv ## pure unit tests
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
@@ -49,7 +68,7 @@ e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECO
 	$(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv binaries lint unit e2e ## everything: set-up, lint, unit and e2e tests
+test: venv binaries lint check-crds unit e2e ## everything: set-up, lint, unit and e2e tests
 
 .PHONY: demo
 demo: cluster-up ## bring the cluster up and show the nodes with their GPUs

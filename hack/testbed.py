@@ -427,7 +427,7 @@ def prometheus(config: dict[str, Any], workdir: Path | None = None) -> Iterator[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["build", "up", "down", "status", "nodes"])
+    parser.add_argument("command", choices=["build", "bin", "up", "down", "status", "nodes"])
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("MODELPILOT_CLUSTER_DIR",
                                                                              DEFAULT_WORKDIR)))
     parser.add_argument("--name", default=DEFAULT_NAME)
@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(workdir=args.workdir.resolve(), name=args.name)
     if args.command == "build":
         print(binaries(build=True))
+    elif args.command == "bin":
+        print(binaries(build=False))
     elif args.command == "up":
         cluster.up()
     elif args.command == "down":

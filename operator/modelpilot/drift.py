@@ -38,6 +38,8 @@ def quantity(value: str | int | float) -> Decimal | None:
 
 
 def _scalar_equal(want: Any, have: Any) -> bool:
+    if isinstance(want, bool) != isinstance(have, bool):
+        return False  # True == 1 in Python, not in JSON
     if want == have:
         return True
     if isinstance(want, str | int | float) and isinstance(have, str | int | float):

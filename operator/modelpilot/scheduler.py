@@ -102,17 +102,19 @@ class Scheduler(Generic[K]):
     async def _worker(self, index: int) -> None:
         while True:
             key = await self._ready.get()
-            delay: float | None
+            next_run: float
             try:
                 delay = await self._reconcile(key)
                 self._failures.pop(key, None)
+                next_run = self._resync if delay is None else min(delay, self._resync)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # A failing key backs off (never faster than the backoff, whatever the resync).
                 failures = self._failures.get(key, 0)
                 self._failures[key] = failures + 1
-                delay = self._backoff[min(failures, len(self._backoff) - 1)]
-                log.exception("reconcile of %s failed; retrying in %.1fs", key, delay)
+                next_run = self._backoff[min(failures, len(self._backoff) - 1)]
+                log.exception("reconcile of %s failed; retrying in %.2fs", key, next_run)
             finally:
                 self.reconciles += 1
                 self._processing.discard(key)
@@ -120,4 +122,4 @@ class Scheduler(Generic[K]):
                 self._dirty.discard(key)
                 self.enqueue(key)
             if key in self._known:
-                self.enqueue(key, self._resync if delay is None else min(delay, self._resync))
+                self.enqueue(key, next_run)
