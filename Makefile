@@ -71,10 +71,5 @@ e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECO
 test: venv binaries lint check-crds unit e2e ## everything: set-up, lint, unit and e2e tests
 
 .PHONY: demo
-demo: cluster-up ## bring the cluster up and show the nodes with their GPUs
-	@echo
-	@echo "The local cluster is up. Nodes and their GPUs:"
-	@$(PY) hack/testbed.py nodes --workdir $(CLUSTER_DIR)
-	@echo
-	@echo "Explore with: export KUBECONFIG=$(KUBECONFIG_LOCAL)"
-	@echo "Stop it with: make cluster-down"
+demo: cluster-up ## the operator on the local cluster serving examples/ (stays up: make cluster-down)
+	$(PY) hack/demo.py

@@ -288,6 +288,11 @@ class Cluster:
     def down(self) -> None:
         """Stop every process of the cluster and remove its state."""
         pids, ports = self.processes(), self.ports()
+        # The demo's operator runs beside the cluster; it goes too.
+        operator_pid = self.workdir / "operator.pid"
+        if operator_pid.exists():
+            with contextlib.suppress(ValueError, OSError):
+                pids.append(int(operator_pid.read_text().strip()))
         if self.cluster_dir.exists():
             result = self.kwokctl("delete", "cluster", check=False)
             if result.returncode != 0:
