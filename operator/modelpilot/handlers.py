@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from modelpilot import metrics
 from modelpilot.k8s.client import GROUP, PLURAL, VERSION, Kube
 from modelpilot.reconciler import Reconciler
 from modelpilot.scheduler import Scheduler
@@ -55,10 +56,18 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     reconciler = Reconciler(kube=Kube.from_environment(), settings=config)
 
     async def reconcile(key: Key) -> float | None:
-        return await asyncio.to_thread(reconciler.reconcile, *key)
+        with metrics.RECONCILE_SECONDS.time():
+            try:
+                delay = await asyncio.to_thread(reconciler.reconcile, *key)
+            except Exception:
+                metrics.RECONCILES.labels("error").inc()
+                raise
+        metrics.RECONCILES.labels("ok").inc()
+        return delay
 
     scheduler: Scheduler[Key] = Scheduler(reconcile, resync_seconds=config.resync_seconds, workers=config.workers)
     scheduler.start()
+    metrics.serve(config.metrics_port)
     runtime.scheduler, runtime.reconciler = scheduler, reconciler
     log.info("modelpilot started: resync=%ss workers=%s namespaces=%s", config.resync_seconds, config.workers,
              ",".join(config.namespaces) or "*")

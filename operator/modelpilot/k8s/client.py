@@ -20,6 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelpilot import __version__
+from modelpilot.metrics import API_WRITES
 
 FIELD_MANAGER = "modelpilot"
 # Sets only the first replica count of an autoscaled Deployment; the HPA owns it from then on.
@@ -81,6 +82,10 @@ class Kube:
             config.load_kube_config()
         return cls(client.ApiClient())
 
+    def _count(self, write: str) -> None:
+        self.writes += 1
+        API_WRITES.labels(write).inc()
+
     # -- raw ---------------------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
                 query: list[tuple[str, str]] | None = None) -> Any:
@@ -127,13 +132,13 @@ class Kube:
         """Server-side apply, forcing ownership of exactly the fields in `obj`."""
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        self.writes += 1
+        self._count("apply")
         return self.request("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
                             query=[("fieldManager", field_manager), ("force", "true")])
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         try:
-            self.writes += 1
+            self._count("delete")
             self.request("DELETE", _path(api_version, kind, namespace, name),
                          body={"propagationPolicy": "Background"})
             return True
@@ -145,7 +150,7 @@ class Kube:
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource; keys set to None are removed."""
         path = _path(f"{GROUP}/{VERSION}", KIND, namespace, name, sub="status")
-        self.writes += 1
+        self._count("status")
         return self.request("PATCH", path, body={"status": status},
                             content_type="application/merge-patch+json",
                             query=[("fieldManager", FIELD_MANAGER)])
@@ -164,7 +169,7 @@ class Kube:
             "reportingInstance": FIELD_MANAGER,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
-        self.writes += 1
+        self._count("event")
         try:
             self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
         except ApiException as err:  # an Event is best effort: never fail a reconcile for it
