@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -33,6 +34,9 @@ def _operator(args: argparse.Namespace) -> int:
     import modelpilot.handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    if not args.verbose:
+        # Kopf logs every handler call at INFO; our own decision lines are what operators read.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(standalone=True, clusterwide=not settings.namespaces, namespaces=list(settings.namespaces),
              liveness_endpoint=args.liveness)
     return 0
