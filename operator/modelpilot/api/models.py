@@ -775,6 +775,9 @@ class StableStatus(_StatusModel):
     revision: str | None = Field(default=None, description="Hash of the stable serving template.", max_length=64)
     replicas: int | None = Field(default=None, description="Pods of the stable Deployment.", ge=0)
     ready_replicas: int | None = Field(default=None, description="Ready pods of the stable Deployment.", ge=0)
+    template: ServingTemplate | None = Field(
+        default=None, description="The stable serving template (model, runtime, resources, accelerator)."
+    )
 
 
 class AnalysisRecord(_StatusModel):
@@ -782,28 +785,62 @@ class AnalysisRecord(_StatusModel):
 
     time: datetime = Field(description="When the measurement was taken (RFC 3339).")
     metric: str = Field(description="Metric name.", max_length=63)
-    value: float | None = Field(default=None, description="Measured value (absent when there was no data).")
+    value: float | None = Field(
+        default=None, description="Measured value (absent when there was no data or it was NaN or infinite)."
+    )
     threshold: str | None = Field(
         default=None, description="The limit it was judged against, e.g. '<= 1' or 'ratio <= 1.2'.", max_length=128
     )
     verdict: Literal["Pass", "Fail", "Inconclusive", "Error"] = Field(
         description="Pass, Fail, Inconclusive (no data or too few requests) or Error (provider error)."
     )
+    detail: str | None = Field(
+        default=None,
+        description="Why, when the value alone does not say: no data, NaN, +Inf, too few requests, provider error.",
+        max_length=512,
+    )
 
 
 class CanaryStatus(_StatusModel):
     """The rollout in progress, if any."""
 
+    state: Literal["Progressing", "Paused", "Promoting", "RolledBack"] | None = Field(
+        default=None,
+        description="Progressing (waiting for Ready, then analysing), Paused (spec.paused or a policy; needs an "
+        "action), Promoting (stable takes the canary's template) or RolledBack (until a new revision or retry).",
+    )
     version: str | None = Field(default=None, description="spec.model.version of the canary revision.", max_length=128)
     revision: str | None = Field(default=None, description="Hash of the canary serving template.", max_length=64)
     weight: int | None = Field(default=None, description="Current canary traffic weight in percent.", ge=0, le=100)
-    step: int | None = Field(default=None, description="Index into spec.rollout.canary.steps.", ge=0)
+    step: int | None = Field(
+        default=None, description="Index into spec.rollout.canary.steps; -1 until the canary is Ready.", ge=-1
+    )
     failed_checks: int | None = Field(default=None, description="Failed analyses so far in this rollout.", ge=0)
     provider_errors: int | None = Field(default=None, description="Consecutive metric-provider errors.", ge=0)
     started_at: datetime | None = Field(default=None, description="When this canary started (RFC 3339).")
+    ready_at: datetime | None = Field(default=None, description="When the canary first became Ready.")
+    last_progress_at: datetime | None = Field(
+        default=None, description="Start or last step change: progressDeadline counts from here."
+    )
+    last_analysis_at: datetime | None = Field(default=None, description="When the last analysis ran.")
+    paused_by: Literal["spec", "inconclusive", "provider-error"] | None = Field(
+        default=None, description="What paused the canary (state Paused)."
+    )
+    reason: str | None = Field(default=None, description="CamelCase reason of the last decision.", max_length=64)
+    message: str | None = Field(default=None, description="The last decision, in words.", max_length=2048)
     analyses: list[AnalysisRecord] = Field(
         default_factory=list, description="The last 10 measurements, oldest first.", max_length=10
     )
+
+
+class ServingTemplate(_StatusModel):
+    """The serving part of a spec (what the revision hashes): kept for the stable track, so the stable
+    Deployment keeps its template while a canary runs a newer one, and after an operator restart."""
+
+    model: ModelSource = Field(description="The stable model.")
+    runtime: Runtime | None = Field(default=None, description="The stable model-server container.")
+    resources: Resources | None = Field(default=None, description="The stable container resources.")
+    accelerator: Accelerator | None = Field(default=None, description="The stable GPU placement.")
 
 
 class Condition(_StatusModel):

@@ -1,0 +1,1 @@
+"""The canary rollout: a pure state machine and its (de)serialisation to status.canary."""

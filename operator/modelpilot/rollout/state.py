@@ -1,0 +1,89 @@
+"""CanaryState <-> status.canary (camelCase dicts), and CanaryConfig from the parsed spec. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from modelpilot.api.models import ModelDeploymentSpec
+from modelpilot.rollout.machine import CanaryConfig, CanaryState, Measurement
+
+
+def config_from_spec(spec: ModelDeploymentSpec) -> CanaryConfig:
+    canary = spec.rollout.canary
+    analysis = canary.analysis
+    return CanaryConfig(
+        steps=tuple(canary.steps),
+        interval=canary.interval_seconds,
+        initial_delay=canary.initial_delay_seconds,
+        failure_threshold=canary.failure_threshold,
+        progress_deadline=canary.progress_deadline_seconds,
+        on_inconclusive=analysis.on_inconclusive,
+        on_provider_error=analysis.on_provider_error,
+        max_provider_errors=analysis.max_provider_errors,
+    )
+
+
+def stamp(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def measurement_to_status(m: Measurement) -> dict[str, Any]:
+    record: dict[str, Any] = {"time": stamp(m.time), "metric": m.metric, "threshold": m.threshold,
+                              "verdict": m.verdict}
+    if m.value is not None and math.isfinite(m.value):
+        record["value"] = round(m.value, 6)
+    detail = m.detail
+    if m.value is not None and not math.isfinite(m.value):
+        detail = (f"value {m.value}; " + detail) if detail else f"value {m.value}"
+    if detail:
+        record["detail"] = detail[:512]
+    return record
+
+
+def measurement_from_status(record: dict[str, Any]) -> Measurement:
+    return Measurement(time=parse_time(record["time"]) or dt.datetime.now(dt.UTC), metric=record["metric"],
+                       value=record.get("value"), threshold=record.get("threshold") or "",
+                       verdict=record["verdict"], detail=record.get("detail") or "")
+
+
+def to_status(canary: CanaryState) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "state": canary.state, "version": canary.version, "revision": canary.revision, "weight": canary.weight,
+        "step": canary.step, "failedChecks": canary.failed_checks, "providerErrors": canary.provider_errors,
+        "startedAt": stamp(canary.started_at), "lastProgressAt": stamp(canary.last_progress_at),
+        "readyAt": stamp(canary.ready_at), "lastAnalysisAt": stamp(canary.last_analysis_at),
+        "pausedBy": canary.paused_by or None, "reason": canary.reason or None,
+        "message": canary.message[:2048] or None,
+        "analyses": [measurement_to_status(m) for m in canary.analyses],
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def from_status(status: dict[str, Any] | None) -> CanaryState | None:
+    """The canary state in `status.canary`; None when there is none (or it is unreadable)."""
+    if not status or not status.get("state") or not status.get("revision"):
+        return None
+    try:
+        started = parse_time(status.get("startedAt")) or dt.datetime.now(dt.UTC)
+        return CanaryState(
+            state=status["state"], version=status.get("version", ""), revision=status["revision"],
+            started_at=started, last_progress_at=parse_time(status.get("lastProgressAt")) or started,
+            step=int(status.get("step", -1)), weight=int(status.get("weight", 0)),
+            failed_checks=int(status.get("failedChecks", 0)), provider_errors=int(status.get("providerErrors", 0)),
+            ready_at=parse_time(status.get("readyAt")), last_analysis_at=parse_time(status.get("lastAnalysisAt")),
+            paused_by=status.get("pausedBy") or "", reason=status.get("reason") or "",
+            message=status.get("message") or "",
+            analyses=tuple(measurement_from_status(r) for r in status.get("analyses") or []),
+        )
+    except (KeyError, ValueError, TypeError):
+        return None

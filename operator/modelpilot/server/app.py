@@ -1,0 +1,259 @@
+"""The HTTP application: a minimal ASGI app (no framework) serving Open Inference Protocol v2.
+
+Routing is a handful of string checks and JSON goes through orjson: per request the server spends
+its time in the model, not in the web layer. Inference requests are counted and timed in
+`RequestMetrics`; health, metadata and /metrics requests are not, so probes and scrapes never
+dilute the error rate the canary analysis computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from modelpilot import __version__
+from modelpilot.server.loaders import Model
+from modelpilot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from modelpilot.server.metrics import RequestMetrics
+from modelpilot.server.protocol import ProtocolError, conform, decode_request, infer_response
+
+log = logging.getLogger("modelpilot.server")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass
+class ModelState:
+    """Where loading stands: `reason` is what /v2/health/ready says while not ready."""
+
+    name: str
+    version: str
+    model: Model | None = None
+    reason: str = "model not loaded yet"
+    draining: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and not self.draining
+
+
+Loader = Callable[[], Model]
+
+
+class InferenceApp:
+    """ASGI app. `loader` runs in a thread after startup, so the port answers (live, not ready)
+    while a large model loads; its exception message becomes the not-ready reason."""
+
+    def __init__(
+        self,
+        state: ModelState,
+        metrics: RequestMetrics,
+        loader: Loader | None = None,
+        *,
+        max_body_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.loader = loader
+        self.max_body_bytes = max_body_bytes
+        # One thread runs predict(): the event loop keeps answering probes and /metrics while a
+        # slow model computes, and calls into the model are serialised as if single-threaded.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._load_task: asyncio.Task[None] | None = None
+        prefix = f"/v2/models/{state.name}"
+        self._infer_paths = {f"{prefix}/infer"}
+        self._model_paths = {prefix}
+        self._ready_paths = {f"{prefix}/ready"}
+        if state.version:
+            versioned = f"{prefix}/versions/{state.version}"
+            self._infer_paths.add(f"{versioned}/infer")
+            self._model_paths.add(versioned)
+            self._ready_paths.add(f"{versioned}/ready")
+
+    # --- ASGI entry ---------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.loader is not None:
+                    self._load_task = asyncio.get_running_loop().create_task(self._load())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._load_task is not None:
+                    self._load_task.cancel()
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _load(self) -> None:
+        assert self.loader is not None
+        started = time.perf_counter()
+        self.state.reason = "loading the model"
+        try:
+            model = await asyncio.to_thread(self.loader)
+        except Exception as err:
+            self.state.reason = f"model failed to load: {err}"
+            log.error("%s", self.state.reason)
+        else:
+            self.state.model = model
+            self.state.reason = ""
+            self.metrics.set_ready(True)
+            log.info("model %s loaded in %.2fs (%s)", self.state.name, time.perf_counter() - started, model.platform)
+
+    # --- routing ------------------------------------------------------------------------------
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path in self._infer_paths:
+            await self._infer(receive, send, method)
+        elif path.startswith("/v2/models/") and path.endswith("/infer"):
+            await self._counted_error(send, time.perf_counter(), 404, self._unknown_model(path))
+        elif method not in ("GET", "HEAD"):
+            await _json(send, 405, {"error": f"method {method} not allowed on {path}"})
+        elif path == "/v2/health/live":
+            await _json(send, 200, {"live": True})
+        elif path == "/v2/health/ready":
+            await self._readiness(send)
+        elif path == "/metrics":
+            body = self.metrics.exposition()
+            await _send(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], body)
+        elif path in self._model_paths:
+            await self._metadata(send)
+        elif path in self._ready_paths:
+            await self._readiness(send)
+        elif path in ("/v2", "/v2/"):
+            await _json(send, 200, {"name": "modelpilot", "version": __version__, "extensions": []})
+        elif path.startswith("/v2/models/"):
+            await _json(send, 404, {"error": self._unknown_model(path)})
+        else:
+            await _json(send, 404, {"error": f"no such endpoint: {path}"})
+
+    def _unknown_model(self, path: str) -> str:
+        parts = path.split("/")
+        name = parts[3] if len(parts) > 3 else ""
+        served = self.state.name + (f" version {self.state.version}" if self.state.version else "")
+        if name == self.state.name and len(parts) > 5 and parts[4] == "versions":
+            return f"unknown version '{parts[5]}' of model '{name}'; this server serves {served}"
+        return f"unknown model '{name}'; this server serves {served}"
+
+    async def _readiness(self, send: Send) -> None:
+        if self.state.ready:
+            await _json(send, 200, {"ready": True})
+        else:
+            reason = "shutting down" if self.state.draining else self.state.reason
+            await _json(send, 503, {"ready": False, "reason": reason})
+
+    async def _metadata(self, send: Send) -> None:
+        model = self.state.model
+        if model is None:
+            await _json(send, 503, {"error": f"model not ready: {self.state.reason}"})
+            return
+        body = {
+            "name": self.state.name,
+            "versions": [self.state.version] if self.state.version else [],
+            "platform": model.platform,
+            "inputs": [spec.to_json() for spec in model.inputs],
+            "outputs": [spec.to_json() for spec in model.outputs],
+        }
+        await _json(send, 200, body)
+
+    # --- inference ----------------------------------------------------------------------------
+    async def _infer(self, receive: Receive, send: Send, method: str) -> None:
+        started = time.perf_counter()
+        if method != "POST":
+            await self._counted_error(send, started, 405, f"method {method} not allowed; POST an infer request")
+            return
+        model = self.state.model
+        if model is None:
+            await self._counted_error(send, started, 503, f"model not ready: {self.state.reason}")
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await self._counted_error(send, started, 413, f"request body larger than {self.max_body_bytes} bytes")
+            return
+        try:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as err:
+                raise ProtocolError(f"malformed JSON: {err}") from None
+            request = decode_request(parsed)
+            inputs = conform(request, model.inputs)
+            outputs = model.select_outputs(request.outputs)
+        except ProtocolError as err:
+            await self._counted_error(send, started, err.status, err.message)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, model.predict, inputs, outputs)
+        except ProtocolError as err:  # raised by input assembly inside predict
+            await self._counted_error(send, started, err.status, err.message)
+            return
+        except Exception as err:
+            # A failure inside the model is the 5xx signal the canary analysis looks for.
+            log.warning("predict failed: %s: %s", type(err).__name__, err)
+            await self._counted_error(send, started, 500, f"model predict failed: {type(err).__name__}: {err}")
+            return
+        try:
+            payload = orjson.dumps(
+                infer_response(self.state.name, self.state.version, result, request.id), option=_DUMPS_OPTIONS
+            )
+        except (TypeError, ValueError) as err:
+            await self._counted_error(send, started, 500, f"model output cannot be encoded: {err}")
+            return
+        await _send(send, 200, JSON_HEADERS, payload)
+        self.metrics.observe(200, time.perf_counter() - started)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _counted_error(self, send: Send, started: float, status: int, message: str) -> None:
+        await _json(send, status, {"error": message})
+        self.metrics.observe(status, time.perf_counter() - started)
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    await _send(send, status, JSON_HEADERS, orjson.dumps(body))
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,89 @@
+"""The metrics contract of DESIGN.md §5, emitted by the runtime itself.
+
+`modelpilot_requests_total{model_deployment, model, version, track, code}` and
+`modelpilot_request_duration_seconds` (histogram, same labels). Label values come from the pod's
+environment; Prometheus adds `namespace` and `pod` at scrape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.process_collector import ProcessCollector
+
+LABELS = ("model_deployment", "model", "version", "track", "code")
+
+# Roughly x1.5 per bucket from 0.5 ms to 10 s: histogram_quantile interpolates inside a bucket, so
+# a p99 anywhere between 1 ms and 10 s is read with at most ~half a bucket's (~25 %) error.
+DURATION_BUCKETS = (
+    0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075,
+    0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
+    1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@dataclass(frozen=True)
+class MetricLabels:
+    """The constant label values of this server process."""
+
+    model_deployment: str
+    model: str
+    version: str
+    track: str
+
+
+class RequestMetrics:
+    """The request counter and histogram, plus readiness, in a registry of their own (so several
+    servers in one test process never collide in the global registry)."""
+
+    def __init__(self, labels: MetricLabels, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.labels = labels
+        self._requests = Counter(
+            "modelpilot_requests_total",
+            "Inference requests answered, by HTTP status code.",
+            LABELS,
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "modelpilot_request_duration_seconds",
+            "Time from receiving an inference request to sending its response.",
+            LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._ready = Gauge(
+            "modelpilot_model_ready",
+            "1 when the model is loaded and the server answers inference requests.",
+            LABELS[:-1],
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        # Children are resolved once per status code: labels() takes a lock and builds a tuple.
+        self._children: dict[int, tuple[MetricWrapperBase, MetricWrapperBase]] = {}
+        self._ready.labels(*self._base()).set(0)
+
+    def _base(self) -> tuple[str, str, str, str]:
+        lb = self.labels
+        return (lb.model_deployment, lb.model, lb.version, lb.track)
+
+    def observe(self, code: int, seconds: float) -> None:
+        children = self._children.get(code)
+        if children is None:
+            values = (*self._base(), str(code))
+            children = (self._requests.labels(*values), self._duration.labels(*values))
+            self._children[code] = children
+        children[0].inc()  # type: ignore[attr-defined]
+        children[1].observe(seconds)  # type: ignore[attr-defined]
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready.labels(*self._base()).set(1 if ready else 0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
