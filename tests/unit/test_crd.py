@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import pytest
 import yaml
-from modelpilot.api import crd
-from modelpilot.api.crd import SchemaError, to_structural
 from pydantic import BaseModel, Field
 
+from modelpilot.api import crd
+from modelpilot.api.crd import SchemaError, to_structural
 from tests.unit.crd_eval import compile_rule, iter_rules, validate
 from tests.unit.spec_cases import INVALID, INVALID_SCHEMA, VALID
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from modelpilot.drift import differences, quantity
 
 CASES: list[tuple[str, Any, Any, list[str]]] = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelpilot.api.durations import format_duration, is_duration, parse_duration
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from modelpilot.api.models import (
     ModelDeployment,
     ModelDeploymentSpec,
@@ -14,7 +15,6 @@ from modelpilot.api.models import (
     parse_spec,
     parse_status,
 )
-
 from tests.unit.spec_cases import INVALID, INVALID_SCHEMA, VALID, spec
 
 

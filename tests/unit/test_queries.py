@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelpilot.analysis.queries import QueryError, check_syntax, render
 
 VALUES = {"namespace": "ml", "name": "fraud", "track": "canary", "window": "30s"}

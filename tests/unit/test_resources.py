@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from modelpilot.api.models import ModelDeploymentSpec, parse_spec
 from modelpilot.resources import (
     BuildSettings,
@@ -33,7 +34,6 @@ from modelpilot.resources import (
     service_url,
     unwanted_children,
 )
-
 from tests.unit.spec_cases import spec
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from modelpilot.api.models import parse_spec
 from modelpilot.resources import canonical_serving_template, serving_revision
-
 from tests.unit.spec_cases import spec
 
 BASE = spec(resources={"requests": {"cpu": "500m"}}, accelerator={"vendor": "nvidia"})

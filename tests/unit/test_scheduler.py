@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 
 import pytest
+
 from modelpilot.scheduler import Scheduler
 
 
