@@ -130,7 +130,11 @@ class XGBoostModel(Model):
 
     def __init__(self, booster: Any, signature: list[TensorSpec] | None) -> None:
         inputs = signature or [TensorSpec("input-0", "FP32", (-1, int(booster.num_features())))]
-        super().__init__(inputs, [TensorSpec("predict", "FP32", (-1,))], ["predict"])
+        # multi:softprob and friends answer one column per class.
+        config = json.loads(booster.save_config())
+        classes = int(config["learner"]["learner_model_param"].get("num_class", "0"))
+        shape = (-1, classes) if classes > 1 else (-1,)
+        super().__init__(inputs, [TensorSpec("predict", "FP32", shape)], ["predict"])
         self.booster = booster
 
     def predict(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:

@@ -1,0 +1,26 @@
+"""Built-in queries over the runtime's metrics contract (DESIGN §5).
+
+`modelpilot_requests_total` and `modelpilot_request_duration_seconds` carry the labels
+model_deployment, model, version, track and code from the runtime; Prometheus adds namespace and
+pod at scrape. Every query selects one ModelDeployment and one track and aggregates to one series.
+"""
+
+from __future__ import annotations
+
+SELECTOR = 'namespace="{{namespace}}", model_deployment="{{name}}", track="{{track}}"'
+
+BUILTIN: dict[str, str] = {
+    # Percent of responses that are 5xx.
+    "error-rate": (
+        f'100 * sum(rate(modelpilot_requests_total{{{SELECTOR}, code=~"5.."}}[{{{{window}}}}]))'
+        f" / sum(rate(modelpilot_requests_total{{{SELECTOR}}}[{{{{window}}}}]))"
+    ),
+    # 99th percentile latency in milliseconds.
+    "latency-p99": (
+        "1000 * histogram_quantile(0.99, sum by (le) "
+        f"(rate(modelpilot_request_duration_seconds_bucket{{{SELECTOR}}}[{{{{window}}}}])))"
+    ),
+}
+
+# Requests answered in the window: fewer than minRequests make the analysis Inconclusive.
+REQUESTS = f"sum(increase(modelpilot_requests_total{{{SELECTOR}}}[{{{{window}}}}]))"

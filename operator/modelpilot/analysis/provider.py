@@ -1,0 +1,64 @@
+"""Prometheus as the metrics provider (prometheus-api-client), with a timeout and no hidden retries.
+
+`query` returns one float, None for no data, or raises ProviderError for anything that is not an
+answer: unreachable, timeout, an HTTP error (e.g. 400 for a bad query), more than one series, or a
+non-numeric result. Errors are never turned into values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+
+class ProviderError(Exception):
+    """The metrics provider gave no usable answer."""
+
+
+class MetricsProvider(Protocol):
+    def query(self, promql: str) -> float | None: ...
+
+
+class PrometheusProvider:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self.url = url
+        # Retries would stretch one analysis past its interval; the state machine counts errors instead.
+        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=timeout)
+        self._timeout = timeout
+
+    def query(self, promql: str) -> float | None:
+        try:
+            result: Any = self._client.custom_query(promql, params={"timeout": f"{self._timeout:g}s"})
+        except requests.exceptions.Timeout:
+            raise ProviderError(f"prometheus at {self.url} timed out after {self._timeout:g}s") from None
+        except requests.exceptions.RequestException as err:
+            raise ProviderError(f"prometheus at {self.url} unreachable: {type(err).__name__}") from None
+        except PrometheusApiClientException as err:
+            raise ProviderError(f"prometheus rejected the query: {str(err)[:300]}") from None
+        return single_value(result)
+
+
+def single_value(result: Any) -> float | None:
+    """The one number in an instant-query result (vector or scalar)."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        return _number(result[1])  # scalar: [time, "value"]
+    if not isinstance(result, list):
+        raise ProviderError(f"unexpected result type {type(result).__name__}")
+    if not result:
+        return None
+    if len(result) > 1:
+        raise ProviderError(f"query returned {len(result)} series; aggregate it to one (e.g. with sum)")
+    sample = result[0].get("value")
+    if not isinstance(sample, list) or len(sample) != 2:
+        raise ProviderError("query returned a range vector or no value; use an instant vector")
+    return _number(sample[1])
+
+
+def _number(text: Any) -> float:
+    try:
+        return float(text)  # Prometheus spells NaN and +Inf as strings float() reads
+    except (TypeError, ValueError):
+        raise ProviderError(f"non-numeric sample {text!r}") from None

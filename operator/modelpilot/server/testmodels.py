@@ -1,0 +1,230 @@
+"""Real model files for tests and benchmarks: a good iris model and deliberately bad ones.
+
+The estimator classes live in this importable module, so `joblib.load` in a separate server
+process finds them: that is what lets the e2e tests run the real runtime with a model that fails
+for part of the requests, one that is slow, one that cannot load, or one that loads only when a
+test says so. Every `write_*` function takes a directory and returns the model file it wrote.
+
+    from modelpilot.server import testmodels
+    testmodels.write_iris(tmp / "good")
+    testmodels.write_failing(tmp / "bad", error_ratio=0.5)   # half the predict() calls raise
+    testmodels.write_slow(tmp / "slow", delay_seconds=0.3)
+    testmodels.write_corrupt(tmp / "broken")                  # the ready endpoint says why
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelpilot.server.loaders import SIGNATURE_FILE
+
+MODEL_FILE = "model.joblib"
+
+
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    """The iris data set, which scikit-learn ships (no download)."""
+    from sklearn.datasets import load_iris
+
+    data = load_iris()
+    return np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
+
+
+def iris_estimator() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris()
+    return LogisticRegression(max_iter=1000).fit(x, y)
+
+
+class _Wrapper:
+    """Delegates to a fitted estimator; n_features_in_ and classes_ keep the derived signature."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.n_features_in_ = base.n_features_in_
+        self.classes_ = base.classes_
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.base.predict_proba(x))
+
+
+class FailingModel(_Wrapper):
+    """Raises on exactly `error_ratio` of its predict() calls, spread evenly (call n fails when
+    floor((n + 1) * ratio) > floor(n * ratio)), whatever the inputs; `fail_negative` also fails
+    any call whose first feature has a negative value (a payload-driven failure)."""
+
+    def __init__(self, base: Any, error_ratio: float, fail_negative: bool = False) -> None:
+        super().__init__(base)
+        if not 0.0 <= error_ratio <= 1.0:
+            raise ValueError("error_ratio must be within [0, 1]")
+        self.error_ratio = error_ratio
+        self.fail_negative = fail_negative
+        self._init_counter()
+
+    def _init_counter(self) -> None:
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_calls"], state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_counter()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            n = self._calls
+            self._calls += 1
+        if int((n + 1) * self.error_ratio) > int(n * self.error_ratio):
+            raise RuntimeError(f"injected failure (call {n}, error ratio {self.error_ratio})")
+        if self.fail_negative and np.any(np.asarray(x)[..., 0] < 0):
+            raise ValueError("injected failure: negative first feature")
+        return np.asarray(self.base.predict(x))
+
+
+class SlowModel(_Wrapper):
+    """Sleeps `delay_seconds` in every predict() call, then answers correctly."""
+
+    def __init__(self, base: Any, delay_seconds: float) -> None:
+        super().__init__(base)
+        self.delay_seconds = delay_seconds
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay_seconds)
+        return np.asarray(self.base.predict(x))
+
+
+class GatedModel(_Wrapper):
+    """Loading blocks until the file `gate` exists (or `timeout` passes, then loading fails): a
+    test sees the server not ready for as long as it wants, with no timing assumptions."""
+
+    def __init__(self, base: Any, gate: str, timeout: float = 120.0) -> None:
+        super().__init__(base)
+        self.gate = gate
+        self.timeout = timeout
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        deadline = time.monotonic() + state["timeout"]
+        while not Path(state["gate"]).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate file {state['gate']} never appeared")
+            time.sleep(0.02)
+        self.__dict__.update(state)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.base.predict(x))
+
+
+class EchoModel:
+    """Returns its input: declares no inputs, so it takes any datatype and shape (protocol tests)."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+
+def _dump(estimator: Any, directory: Path) -> Path:
+    import joblib
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / MODEL_FILE
+    joblib.dump(estimator, path)
+    return path
+
+
+def write_iris(directory: Path, *, two_inputs: bool = False) -> Path:
+    """A LogisticRegression on iris (classes 0, 1, 2). `two_inputs` adds a signature that splits
+    the four features into inputs `sepal` and `petal` ([-1, 2] FP64 each)."""
+    path = _dump(iris_estimator(), directory)
+    if two_inputs:
+        signature = {
+            "inputs": [
+                {"name": "sepal", "datatype": "FP64", "shape": [-1, 2]},
+                {"name": "petal", "datatype": "FP64", "shape": [-1, 2]},
+            ]
+        }
+        (directory / SIGNATURE_FILE).write_text(json.dumps(signature))
+    return path
+
+
+def write_failing(directory: Path, error_ratio: float = 0.5, *, fail_negative: bool = False) -> Path:
+    return _dump(FailingModel(iris_estimator(), error_ratio, fail_negative), directory)
+
+
+def write_slow(directory: Path, delay_seconds: float = 0.5) -> Path:
+    return _dump(SlowModel(iris_estimator(), delay_seconds), directory)
+
+
+def write_gated(directory: Path, gate: Path, timeout: float = 120.0) -> Path:
+    return _dump(GatedModel(iris_estimator(), str(gate), timeout), directory)
+
+
+def write_echo(directory: Path) -> Path:
+    return _dump(EchoModel(), directory)
+
+
+def write_corrupt(directory: Path) -> Path:
+    """A model.joblib that is not a pickle at all: loading fails with a clear reason."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / MODEL_FILE
+    path.write_bytes(b"this is not a joblib file\x00\x01\x02")
+    return path
+
+
+def write_xgboost(directory: Path, *, ubj: bool = False) -> Path:
+    """An XGBoost multi-class booster on iris, saved in the native JSON (or UBJ) format."""
+    import xgboost
+
+    x, y = iris()
+    booster = xgboost.train(
+        {"objective": "multi:softprob", "num_class": 3, "max_depth": 3, "nthread": 1},
+        xgboost.DMatrix(x, label=y),
+        num_boost_round=10,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ("model.ubj" if ubj else "model.json")
+    booster.save_model(str(path))
+    return path
+
+
+def write_onnx(directory: Path) -> Path:
+    """The iris LogisticRegression converted with skl2onnx (a dev dependency): input
+    `float_input` [-1, 4] FP32, outputs `label` INT64 and `probabilities` FP32."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onx = to_onnx(
+        iris_estimator(),
+        initial_types=[("float_input", FloatTensorType([None, 4]))],
+        options={"zipmap": False},
+        target_opset=17,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.onnx"
+    path.write_bytes(onx.SerializeToString())
+    return path
+
+
+def write_onnx_two_inputs(directory: Path) -> Path:
+    """A hand-built ONNX graph with two inputs: `a` [-1, 2] FP32 and `b` [-1, 2] FP32, output
+    `sum` = a + b (built with the onnx helper API, a dev dependency)."""
+    from onnx import TensorProto, helper
+
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 2])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 2])
+    out = helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["N", 2])
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["sum"])], "add", [a, b], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
