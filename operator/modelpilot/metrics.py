@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("modelpilot_reconciles_total", "Reconciles of ModelDeployments, by result.", ["result"])
 RECONCILE_SECONDS = Histogram("modelpilot_reconcile_duration_seconds", "Duration of one reconcile.",
@@ -14,3 +14,15 @@ API_WRITES = Counter("modelpilot_api_writes_total", "Write requests sent to the 
 def serve(port: int, address: str = "0.0.0.0") -> None:
     if port > 0:
         start_http_server(port, addr=address)
+
+CANARY_STATES = ("None", "Progressing", "Paused", "Promoting", "RolledBack")
+CANARY_WEIGHT = Gauge("modelpilot_canary_weight_percent", "Canary traffic weight.", ["namespace", "name"])
+CANARY_STATE = Gauge("modelpilot_canary_state", "1 for the canary's current state, 0 for the others.",
+                     ["namespace", "name", "state"])
+ANALYSES = Counter("modelpilot_analysis_measurements_total", "Metric measurements of canary analyses, by verdict.",
+                   ["namespace", "name", "metric", "verdict"])
+ANALYSIS_VALUE = Gauge("modelpilot_analysis_value", "The last measured value of each analysis metric.",
+                       ["namespace", "name", "metric"])
+PROMOTIONS = Counter("modelpilot_promotions_total", "Canaries promoted to stable.", ["namespace", "name"])
+ROLLBACKS = Counter("modelpilot_rollbacks_total", "Canaries rolled back (failed analyses, deadline, errors, abort).",
+                    ["namespace", "name"])

@@ -35,6 +35,8 @@ class OperatorSettings:
     workers: int = 4
     metrics_port: int = 8090
     cluster_domain: str = "cluster.local"
+    scrape_interval: float = 15.0  # of the Prometheus that scrapes the model servers: sets the query window
+    query_timeout: float = 5.0
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -48,4 +50,6 @@ class OperatorSettings:
             workers=int(_float("WORKERS", cls.workers)),
             metrics_port=int(_env("METRICS_PORT", str(cls.metrics_port))),
             cluster_domain=_env("CLUSTER_DOMAIN", cls.cluster_domain),
+            scrape_interval=_float("SCRAPE_INTERVAL", cls.scrape_interval),
+            query_timeout=_float("QUERY_TIMEOUT", cls.query_timeout),
         )

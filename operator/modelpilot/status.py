@@ -36,6 +36,15 @@ class Accelerator:
     product_label: str
 
 
+@dataclass(frozen=True)
+class RolloutView:
+    """The canary's state as far as conditions are concerned."""
+
+    state: str  # Progressing | Paused | Promoting | RolledBack
+    reason: str
+    message: str
+
+
 @dataclass
 class Observation:
     """What the reconciler read from the cluster for one ModelDeployment."""
@@ -48,8 +57,7 @@ class Observation:
     accelerator: Accelerator | None = None
     url: str = ""
     invalid_spec: str | None = None
-    autoscaled: bool = False
-    desired_replicas: int | None = None
+    rollout: RolloutView | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class Assessment:
     stable: dict[str, Any] | None
 
 
-def _rolled_out(deployment: dict[str, Any], revision: str) -> tuple[bool, str]:
+def rolled_out(deployment: dict[str, Any], revision: str) -> tuple[bool, str]:
     """Whether the Deployment runs the current template everywhere and is available."""
     meta, spec, status = deployment.get("metadata", {}), deployment.get("spec", {}), deployment.get("status", {})
     template_revision = (spec.get("template", {}).get("metadata", {}).get("annotations") or {}).get(
@@ -95,6 +103,31 @@ def _unschedulable(pods: list[dict[str, Any]]) -> list[str]:
 
 def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessment:
     """Phase, conditions and the stable track's status for one observation."""
+    base = _assess_stable(obs, previous_stable)
+    view = obs.rollout
+    if view is None or obs.invalid_spec is not None:
+        return base
+    if view.state == "RolledBack":
+        return Assessment("Degraded", (
+            Condition(READY, False, view.reason, view.message),
+            Condition(PROGRESSING, False, view.reason, view.message),
+            Condition(DEGRADED, True, view.reason, view.message),
+        ), base.stable)
+    if view.state == "Paused":
+        return Assessment("Progressing", (
+            Condition(READY, False, "Paused", view.message),
+            Condition(PROGRESSING, False, "Paused", view.message),
+            Condition(DEGRADED, False, "AsExpected"),
+        ), base.stable)
+    reason = "Promoting" if view.state == "Promoting" else "Canary"
+    return Assessment("Progressing", (
+        Condition(READY, False, reason, view.message),
+        Condition(PROGRESSING, True, reason, view.message),
+        Condition(DEGRADED, False, "AsExpected"),
+    ), base.stable)
+
+
+def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessment:
     if obs.invalid_spec is not None:
         return Assessment(
             phase="Degraded",
@@ -116,7 +149,7 @@ def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessme
 
     dstatus = deployment.get("status") or {}
     replicas, ready_replicas = dstatus.get("replicas", 0), dstatus.get("readyReplicas", 0)
-    done, detail = _rolled_out(deployment, obs.revision)
+    done, detail = rolled_out(deployment, obs.revision)
     stable = dict(previous_stable or {})
     stable.update({"replicas": replicas, "readyReplicas": ready_replicas})
     if done:
@@ -178,10 +211,19 @@ def transitions(previous: list[dict[str, Any]], merged: list[dict[str, Any]]) ->
 
 
 def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
-    """A merge patch turning `current` into `desired` (None when equal): removed keys become null."""
+    """A JSON merge patch (RFC 7386) turning `current` into `desired`, None when they are equal.
+    Maps are patched key by key (removed keys become null); lists are replaced whole."""
     if current == desired:
         return None
-    patch: dict[str, Any] = {k: v for k, v in desired.items() if current.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = current.get(key)
+        if old == value:
+            continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            patch[key] = status_patch(old, value) or {}
+        else:
+            patch[key] = value
     for key in current:
         if key not in desired:
             patch[key] = None

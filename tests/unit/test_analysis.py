@@ -91,7 +91,7 @@ def test_single_value_errors(result: Any, message: str) -> None:
 class FakeProvider:
     """Answers by substring of the query; records every query."""
 
-    def __init__(self, answers: dict[str, float | None | Exception]) -> None:
+    def __init__(self, answers: dict[str, float | Exception | None]) -> None:
         self.answers = answers
         self.queries: list[str] = []
 

@@ -110,6 +110,9 @@ def test_merge_conditions_keeps_transition_time_unless_status_flips() -> None:
     ({"a": 1}, {"a": 2}, {"a": 2}),
     ({"a": 1, "canary": {"w": 1}}, {"a": 1}, {"canary": None}),
     ({}, {"phase": "Ready"}, {"phase": "Ready"}),
+    ({"canary": {"state": "Paused", "pausedBy": "spec", "step": 1}}, {"canary": {"state": "Progressing", "step": 1}},
+     {"canary": {"state": "Progressing", "pausedBy": None}}),
+    ({"c": {"l": [1, 2]}}, {"c": {"l": [1]}}, {"c": {"l": [1]}}),
 ])
 def test_status_patch(current: dict[str, Any], desired: dict[str, Any], patch: dict[str, Any] | None) -> None:
     assert status_patch(current, desired) == patch

@@ -1,4 +1,5 @@
-"""`modelpilot` command: `modelpilot operator` runs the operator (later: serve, fetch, the plugin)."""
+"""`modelpilot` command: `operator` runs the operator; `serve` and `fetch` are the model-server
+runtime (they need the `[server]` extra, imported only inside those subcommands)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,86 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from modelpilot.server.serve import ConfigError, resolve_config, serve
+    except ImportError as err:
+        print(f"modelpilot serve needs the [server] extra: {err}", file=sys.stderr)
+        return 2
+    try:
+        config = resolve_config(args)
+    except ConfigError as err:
+        print(f"modelpilot serve: {err}", file=sys.stderr)
+        return 2
+    return serve(config)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    try:
+        from modelpilot.server.storage import FetchError, fetch
+    except ImportError as err:
+        print(f"modelpilot fetch needs the [server] extra: {err}", file=sys.stderr)
+        return 2
+    uri = args.uri or os.environ.get("MODELPILOT_MODEL_URI")
+    target = args.dir or os.environ.get("MODELPILOT_MODEL_DIR")
+    if not uri or not target:
+        print("modelpilot fetch: give URI and DIR (or MODELPILOT_MODEL_URI and MODELPILOT_MODEL_DIR)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        fetch(uri, Path(target), sha256=args.sha256, force=args.force)
+    except FetchError as err:
+        print(f"modelpilot fetch: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve a model over Open Inference Protocol v2 (needs the [server] extra)",
+        description="Every flag falls back to the MODELPILOT_* variable the operator sets in the pod.",
+    )
+    serve.add_argument("--model", help="model directory or file, or a URI fetched first (s3://, https://, ...)")
+    serve.add_argument("--model-dir", help="directory holding the model (env MODELPILOT_MODEL_DIR)")
+    serve.add_argument("--format", help="sklearn | xgboost | onnx (env MODELPILOT_MODEL_FORMAT; default: by file name)")
+    serve.add_argument("--name", help="model name in the URL and metrics (env MODELPILOT_MODEL_NAME; default model)")
+    serve.add_argument("--model-version", help="model version label (env MODELPILOT_MODEL_VERSION)")
+    serve.add_argument("--deployment", help="model_deployment metric label (env MODELPILOT_MODEL_DEPLOYMENT)")
+    serve.add_argument("--track", help="track metric label: stable | canary (env MODELPILOT_TRACK)")
+    serve.add_argument("--host", help="address to bind (env MODELPILOT_HOST; default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (env MODELPILOT_PORT; default 8080)")
+    serve.add_argument(
+        "--graceful-timeout",
+        type=float,
+        help="seconds to let in-flight requests finish after SIGTERM (env MODELPILOT_GRACEFUL_TIMEOUT; default 25)",
+    )
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        help="after SIGTERM, report not-ready but keep serving this long first (env MODELPILOT_DRAIN_SECONDS; "
+        "default 0)",
+    )
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="env MODELPILOT_LOG_LEVEL")
+    serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    serve.set_defaults(func=_serve)
+
+    fetch = sub.add_parser(
+        "fetch",
+        help="download a model URI into a directory (the pods' init container; needs the [server] extra)",
+        description="Schemes: file, pvc, http(s), s3, gs. Verify with URI#sha256=<hex>, --sha256 or "
+        "MODELPILOT_MODEL_SHA256. Archives (.tar.gz, .zip, ...) are extracted.",
+    )
+    fetch.add_argument("uri", nargs="?", help="model URI (env MODELPILOT_MODEL_URI)")
+    fetch.add_argument("dir", nargs="?", help="target directory (env MODELPILOT_MODEL_DIR)")
+    fetch.add_argument("--sha256", help="expected sha256 of the downloaded file (env MODELPILOT_MODEL_SHA256)")
+    fetch.add_argument("--force", action="store_true", help="replace whatever the directory holds")
+    fetch.set_defaults(func=_fetch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelpilot", description="Deploy ML models on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_operator)
+    _add_serve(sub)
     return parser
 
 

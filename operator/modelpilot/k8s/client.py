@@ -147,6 +147,13 @@ class Kube:
                 return False
             raise
 
+    def remove_annotation(self, api_version: str, kind: str, namespace: str, name: str, key: str) -> None:
+        """Consume a one-shot annotation (e.g. modelpilot.io/action) with a merge patch."""
+        self._count("annotation")
+        self.request("PATCH", _path(api_version, kind, namespace, name),
+                     body={"metadata": {"annotations": {key: None}}}, content_type="application/merge-patch+json",
+                     query=[("fieldManager", FIELD_MANAGER)])
+
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource; keys set to None are removed."""
         path = _path(f"{GROUP}/{VERSION}", KIND, namespace, name, sub="status")

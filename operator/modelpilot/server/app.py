@@ -33,6 +33,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+import os
+
+_INLINE = os.environ.get("MP_INLINE") == "1"
 
 
 @dataclass
@@ -203,8 +206,11 @@ class InferenceApp:
             await self._counted_error(send, started, err.status, err.message)
             return
         try:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, model.predict, inputs, outputs)
+            if _INLINE:
+                result = model.predict(inputs, outputs)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._executor, model.predict, inputs, outputs)
         except ProtocolError as err:  # raised by input assembly inside predict
             await self._counted_error(send, started, err.status, err.message)
             return

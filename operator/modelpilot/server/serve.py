@@ -1,0 +1,222 @@
+"""`modelpilot serve`: resolve flags and environment, then run the app on uvicorn.
+
+Every flag falls back to the environment variable the operator sets in the pod (flags win), so
+the pod's `serve --model-dir DIR --port PORT` and a bare `modelpilot serve` in a pod both work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from modelpilot.server.app import InferenceApp, ModelState
+from modelpilot.server.loaders import FORMATS, Model, load_model
+from modelpilot.server.metrics import MetricLabels, RequestMetrics
+
+log = logging.getLogger("modelpilot.server")
+
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_dir: Path
+    model_uri: str | None  # fetched into model_dir before loading, when set
+    format: str | None
+    name: str
+    version: str
+    deployment: str
+    track: str
+    host: str
+    port: int
+    graceful_timeout: float
+    drain_seconds: float
+    log_level: str
+    access_log: bool
+
+
+class ConfigError(ValueError):
+    """Flags and environment do not describe a model to serve."""
+
+
+def _is_remote(value: str) -> bool:
+    return "://" in value and not value.startswith("file://")
+
+
+def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> ServeConfig:
+    """argparse namespace + environment -> ServeConfig. Precedence: --model, --model-dir,
+    MODELPILOT_MODEL_DIR, MODELPILOT_MODEL_URI (the last one is fetched first)."""
+    env = os.environ if environ is None else environ
+
+    def pick(flag: Any, name: str, default: str = "") -> str:
+        return str(flag) if flag is not None else env.get(name, default)
+
+    model_uri: str | None = None
+    model_dir: Path | None = None
+    if args.model:
+        if _is_remote(args.model):
+            model_uri = args.model
+        else:
+            model_dir = Path(args.model.removeprefix("file://"))
+    if args.model_dir:
+        if model_dir is not None:
+            raise ConfigError("give either --model PATH or --model-dir, not both")
+        model_dir = Path(args.model_dir)
+    if model_dir is None and model_uri is None:
+        if env.get("MODELPILOT_MODEL_DIR"):
+            model_dir = Path(env["MODELPILOT_MODEL_DIR"])
+        elif env.get("MODELPILOT_MODEL_URI"):
+            uri = env["MODELPILOT_MODEL_URI"]
+            if _is_remote(uri):
+                model_uri = uri
+            else:
+                model_dir = Path(uri.removeprefix("file://"))
+        else:
+            raise ConfigError("no model: pass --model DIR_OR_URI or --model-dir DIR (or set MODELPILOT_MODEL_DIR)")
+    if model_dir is None:
+        model_dir = Path(tempfile.mkdtemp(prefix="modelpilot-model-"))
+
+    model_format = pick(args.format, "MODELPILOT_MODEL_FORMAT") or None
+    if model_format is not None and model_format not in FORMATS:
+        raise ConfigError(f"format {model_format!r} is not served by this runtime ({', '.join(FORMATS)})")
+    name = pick(args.name, "MODELPILOT_MODEL_NAME") or "model"
+    try:
+        port = int(pick(args.port, "MODELPILOT_PORT", str(DEFAULT_PORT)))
+    except ValueError:
+        raise ConfigError("the port must be a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range")
+    return ServeConfig(
+        model_dir=model_dir,
+        model_uri=model_uri,
+        format=model_format,
+        name=name,
+        version=pick(args.model_version, "MODELPILOT_MODEL_VERSION"),
+        deployment=pick(args.deployment, "MODELPILOT_MODEL_DEPLOYMENT") or name,
+        track=pick(args.track, "MODELPILOT_TRACK"),
+        host=pick(args.host, "MODELPILOT_HOST", DEFAULT_HOST),
+        port=port,
+        graceful_timeout=float(pick(args.graceful_timeout, "MODELPILOT_GRACEFUL_TIMEOUT", "25")),
+        drain_seconds=float(pick(args.drain_seconds, "MODELPILOT_DRAIN_SECONDS", "0")),
+        log_level=pick(args.log_level, "MODELPILOT_LOG_LEVEL", "info").lower(),
+        access_log=bool(args.access_log),
+    )
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server with two changes to SIGTERM/SIGINT handling:
+
+    - readiness turns false at once and, with `drain_seconds`, the server keeps serving that long
+      before it stops accepting (endpoints take a moment to drop a terminating pod);
+    - the signal is not re-raised after the graceful shutdown (uvicorn does that, and the default
+      SIGTERM action would end the process with 143 instead of 0 after a clean drain).
+    """
+
+    def __init__(self, config: uvicorn.Config, state: ModelState, metrics: RequestMetrics, drain_seconds: float):
+        super().__init__(config)
+        self._state = state
+        self._metrics = metrics
+        self._drain_seconds = drain_seconds
+        self._exit_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._exit_at is not None or self.should_exit:
+            # A second signal: stop draining now; a second Ctrl-C also skips waiting for requests.
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+            return
+        self._state.draining = True
+        self._metrics.set_ready(False)
+        if self._drain_seconds > 0:
+            self._exit_at = time.monotonic() + self._drain_seconds
+        else:
+            self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMetrics]:
+    state = ModelState(name=config.name, version=config.version)
+    labels = MetricLabels(
+        model_deployment=config.deployment, model=config.name, version=config.version, track=config.track
+    )
+    metrics = RequestMetrics(labels)
+
+    def loader() -> Model:
+        if config.model_uri is not None:
+            from modelpilot.server.storage import fetch
+
+            state.reason = f"fetching {config.model_uri}"
+            fetch(config.model_uri, config.model_dir)
+            state.reason = "loading the model"
+        return load_model(config.model_dir, config.format)
+
+    return InferenceApp(state, metrics, loader), state, metrics
+
+
+def _event_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def serve(config: ServeConfig) -> int:
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    app, state, metrics = build_app(config)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop=_event_loop(),
+        http=_http_impl(),
+        lifespan="on",
+        access_log=config.access_log,
+        log_config=None,
+        log_level=config.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=config.graceful_timeout,
+        # Clients such as load balancers keep connections open; close idle ones after a while.
+        timeout_keep_alive=30,
+    )
+    log.info(
+        "serving %s (deployment %s, version %s, track %s) from %s on %s:%d",
+        config.name,
+        config.deployment,
+        config.version or "-",
+        config.track or "-",
+        config.model_uri or config.model_dir,
+        config.host,
+        config.port,
+    )
+    server = GracefulServer(uv_config, state, metrics, config.drain_seconds)
+    server.run()
+    if not server.started:
+        return 1  # e.g. the port was taken; uvicorn logged why
+    return 0
