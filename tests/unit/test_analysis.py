@@ -113,7 +113,7 @@ def test_too_few_requests_is_inconclusive_and_skips_metrics() -> None:
     provider = FakeProvider({"increase(": 5.0})
     result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=provider, now=NOW)
     assert result.verdict == "Inconclusive"
-    assert "5 canary requests in 30s < minRequests 20" in result.reason
+    assert "5 canary requests in 30s < minRequests 20" in result.summary()
     assert len(provider.queries) == 1
 
 

@@ -38,12 +38,12 @@ def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, 
         requests = query(REQUESTS, "canary")
     except ProviderError as err:
         return AnalysisResult("Error", (Measurement(now, "requests", None, f">= {analysis.min_requests}", "Error",
-                                                    str(err)),), reason=str(err))
+                                                    str(err)),))
     count = 0.0 if requests is None or math.isnan(requests) else requests
     if count < analysis.min_requests:
         reason = f"{count:.0f} canary requests in {window}s < minRequests {analysis.min_requests}"
         return AnalysisResult("Inconclusive", (Measurement(now, "requests", count, f">= {analysis.min_requests}",
-                                                           "Inconclusive", reason),), reason=reason)
+                                                           "Inconclusive", reason),))
 
     measurements: list[Measurement] = []
     for metric in analysis.metrics:

@@ -80,7 +80,7 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser(
         "serve",
         help="serve a model over Open Inference Protocol v2 (needs the [server] extra)",
@@ -107,6 +107,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "default 0)",
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="env MODELPILOT_LOG_LEVEL")
+    serve.add_argument(
+        "--predict-mode",
+        choices=["auto", "inline", "thread"],
+        help="run predict() on the event loop, on a worker thread, or choose by its speed (env "
+        "MODELPILOT_PREDICT_MODE; default auto)",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
     serve.set_defaults(func=_serve)
 
@@ -137,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_operator)
-    _add_serve(sub)
+    _add_runtime(sub)
     return parser
 
 

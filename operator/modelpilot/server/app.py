@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -26,6 +26,7 @@ from modelpilot.server.protocol import ProtocolError, conform, decode_request, i
 
 log = logging.getLogger("modelpilot.server")
 
+T = TypeVar("T")
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -33,9 +34,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-import os
-
-_INLINE = os.environ.get("MP_INLINE") == "1"
 
 
 @dataclass
@@ -54,6 +52,74 @@ class ModelState:
 
 
 Loader = Callable[[], Model]
+PREDICT_MODES = ("auto", "inline", "thread")
+
+
+class PredictRunner:
+    """Where predict() runs: on the event loop (inline) or on one worker thread.
+
+    Inline is the fastest for quick models: handing a call to a thread and back costs more than
+    a small sklearn predict, and two threads contending for the GIL inflate the tail latency
+    (measured on iris: ~50 % more throughput and a 2.5x lower p99 inline at 32 connections). But
+    a slow predict inline stalls probes and /metrics. So "auto" times predict() inline and moves
+    to the thread once the moving average passes 2 ms. Timings taken on the thread include GIL
+    waits, so they cannot tell when to come back: instead every Nth call (N = 64, doubling up to
+    4096 while the model stays slow) runs inline once as a probe and returns inline when it took
+    under 1 ms. Either way model calls are serialised, as if single-threaded.
+    """
+
+    ENTER_THREAD = 0.002
+    LEAVE_THREAD = 0.001
+    ALPHA = 0.3
+    FIRST_PROBE = 64
+    LAST_PROBE = 4096
+
+    def __init__(self, mode: str = "auto") -> None:
+        if mode not in PREDICT_MODES:
+            raise ValueError(f"predict mode must be one of {', '.join(PREDICT_MODES)}")
+        self.mode = mode
+        self.average: float | None = None
+        self.threaded = mode == "thread"
+        self._probe_every = self.FIRST_PROBE
+        self._until_probe = self.FIRST_PROBE
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+
+    def _inline(self, fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+        started = time.perf_counter()
+        result = fn(*args)
+        return result, time.perf_counter() - started
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.mode == "inline":
+            return fn(*args)
+        if self.mode == "thread":
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        if self.threaded:
+            self._until_probe -= 1
+            if self._until_probe > 0:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            try:
+                result, seconds = self._inline(fn, *args)
+            finally:
+                self._until_probe = self._probe_every
+            if seconds < self.LEAVE_THREAD:
+                self.threaded, self.average, self._probe_every = False, seconds, self.FIRST_PROBE
+            else:
+                self._probe_every = min(2 * self._probe_every, self.LAST_PROBE)
+                self._until_probe = self._probe_every
+            return result
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            seconds = time.perf_counter() - started
+            self.average = seconds if self.average is None else self.average + self.ALPHA * (seconds - self.average)
+            if self.average > self.ENTER_THREAD:
+                self.threaded = True
+                self._until_probe = self._probe_every
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class InferenceApp:
@@ -67,14 +133,13 @@ class InferenceApp:
         loader: Loader | None = None,
         *,
         max_body_bytes: int = 64 * 1024 * 1024,
+        predict_mode: str = "auto",
     ) -> None:
         self.state = state
         self.metrics = metrics
         self.loader = loader
         self.max_body_bytes = max_body_bytes
-        # One thread runs predict(): the event loop keeps answering probes and /metrics while a
-        # slow model computes, and calls into the model are serialised as if single-threaded.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._runner = PredictRunner(predict_mode)
         self._load_task: asyncio.Task[None] | None = None
         prefix = f"/v2/models/{state.name}"
         self._infer_paths = {f"{prefix}/infer"}
@@ -104,7 +169,7 @@ class InferenceApp:
             elif message["type"] == "lifespan.shutdown":
                 if self._load_task is not None:
                     self._load_task.cancel()
-                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._runner.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -206,11 +271,7 @@ class InferenceApp:
             await self._counted_error(send, started, err.status, err.message)
             return
         try:
-            if _INLINE:
-                result = model.predict(inputs, outputs)
-            else:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._executor, model.predict, inputs, outputs)
+            result = await self._runner.run(model.predict, inputs, outputs)
         except ProtocolError as err:  # raised by input assembly inside predict
             await self._counted_error(send, started, err.status, err.message)
             return

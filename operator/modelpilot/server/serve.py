@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from modelpilot.server.app import InferenceApp, ModelState
+from modelpilot.server.app import PREDICT_MODES, InferenceApp, ModelState
 from modelpilot.server.loaders import FORMATS, Model, load_model
 from modelpilot.server.metrics import MetricLabels, RequestMetrics
 
@@ -44,6 +44,7 @@ class ServeConfig:
     drain_seconds: float
     log_level: str
     access_log: bool
+    predict_mode: str = "auto"
 
 
 class ConfigError(ValueError):
@@ -111,7 +112,14 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
         drain_seconds=float(pick(args.drain_seconds, "MODELPILOT_DRAIN_SECONDS", "0")),
         log_level=pick(args.log_level, "MODELPILOT_LOG_LEVEL", "info").lower(),
         access_log=bool(args.access_log),
+        predict_mode=_predict_mode(pick(args.predict_mode, "MODELPILOT_PREDICT_MODE", "auto")),
     )
+
+
+def _predict_mode(value: str) -> str:
+    if value not in PREDICT_MODES:
+        raise ConfigError(f"predict mode {value!r} is not one of {', '.join(PREDICT_MODES)}")
+    return value
 
 
 class GracefulServer(uvicorn.Server):
@@ -166,7 +174,7 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
             state.reason = "loading the model"
         return load_model(config.model_dir, config.format)
 
-    return InferenceApp(state, metrics, loader), state, metrics
+    return InferenceApp(state, metrics, loader, predict_mode=config.predict_mode), state, metrics
 
 
 def _event_loop() -> str:
