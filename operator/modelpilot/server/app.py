@@ -70,7 +70,7 @@ class PredictRunner:
 
     ENTER_THREAD = 0.002
     LEAVE_THREAD = 0.001
-    ALPHA = 0.3
+    ALPHA = 0.05  # a single preempted call must not flip the mode
     FIRST_PROBE = 64
     LAST_PROBE = 4096
 
