@@ -122,6 +122,11 @@ async def hpa_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     _child_changed(body, namespace)
 
 
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
+async def httproute_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    _child_changed(body, namespace)
+
+
 # Pods are not owned by the ModelDeployment (their ReplicaSet is), so they map by label; their
 # scheduling state feeds the InsufficientAccelerator condition.
 @kopf.on.event("", "v1", "pods", labels=MANAGED)

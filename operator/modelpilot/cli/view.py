@@ -1,0 +1,126 @@
+"""Terminal views of a ModelDeployment's rollout (rich), shared by the demo and the kubectl plugin.
+
+`render(md, live)` draws versions, a weight bar, the live metrics of both tracks against their
+thresholds, the last analyses and the conditions; `plain_line(md, live)` says the same in one
+line for logs and non-terminals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+# track -> metric -> value (None: no data)
+Live = Mapping[str, Mapping[str, float | None]]
+
+VERDICT_STYLE = {"Pass": "green", "Fail": "bold red", "Inconclusive": "yellow", "Error": "magenta"}
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf"
+    return f"{value:.3g}{unit}"
+
+
+def weight_bar(weight: int, width: int = 40) -> Text:
+    filled = round(width * weight / 100)
+    bar = Text()
+    bar.append("█" * (width - filled), style="green")
+    bar.append("█" * filled, style="yellow")
+    bar.append(f"  stable {100 - weight}% / canary {weight}%")
+    return bar
+
+
+def _limits(md: Mapping[str, Any]) -> dict[str, str]:
+    metrics = (((md.get("spec") or {}).get("rollout") or {}).get("canary") or {}).get("analysis", {}).get("metrics")
+    if not metrics:
+        return {"error-rate": "<= 1", "latency-p99": "<= 500"}
+    limits = {}
+    for metric in metrics:
+        parts = []
+        if "max" in metric:
+            parts.append(f"<= {metric['max']:g}")
+        if "min" in metric:
+            parts.append(f">= {metric['min']:g}")
+        if "compareToStable" in metric:
+            parts.append("vs stable")
+        limits[metric["name"]] = ", ".join(parts)
+    return limits
+
+
+def render(md: Mapping[str, Any], live: Live | None = None) -> Group:
+    meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
+    stable, canary = status.get("stable") or {}, status.get("canary") or {}
+    title = f"{meta.get('namespace')}/{meta.get('name')}  phase {status.get('phase', '?')}"
+    head = Table.grid(padding=(0, 2))
+    head.add_row("spec version", str((spec.get("model") or {}).get("version", "?")))
+    head.add_row("stable", f"{stable.get('version', '—')} ({stable.get('readyReplicas', 0)}/"
+                           f"{stable.get('replicas', 0)} ready)")
+    if canary:
+        head.add_row("canary", f"{canary.get('version')}  state {canary.get('state')}  step "
+                               f"{canary.get('step')}  failed checks {canary.get('failedChecks', 0)}  "
+                               f"provider errors {canary.get('providerErrors', 0)}")
+        head.add_row("weight", weight_bar(int(canary.get("weight") or 0)))
+        if canary.get("message"):
+            head.add_row("last decision", Text(str(canary["message"])[:200]))
+    else:
+        head.add_row("weight", weight_bar(0))
+    parts: list[Any] = [head]
+
+    if live:
+        limits = _limits(md)
+        table = Table(title="live (Prometheus)", expand=False)
+        table.add_column("metric")
+        table.add_column("stable", justify="right")
+        table.add_column("canary", justify="right")
+        table.add_column("limit")
+        for metric in sorted({m for values in live.values() for m in values}):
+            unit = "%" if metric == "error-rate" else " ms" if metric == "latency-p99" else ""
+            table.add_row(metric, _fmt((live.get("stable") or {}).get(metric), unit),
+                          _fmt((live.get("canary") or {}).get(metric), unit), limits.get(metric, ""))
+        parts.append(table)
+
+    analyses = canary.get("analyses") or []
+    if analyses:
+        table = Table(title="last analyses", expand=False)
+        for column in ("time", "metric", "value", "threshold", "verdict", "detail"):
+            table.add_column(column)
+        for record in analyses[-6:]:
+            verdict = str(record.get("verdict"))
+            table.add_row(str(record.get("time", ""))[11:19], str(record.get("metric")), _fmt(record.get("value")),
+                          str(record.get("threshold", "")), Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+                          str(record.get("detail", ""))[:60])
+        parts.append(table)
+
+    conditions = Table(title="conditions", expand=False)
+    for column in ("type", "status", "reason", "message"):
+        conditions.add_column(column)
+    for cond in status.get("conditions") or []:
+        conditions.add_row(cond.get("type"), cond.get("status"), cond.get("reason"), str(cond.get("message"))[:90])
+    parts.append(conditions)
+    return Group(Panel(Group(*parts), title=title))
+
+
+def plain_line(md: Mapping[str, Any], live: Live | None = None) -> str:
+    status = md.get("status") or {}
+    canary = status.get("canary") or {}
+    stable = status.get("stable") or {}
+    words = [f"phase={status.get('phase', '?')}", f"stable={stable.get('version', '-')}"]
+    if canary:
+        words += [f"canary={canary.get('version')}", f"state={canary.get('state')}", f"weight={canary.get('weight')}%",
+                  f"failed={canary.get('failedChecks', 0)}"]
+    if live:
+        for track in ("stable", "canary"):
+            values = live.get(track) or {}
+            words += [f"{track}.{metric}={_fmt(value)}" for metric, value in sorted(values.items())]
+    return " ".join(words)
