@@ -10,9 +10,10 @@ from __future__ import annotations
 SELECTOR = 'namespace="{{namespace}}", model_deployment="{{name}}", track="{{track}}"'
 
 BUILTIN: dict[str, str] = {
-    # Percent of responses that are 5xx.
+    # Percent of responses that are 5xx. A track without any 5xx has no 5xx series at all, so the
+    # numerator falls back to 0; without requests the denominator is empty and so is the result.
     "error-rate": (
-        f'100 * sum(rate(modelpilot_requests_total{{{SELECTOR}, code=~"5.."}}[{{{{window}}}}]))'
+        f'100 * (sum(rate(modelpilot_requests_total{{{SELECTOR}, code=~"5.."}}[{{{{window}}}}])) or vector(0))'
         f" / sum(rate(modelpilot_requests_total{{{SELECTOR}}}[{{{{window}}}}]))"
     ),
     # 99th percentile latency in milliseconds.

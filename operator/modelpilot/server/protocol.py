@@ -122,6 +122,9 @@ def decode_tensor(raw: Any, index: int) -> tuple[str, str, np.ndarray]:
     else:
         dtype = DATATYPES[datatype]
         allowed = _INT_KINDS if dtype.kind in _INT_KINDS else _FLOAT_KINDS
+        if kind and kind not in allowed and dtype.kind in _INT_KINDS:
+            # numpy turns a mix like [0, 2**64 - 1] into float64; exact ints take the slow path.
+            return name, datatype, _exact_ints(data, dtype, datatype, where).reshape(shape)
         if kind and kind not in allowed:
             want = "integers" if dtype.kind in _INT_KINDS else "numbers"
             raise ProtocolError(f"{where}: datatype {datatype} needs {want} in 'data'")
@@ -131,6 +134,17 @@ def decode_tensor(raw: Any, index: int) -> tuple[str, str, np.ndarray]:
             if low < info.min or high > info.max:
                 raise ProtocolError(f"{where}: values outside the {datatype} range [{info.min}, {info.max}]")
     return name, datatype, array.astype(DATATYPES[datatype], copy=False).reshape(shape)
+
+
+def _exact_ints(data: list[Any], dtype: np.dtype[Any], datatype: str, where: str) -> np.ndarray:
+    values = np.array(data, dtype=object).ravel()
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ProtocolError(f"{where}: datatype {datatype} needs integers in 'data'")
+    try:
+        return values.astype(dtype)
+    except OverflowError:
+        info = np.iinfo(dtype)
+        raise ProtocolError(f"{where}: values outside the {datatype} range [{info.min}, {info.max}]") from None
 
 
 def decode_request(body: Any) -> InferRequest:

@@ -92,15 +92,33 @@ class FailingModel(_Wrapper):
 
 
 class SlowModel(_Wrapper):
-    """Sleeps `delay_seconds` in every predict() call, then answers correctly."""
+    """Sleeps `delay_seconds` in every predict() call, then answers correctly. With `started_file`
+    it creates that file when a call begins, and with `release_file` it also waits until that
+    file exists: a test then knows a request is in flight and decides when it ends."""
 
-    def __init__(self, base: Any, delay_seconds: float) -> None:
+    def __init__(
+        self, base: Any, delay_seconds: float, started_file: str | None = None, release_file: str | None = None
+    ) -> None:
         super().__init__(base)
         self.delay_seconds = delay_seconds
+        self.started_file = started_file
+        self.release_file = release_file
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.started_file:
+            Path(self.started_file).touch()
         time.sleep(self.delay_seconds)
+        if self.release_file:
+            _wait_for(Path(self.release_file), timeout=120.0)
         return np.asarray(self.base.predict(x))
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
 
 
 class GatedModel(_Wrapper):
@@ -113,11 +131,7 @@ class GatedModel(_Wrapper):
         self.timeout = timeout
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        deadline = time.monotonic() + state["timeout"]
-        while not Path(state["gate"]).exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gate file {state['gate']} never appeared")
-            time.sleep(0.02)
+        _wait_for(Path(state["gate"]), state["timeout"])
         self.__dict__.update(state)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -159,8 +173,18 @@ def write_failing(directory: Path, error_ratio: float = 0.5, *, fail_negative: b
     return _dump(FailingModel(iris_estimator(), error_ratio, fail_negative), directory)
 
 
-def write_slow(directory: Path, delay_seconds: float = 0.5) -> Path:
-    return _dump(SlowModel(iris_estimator(), delay_seconds), directory)
+def write_slow(
+    directory: Path, delay_seconds: float = 0.5, *, started_file: Path | None = None, release_file: Path | None = None
+) -> Path:
+    return _dump(
+        SlowModel(
+            iris_estimator(),
+            delay_seconds,
+            str(started_file) if started_file else None,
+            str(release_file) if release_file else None,
+        ),
+        directory,
+    )
 
 
 def write_gated(directory: Path, gate: Path, timeout: float = 120.0) -> Path:

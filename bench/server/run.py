@@ -1,0 +1,248 @@
+"""Throughput and latency of the modelpilot runtime vs MLServer on the same sklearn model.
+
+    make bench-server            (or: .venv/bin/python bench/server/run.py [--duration 8])
+
+Both servers load the same iris LogisticRegression file and get the same V2 request from wrk
+(Debian's package) with a Lua POST script, at several concurrencies, interleaved so background
+load on the machine hits both alike. MLServer runs from its own venv under the bench cache
+(~/.cache/modelpilot/bench/mlserver-venv, created on first use from PyPI), twice: with its
+defaults (inference in one worker process) and with parallel_workers=0 (in the HTTP process).
+The raw predict() rate of the model, in-process with no HTTP, is printed as the ceiling.
+Numbers are printed, never asserted: they depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sklearn
+
+from modelpilot.server import testmodels
+from modelpilot.server.loaders import load_model
+from modelpilot.server.protocol import conform, decode_request, infer_response
+from modelpilot.server.testing import free_port
+
+CACHE = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "modelpilot")) / "bench"
+MLSERVER_VENV = CACHE / "mlserver-venv"
+# MLServer 1.7.1 (June 2025) predates uvloop 0.22, whose get_event_loop() raises in its worker
+# processes ("There is no current event loop"), so its uvloop is pinned to the release of its time.
+# scikit-learn is pinned to ours so both servers unpickle the very same model file.
+MLSERVER_PACKAGES = [
+    "mlserver==1.7.1",
+    "mlserver-sklearn==1.7.1",
+    "uvloop==0.21.0",
+    f"scikit-learn=={sklearn.__version__}",
+]
+ROW = [5.1, 3.5, 1.4, 0.2]
+BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]})
+LUA = f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{BODY}'
+"""
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def ensure_mlserver() -> Path:
+    python = MLSERVER_VENV / "bin" / "python"
+    stamp = MLSERVER_VENV / ".packages"
+    if python.exists() and stamp.exists() and stamp.read_text() == "\n".join(MLSERVER_PACKAGES):
+        return MLSERVER_VENV / "bin" / "mlserver"
+    print(f"installing {', '.join(MLSERVER_PACKAGES)} into {MLSERVER_VENV} ...", flush=True)
+    shutil.rmtree(MLSERVER_VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *MLSERVER_PACKAGES], check=True)
+    stamp.write_text("\n".join(MLSERVER_PACKAGES))
+    return MLSERVER_VENV / "bin" / "mlserver"
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def process(cmd: list[str], cwd: Path, log: Path, ready_url: str) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(ready_url, proc, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> Result:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in sock.groups()) if sock else 0)
+    return Result(rps, p50, p99, errors)
+
+
+def raw_rates(model_dir: Path, seconds: float = 2.0) -> tuple[float, float]:
+    """predict() alone, and predict() plus this runtime's decode/validate/encode, per second."""
+    import joblib
+    import orjson
+
+    estimator = joblib.load(model_dir / testmodels.MODEL_FILE)
+    x = np.asarray([ROW])
+    model = load_model(model_dir)
+    body = BODY.encode()
+
+    def protocol() -> None:
+        request = decode_request(orjson.loads(body))
+        inputs = conform(request, model.inputs)
+        out = model.predict(inputs, model.default_outputs)
+        orjson.dumps(infer_response("iris", "", out, None), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    rates = []
+    for fn in (lambda: estimator.predict(x), protocol):
+        for _ in range(200):
+            fn()
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            for _ in range(100):
+                fn()
+            n += 100
+        rates.append(n / (time.perf_counter() - started))
+    return rates[0], rates[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated connection counts")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return 2
+    levels = [int(c) for c in args.concurrency.split(",")]
+    mlserver = ensure_mlserver()
+
+    with tempfile.TemporaryDirectory(prefix="modelpilot-bench-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        model_dir = root / "iris"
+        testmodels.write_iris(model_dir)
+        script = root / "post.lua"
+        script.write_text(LUA)
+        predict_rate, protocol_rate = raw_rates(model_dir)
+
+        servers: dict[str, str] = {}
+        port = free_port()
+        stack.enter_context(
+            process(
+                [sys.executable, "-m", "modelpilot.cli.main", "serve", "--model", str(model_dir), "--name", "iris",
+                 "--host", "127.0.0.1", "--port", str(port)],
+                root, root / "modelpilot.log", f"http://127.0.0.1:{port}/v2/health/ready",
+            )
+        )  # fmt: skip
+        servers["modelpilot"] = f"http://127.0.0.1:{port}/v2/models/iris/infer"
+        for label, workers in (("mlserver", None), ("mlserver-inproc", 0)):
+            repo = root / label
+            (repo / "iris").mkdir(parents=True)
+            shutil.copy(model_dir / testmodels.MODEL_FILE, repo / "iris" / testmodels.MODEL_FILE)
+            (repo / "iris" / "model-settings.json").write_text(
+                json.dumps({"name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
+                            "parameters": {"uri": f"./{testmodels.MODEL_FILE}"}})
+            )  # fmt: skip
+            http_port = free_port()
+            settings = {"host": "127.0.0.1", "http_port": http_port, "grpc_port": free_port(),
+                        "metrics_port": free_port()}  # fmt: skip
+            if workers is not None:
+                settings["parallel_workers"] = workers
+            (repo / "settings.json").write_text(json.dumps(settings))
+            stack.enter_context(
+                process([str(mlserver), "start", "."], repo, root / f"{label}.log",
+                        f"http://127.0.0.1:{http_port}/v2/models/iris/ready")
+            )  # fmt: skip
+            servers[label] = f"http://127.0.0.1:{http_port}/v2/models/iris/infer"
+
+        for url in servers.values():  # warm-up: first requests, lazy imports, caches
+            wrk(url, script, 4, 2)
+        results: dict[tuple[str, int], Result] = {}
+        for c in levels:
+            for name, url in servers.items():  # interleaved: background load hits every server alike
+                results[(name, c)] = wrk(url, script, c, args.duration)
+
+    load = os.getloadavg()[0]
+    print()
+    print(f"iris LogisticRegression, 1 row per request, wrk -t1, {args.duration:g}s per cell, "
+          f"{os.cpu_count()} CPUs, load average {load:.2f} at the end")  # fmt: skip
+    print(f"raw model.predict(): {predict_rate:,.0f}/s; with this runtime's JSON decode, checks and encode: "
+          f"{protocol_rate:,.0f}/s (in-process, no HTTP: the ceiling for one process)")  # fmt: skip
+    print()
+    header = f"{'conc':>4} | {'modelpilot req/s':>16} {'p50 ms':>7} {'p99 ms':>7} | " \
+             f"{'mlserver req/s':>14} {'p50 ms':>7} {'p99 ms':>7} | " \
+             f"{'mlserver inproc':>15} {'p50 ms':>7} {'p99 ms':>7} | {'x best':>6} {'p99 vs':>6}"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for c in levels:
+        ours = results[("modelpilot", c)]
+        a, b = results[("mlserver", c)], results[("mlserver-inproc", c)]
+        best = max(a, b, key=lambda r: r.rps)
+        print(
+            f"{c:>4} | {ours.rps:>16,.0f} {ours.p50_ms:>7.2f} {ours.p99_ms:>7.2f} | "
+            f"{a.rps:>14,.0f} {a.p50_ms:>7.2f} {a.p99_ms:>7.2f} | "
+            f"{b.rps:>15,.0f} {b.p50_ms:>7.2f} {b.p99_ms:>7.2f} | "
+            f"{ours.rps / best.rps:>5.2f}x {ours.p99_ms / best.p99_ms:>5.2f}x"
+        )
+    errors = {k: r.errors for k, r in results.items() if r.errors}
+    print()
+    print("x best = modelpilot req/s / the faster MLServer's; p99 vs = modelpilot p99 / that server's p99 "
+          "(below 1 is better)")  # fmt: skip
+    if errors:
+        print(f"non-2xx or socket errors: {errors}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

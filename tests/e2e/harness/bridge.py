@@ -1,0 +1,342 @@
+"""PodProcessBridge: the kubelet stand-in for the model-server pods of one namespace.
+
+KWOK binds pods and marks them Running but runs nothing. For every Running pod labelled
+`app.kubernetes.io/managed-by=modelpilot` the bridge plans the pod's containers
+(harness.template) and runs them as real processes (harness.process): the init containers, then
+the server on a free loopback port. It keeps a file_sd file of the live servers for Prometheus,
+with the labels a PodMonitor adds (`namespace`, `pod`), and a registry for the load generator.
+
+Readiness (`reflect_readiness=True`, the default): like a kubelet, the bridge writes the pod's
+`Ready` / `ContainersReady` conditions from the server's readiness probe, so a model that cannot
+load gives a pod that is not Ready in the API (the Deployment's readyReplicas, the Service
+endpoints and the operator all see it). KWOK marks a pod Ready the moment it runs it; the bridge
+watches pods and overrides that within a fraction of a second, but in that short window the pod
+is Ready in the API. KWOK never touches a Running pod's conditions again, so the bridge then owns
+them. With `reflect_readiness=False` only Ready pods get a process and kwok's Ready stays.
+
+A pod that is deleted, terminating, or no longer Running loses its process (SIGTERM, then
+SIGKILL after `grace` seconds); it stops taking traffic at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.harness.process import PodProcess, ProcessInfo, wait_stopped
+from tests.e2e.harness.prometheus import PrometheusHub, write_targets
+from tests.e2e.harness.template import plan_pod
+
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelpilot"
+TRACK_LABEL = "modelpilot.io/track"
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_BIN_DIR = ROOT / ".venv" / "bin"
+
+Obj = dict[str, Any]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def condition(pod: Obj, kind: str) -> str | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return str(cond.get("status"))
+    return None
+
+
+def is_running(pod: Obj) -> bool:
+    return (not (pod.get("metadata") or {}).get("deletionTimestamp")
+            and (pod.get("status") or {}).get("phase") == "Running")
+
+
+def is_ready(pod: Obj) -> bool:
+    """Ready in the API: Running, not terminating, condition Ready=True (what a Service uses)."""
+    return is_running(pod) and condition(pod, "Ready") == "True"
+
+
+def matches(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
+    """A Service selector (equality on every key); an empty or missing one selects nothing."""
+    return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+@dataclass(frozen=True)
+class PodView:
+    """A pod as the API server last said, plus its process (None when it has none)."""
+
+    name: str
+    uid: str
+    labels: dict[str, str]
+    api_ready: bool
+    process: ProcessInfo | None
+
+    @property
+    def track(self) -> str:
+        return self.labels.get(TRACK_LABEL, "")
+
+    @property
+    def serving(self) -> bool:
+        """Ready in the API and its process answers its readiness probe: may take traffic."""
+        return self.api_ready and self.process is not None and self.process.ready
+
+
+class PodProcessBridge:
+    """Runs the model-server processes of the modelpilot pods in `namespace`.
+
+    api_client: a kubernetes ApiClient for the cluster.
+    workdir: per-pod volumes and logs go under it (a temp dir by default).
+    prometheus: a PrometheusHub whose target directory gets this bridge's file_sd file; or
+        `targets_file` to write the file elsewhere; or neither (no scraping).
+    bin_dir: the stand-in for the image: container commands are looked up here.
+    reflect_readiness: write pod Ready conditions from the processes' readiness (see module doc).
+    pvc_dirs: claim name -> host directory, for pods that mount a PersistentVolumeClaim.
+    """
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, *, workdir: Path | None = None,
+                 prometheus: PrometheusHub | None = None, targets_file: Path | None = None,
+                 bin_dir: Path = DEFAULT_BIN_DIR, reflect_readiness: bool = True,
+                 pvc_dirs: Mapping[str, Path] | None = None, poll_interval: float = 0.5,
+                 grace: float = 10.0, label_selector: str = MANAGED_SELECTOR) -> None:
+        self.api = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"bridge-{namespace}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.targets_file = targets_file or (prometheus.target_file(namespace) if prometheus else None)
+        self.bin_dir = bin_dir
+        self.reflect_readiness = reflect_readiness
+        self.pvc_dirs = dict(pvc_dirs or {})
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.label_selector = label_selector
+        self.events_path = self.workdir / "events.log"
+        self._processes: dict[str, PodProcess] = {}  # pod name -> process
+        self._pods: dict[str, Obj] = {}  # pod name -> last seen pod (dict, camelCase)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._targets: list[tuple[int, dict[str, str]]] | None = None
+        self._started_total = 0
+        self.errors: list[str] = []
+
+    # ------------------------------------------------------------------------------- public
+
+    def start(self) -> PodProcessBridge:
+        self._reconcile()
+        for target, name in ((self._loop, "bridge-loop"), (self._watch, "bridge-watch")):
+            thread = threading.Thread(target=target, name=f"{name}-{self.namespace}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop polling and every process (in parallel); empty the file_sd file."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(10)
+        with self._lock:
+            processes = list(self._processes.values())
+            self._processes.clear()
+        for process in processes:
+            process.stop()
+        wait_stopped(processes, self.grace + 5)
+        if self.targets_file is not None:
+            with contextlib.suppress(OSError):
+                write_targets(self.targets_file, [])
+
+    def __enter__(self) -> PodProcessBridge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def registry(self) -> dict[str, ProcessInfo]:
+        """Pod name -> its process (track, port, state, live, ready, reason, pid, log dir)."""
+        with self._lock:
+            return {name: p.info() for name, p in self._processes.items()}
+
+    def pods(self) -> list[PodView]:
+        """Every modelpilot pod of the namespace as last listed, with its process if any."""
+        with self._lock:
+            return [PodView(name=name, uid=pod["metadata"]["uid"], labels=dict(pod["metadata"].get("labels") or {}),
+                            api_ready=is_ready(pod),
+                            process=self._processes[name].info() if name in self._processes else None)
+                    for name, pod in self._pods.items()]
+
+    def process(self, pod: str) -> PodProcess | None:
+        with self._lock:
+            return self._processes.get(pod)
+
+    @property
+    def started_total(self) -> int:
+        """Processes started since the bridge started (restarted pods count again)."""
+        return self._started_total
+
+    def describe(self) -> str:
+        """A readable summary for assertion messages: pods, processes, log locations."""
+        lines = [f"bridge {self.namespace} (workdir {self.workdir}):"]
+        for view in sorted(self.pods(), key=lambda v: v.name):
+            proc = view.process
+            what = (f"port {proc.port} {proc.state} live={proc.live} ready={proc.ready}: {proc.reason}"
+                    if proc else "no process")
+            lines.append(f"  {view.name} [{view.track}] api_ready={view.api_ready} {what}")
+        lines += [f"  error: {e}" for e in self.errors[-5:]]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------------------- internals
+
+    def _log(self, message: str) -> None:
+        stamp = dt.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        with self.events_path.open("a") as f:
+            f.write(f"{stamp} {message}\n")
+
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
+        self._log(f"ERROR {message}")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._reconcile()
+            except Exception as err:  # the API may hiccup; the next round retries
+                self._error(f"reconcile: {err!r}")
+
+    def _watch(self) -> None:
+        """Wakes the loop on every pod event, so kwok's Ready is overridden within milliseconds."""
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for _event in w.stream(self.api.list_namespaced_pod, self.namespace,
+                                       label_selector=self.label_selector, timeout_seconds=5,
+                                       _request_timeout=10):
+                    self._wake.set()
+                    if self._stop.is_set():
+                        break
+            except Exception:
+                self._stop.wait(0.5)
+            finally:
+                w.stop()
+
+    def _list(self) -> dict[str, Obj]:
+        pods = self.api.list_namespaced_pod(self.namespace, label_selector=self.label_selector)
+        raw = self.api.api_client.sanitize_for_serialization(pods)
+        return {p["metadata"]["name"]: p for p in raw.get("items") or []}
+
+    def _wanted(self, pod: Obj) -> bool:
+        return is_running(pod) if self.reflect_readiness else is_ready(pod)
+
+    def _reconcile(self) -> None:
+        pods = self._list()
+        with self._lock:
+            self._pods = pods
+            for name, process in list(self._processes.items()):
+                pod = pods.get(name)
+                if pod is None or not self._wanted(pod) or pod["metadata"]["uid"] != process.plan.uid:
+                    why = "gone" if pod is None else "not running/ready or replaced"
+                    self._log(f"{name}: pod {why}; stopping its process")
+                    process.stop()
+                    del self._processes[name]
+            for name, pod in pods.items():
+                if name not in self._processes and self._wanted(pod):
+                    self._start(pod)
+            processes = dict(self._processes)
+        if self.reflect_readiness:
+            for name, process in processes.items():
+                self._sync_ready(pods[name], process)
+        self._write_targets(processes)
+
+    def _start(self, pod: Obj) -> None:
+        name = pod["metadata"]["name"]
+        root = self.workdir / f"{name}-{pod['metadata']['uid'][:8]}"
+        if root.exists():
+            shutil.rmtree(root, ignore_errors=True)
+        base_env = {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+                    "HOME": str(root), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+        plan = plan_pod(pod, root=root, port=_free_port(), bin_dir=self.bin_dir, base_env=base_env,
+                        pvc_dirs=self.pvc_dirs)
+        for note in plan.notes:
+            self._log(f"{name}: note: {note}")
+        for problem in plan.problems:
+            self._log(f"{name}: template problem: {problem}")
+        self._log(f"{name}: starting on port {plan.port}"
+                  + (f": {' '.join(plan.server.argv)}" if plan.server else ""))
+        process = PodProcess(plan, root / "logs", grace=self.grace, on_change=self._wake.set, event_log=self._log)
+        self._processes[name] = process.start()
+        self._started_total += 1
+
+    def _sync_ready(self, pod: Obj, process: PodProcess) -> None:
+        """Make the pod's Ready/ContainersReady conditions say what the readiness probe says."""
+        ready = process.ready
+        want = "True" if ready else "False"
+        if condition(pod, "Ready") == want and condition(pod, "ContainersReady") == want:
+            return
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        server = process.plan.server.name if process.plan.server else None
+        status = pod.get("status") or {}
+        conditions = []
+        for kind in ("ContainersReady", "Ready"):
+            cond: Obj = {"type": kind, "status": want, "lastTransitionTime": now}
+            if not ready:
+                cond["reason"] = "ContainersNotReady"
+                cond["message"] = f"containers with unready status: [{server}] ({process.reason[:200]})"
+            else:
+                cond["reason"] = None
+                cond["message"] = None
+            conditions.append(cond)
+        body: Obj = {"status": {"conditions": conditions}}
+        if status.get("containerStatuses"):
+            body["status"]["containerStatuses"] = [
+                {**cs, "ready": ready} if cs.get("name") == server else cs for cs in status["containerStatuses"]]
+        try:
+            self.api.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace, body)
+            self._log(f"{pod['metadata']['name']}: pod condition Ready={want}")
+        except ApiException as err:
+            if err.status != 404:
+                self._error(f"patch status of {pod['metadata']['name']}: {err.status} {err.reason}")
+
+    def _write_targets(self, processes: Mapping[str, PodProcess]) -> None:
+        if self.targets_file is None:
+            return
+        targets = sorted((p.port, {"namespace": self.namespace, "pod": name})
+                         for name, p in processes.items() if p.live)
+        if targets != self._targets:
+            write_targets(self.targets_file, targets)
+            self._targets = targets
+            self._log(f"scrape targets: {[labels['pod'] for _, labels in targets]}")
+
+
+def wait_serving(bridge: PodProcessBridge, counts: Mapping[str, int], timeout: float = 90.0) -> list[PodView]:
+    """Wait until exactly `counts[track]` pods of each given track are serving (API Ready and
+    process ready); returns the serving pods."""
+    deadline = time.monotonic() + timeout
+    while True:
+        serving = [v for v in bridge.pods() if v.serving]
+        have = {track: sum(1 for v in serving if v.track == track) for track in counts}
+        if have == dict(counts):
+            return serving
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for serving pods {dict(counts)}, "
+                                 f"have {have}\n{bridge.describe()}")
+        time.sleep(0.25)

@@ -1,0 +1,139 @@
+"""CanaryWorld: bridge + Prometheus + load generator for one ModelDeployment, as one object."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from tests.e2e.harness.bridge import PodProcessBridge, PodView, wait_serving
+from tests.e2e.harness.loadgen import LoadGenerator, Payload, iris_payload
+from tests.e2e.harness.prometheus import PrometheusHub
+
+
+class CanaryWorld:
+    """Everything a canary e2e test needs around the operator, for ModelDeployment `name` in
+    `namespace`: real model-server processes for its pods, a Prometheus scraping them (its own,
+    or a shared `prometheus` hub), and traffic split by what the API server says.
+
+    `start()` starts Prometheus (when owned), the bridge and the load generator (paused when
+    `load=False`); `stop()` stops them in reverse order. Also a context manager.
+    """
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, name: str, *, workdir: Path | None = None,
+                 prometheus: PrometheusHub | None = None, rate: float = 50.0, load: bool = True,
+                 model_name: str | None = None, reflect_readiness: bool = True,
+                 pvc_dirs: Mapping[str, Path] | None = None, payload: Payload = iris_payload,
+                 grace: float = 10.0) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"world-{namespace}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.owns_prometheus = prometheus is None
+        self.prometheus = prometheus or PrometheusHub(self.workdir / "prometheus")
+        self.bridge = PodProcessBridge(api_client, namespace, workdir=self.workdir / "pods",
+                                       prometheus=self.prometheus, reflect_readiness=reflect_readiness,
+                                       pvc_dirs=pvc_dirs, grace=grace)
+        self.loadgen = LoadGenerator(api_client, namespace, name, self.bridge, rate=rate, model_name=model_name,
+                                     payload=payload)
+        self._load = load
+
+    # ------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> CanaryWorld:
+        try:
+            if self.owns_prometheus:
+                self.prometheus.start()
+            self.bridge.start()
+            if not self._load:
+                self.loadgen.pause()
+            self.loadgen.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.loadgen.stop()
+        self.bridge.stop()
+        if self.owns_prometheus:
+            self.prometheus.stop()
+
+    def __enter__(self) -> CanaryWorld:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------- shortcuts
+
+    @property
+    def prometheus_url(self) -> str:
+        """For the operator: MODELPILOT_PROMETHEUS_URL."""
+        return self.prometheus.url
+
+    def operator_env(self) -> dict[str, str]:
+        """Env for an operator that should analyse this world (OperatorProcess(extra_env=...))."""
+        return {"MODELPILOT_PROMETHEUS_URL": self.prometheus.url}
+
+    def traffic_split(self, seconds: float = 10.0) -> dict[str, float]:
+        """Observed share of routed requests per track over the last `seconds`."""
+        return self.loadgen.traffic_split(seconds)
+
+    def serving(self) -> list[PodView]:
+        """Pods that take traffic now (API Ready and process ready)."""
+        return [p for p in self.bridge.pods() if p.serving]
+
+    def wait_serving(self, timeout: float = 90.0, **counts: int) -> list[PodView]:
+        """wait_serving(stable=3, canary=1): until exactly that many pods per track serve, and
+        the load generator has re-read the routing since (so it can send to them)."""
+        pods = wait_serving(self.bridge, counts, timeout)
+        since = time.monotonic()
+        deadline = since + 30
+        while self.loadgen.routing.read_at <= since and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return pods
+
+    def wait_split(self, expected: Mapping[str, float], *, tolerance: float = 0.1, seconds: float = 8.0,
+                   timeout: float = 60.0) -> dict[str, float]:
+        """Wait until the split over the last `seconds` is within `tolerance` of `expected` for
+        every track in it (tracks not named must get less than `tolerance`); returns it."""
+        deadline = time.monotonic() + timeout
+        split: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            split = self.traffic_split(seconds)
+            tracks = set(split) | set(expected)
+            if split and all(abs(split.get(t, 0.0) - expected.get(t, 0.0)) <= tolerance for t in tracks):
+                return split
+            time.sleep(0.5)
+        raise AssertionError(f"split over {seconds}s never within {tolerance} of {dict(expected)}: last {split}\n"
+                             f"{self.describe()}")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        return self.prometheus.query(promql)
+
+    def requests_seen_by_prometheus(self, track: str | None = None, code: str | None = None) -> float:
+        """sum(modelpilot_requests_total) for this namespace/deployment as Prometheus has it now."""
+        matchers = [f'namespace="{self.namespace}"', f'model_deployment="{self.name}"']
+        if track:
+            matchers.append(f'track="{track}"')
+        if code:
+            matchers.append(f'code="{code}"')
+        result = self.prometheus.query(f"sum(modelpilot_requests_total{{{','.join(matchers)}}})")
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def describe(self) -> str:
+        """Bridge, load generator and Prometheus targets, for assertion messages."""
+        parts = [self.bridge.describe(), self.loadgen.describe()]
+        try:
+            targets = [(t["labels"].get("pod"), t["health"], t.get("lastError") or "")
+                       for t in self.prometheus.active_targets()
+                       if t["labels"].get("namespace") == self.namespace]
+            parts.append(f"prometheus {self.prometheus.url} targets: {targets}")
+        except Exception as err:
+            parts.append(f"prometheus: {err!r}")
+        return "\n".join(parts)

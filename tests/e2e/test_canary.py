@@ -1,0 +1,389 @@
+"""The canary engine end to end: real model servers (the runtime, started from the pod templates the
+operator generated), a real Prometheus scraping them, traffic split by what the API server says,
+and the operator deciding from real PromQL answers.
+
+Each test has its own namespace, its own operator process (so it can point it at its own
+Prometheus, and kill it) and its own world (bridge + Prometheus + load generator).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modelpilot.server import testmodels
+from tests.e2e import mdep
+from tests.e2e.harness.fixtures import canary_world  # noqa: F401  (fixture)
+from tests.e2e.harness.world import CanaryWorld
+from tests.e2e.operator import OperatorProcess
+from tests.e2e.support import ClusterHandle, wait_for
+
+NAME = "fraud"
+INTERVAL = 5  # seconds: short, as the suite must stay fast
+SCRAPE = 1  # the harness Prometheus scrapes every second
+
+
+@dataclass
+class Env:
+    namespace: str
+    world: CanaryWorld
+    operator: OperatorProcess
+    custom: client.CustomObjectsApi
+    apps: client.AppsV1Api
+    core: client.CoreV1Api
+    models: Path
+
+    # -- models --------------------------------------------------------------------------------
+    def model(self, kind: str, **kw: Any) -> str:
+        """A real model file of `kind` (good, good2, failing, slow, corrupt) as a file:// URI."""
+        directory = self.models / f"{kind}-{len(list(self.models.iterdir()))}"
+        writer: Callable[..., Path] = {
+            "good": testmodels.write_iris, "good2": testmodels.write_iris, "failing": testmodels.write_failing,
+            "slow": testmodels.write_slow, "corrupt": testmodels.write_corrupt,
+        }[kind]
+        return f"file://{writer(directory, **kw)}"
+
+    # -- the object ----------------------------------------------------------------------------
+    def get(self) -> dict[str, Any]:
+        obj = mdep.get(self.custom, self.namespace, NAME)
+        assert obj is not None
+        return obj
+
+    def canary(self) -> dict[str, Any]:
+        return dict((self.get().get("status") or {}).get("canary") or {})
+
+    def set_version(self, version: str, uri: str) -> None:
+        mdep.patch_spec(self.custom, self.namespace, NAME, {"model": {"version": version, "uri": uri}})
+
+    def annotate(self, action: str) -> None:
+        self.custom.patch_namespaced_custom_object(mdep.GROUP, mdep.VERSION, self.namespace, mdep.PLURAL, NAME,
+                                                   {"metadata": {"annotations": {"modelpilot.io/action": action}}})
+
+    def wait_canary(self, probe: Callable[[dict[str, Any]], bool], what: str, timeout: float = 120) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            canary = self.canary()
+            return canary if canary and probe(canary) else None
+        try:
+            return wait_for(check, timeout=timeout, interval=0.3, what=what)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{self.debug()}") from None
+
+    def wait_stable(self, version: str, timeout: float = 150) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            obj = self.get()
+            status = obj.get("status") or {}
+            ready = mdep.condition(obj, "Ready")
+            if (status.get("stable") or {}).get("version") == version and not status.get("canary") and \
+                    ready and ready["status"] == "True":
+                return obj
+            return None
+        try:
+            return wait_for(check, timeout=timeout, interval=0.3, what=f"stable {version}, no canary, Ready")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{self.debug()}") from None
+
+    def events(self) -> list[client.CoreV1Event]:
+        items = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={NAME}").items
+        return sorted(items, key=lambda e: (e.first_timestamp or e.event_time or dt.datetime.min.replace(
+            tzinfo=dt.UTC)))
+
+    def reasons(self) -> list[str]:
+        return [e.reason for e in self.events()]
+
+    def deployment(self, name: str) -> client.V1Deployment:
+        return self.apps.read_namespaced_deployment(name, self.namespace)
+
+    def debug(self) -> str:
+        status = (mdep.get(self.custom, self.namespace, NAME) or {}).get("status")
+        tail = "\n".join(self.operator.logs().splitlines()[-40:])
+        return f"status: {status}\nevents: {[(e.reason, e.message) for e in self.events()]}\n" \
+               f"operator log tail:\n{tail}\n{self.world.describe()}"
+
+
+def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, ...] = (20, 50),
+         failure_threshold: int = 2, progress_deadline: str = "60s", min_requests: int = 10,
+         metrics: list[dict[str, Any]] | None = None, gateway: bool = False, **analysis: Any) -> dict[str, Any]:
+    canary: dict[str, Any] = {
+        "steps": list(steps), "interval": f"{INTERVAL}s", "initialDelay": f"{INTERVAL}s",
+        "failureThreshold": failure_threshold, "progressDeadline": progress_deadline,
+        "analysis": {"minRequests": min_requests, **analysis},
+    }
+    if metrics is not None:
+        canary["analysis"]["metrics"] = metrics
+    if gateway:
+        canary["trafficRouting"] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}], "hostnames": ["fraud.example.com"]}}
+    return {"apiVersion": f"{mdep.GROUP}/{mdep.VERSION}", "kind": "ModelDeployment", "metadata": {"name": NAME},
+            "spec": {"model": {"version": version, "uri": uri, "format": "sklearn"}, "replicas": replicas,
+                     "rollout": {"strategy": "Canary", "canary": canary}}}
+
+
+@pytest.fixture
+def env(cluster: ClusterHandle, crd: str, canary_world: Callable[..., CanaryWorld],  # noqa: F811
+        custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api, solo_namespace: str,
+        tmp_path: Path) -> Iterator[Env]:
+    world = canary_world(solo_namespace, NAME, rate=50.0)
+    operator = OperatorProcess(kubeconfig=cluster.kubeconfig, namespaces=[solo_namespace],
+                               log_path=tmp_path / "operator.log", resync_seconds=5,
+                               extra_env={**world.operator_env(), "MODELPILOT_SCRAPE_INTERVAL": str(SCRAPE),
+                                          "MODELPILOT_QUERY_TIMEOUT": "2"}).start()
+    models = tmp_path / "models"
+    models.mkdir()
+    yield Env(solo_namespace, world, operator, custom, apps, core, models)
+    operator.stop()
+
+
+def start_v1(env: Env, **kw: Any) -> None:
+    mdep.create(env.custom, env.namespace, spec(env.model("good"), "v1", **kw))
+    mdep.wait_condition(env.custom, env.namespace, NAME, "Ready", "True", timeout=90)
+    env.world.wait_serving(stable=kw.get("replicas", 2))
+
+
+# ------------------------------------------------------------------------------------ acceptance
+
+
+def test_good_version_promoted_through_every_step(env: Env) -> None:
+    start_v1(env)
+    env.set_version("v2", env.model("good2"))
+    weights_seen: set[int] = set()
+    canary_pods_seen: dict[int, int] = {}
+
+    def progressed(canary: dict[str, Any]) -> bool:
+        weight = int(canary.get("weight") or 0)
+        weights_seen.add(weight)
+        if canary.get("state") == "Progressing" and canary.get("step", -1) >= 0:
+            canary_pods_seen[weight] = env.deployment(f"{NAME}-canary").spec.replicas
+        return canary.get("state") == "Promoting"
+
+    env.wait_canary(progressed, "promotion")
+    promoted = env.wait_stable("v2")
+    assert {20, 50} <= weights_seen, weights_seen
+    # The replicas router: ceil(stable x w / (100 - w)) canary pods, stable never scaled down.
+    assert canary_pods_seen.get(20) == 1 and canary_pods_seen.get(50) == 2, canary_pods_seen
+    assert env.deployment(NAME).spec.replicas == 2
+    assert promoted["status"]["stable"]["version"] == "v2"
+    assert env.deployment(f"{NAME}-canary").spec.replicas == 0
+    template = env.deployment(NAME).spec.template
+    assert template.metadata.labels["modelpilot.io/version"] == "v2"
+    reasons = env.reasons()
+    assert reasons.count("StepAdvanced") == 1 and "Promoting" in reasons and "Promoted" in reasons, reasons
+    # Traffic ends 100% on stable (v2), and the stable pods really serve the new model.
+    env.world.wait_serving(stable=2, canary=0)
+    split = env.world.wait_split({"stable": 1.0}, tolerance=0.01, seconds=4)
+    assert split == {"stable": 1.0}
+    versions = {p.labels.get("modelpilot.io/version") for p in env.world.serving()}
+    assert versions == {"v2"}
+
+
+def test_faulty_version_rolled_back_by_error_rate(env: Env) -> None:
+    start_v1(env)
+    env.set_version("v2", env.model("failing", error_ratio=0.5))
+    canary = env.wait_canary(lambda c: c.get("state") == "RolledBack", "rollback")
+    obj = env.get()
+    degraded = mdep.condition(obj, "Degraded")
+    assert degraded and degraded["status"] == "True"
+    assert "error-rate" in degraded["message"] and "(limit <= 1)" in degraded["message"]
+    ready = mdep.condition(obj, "Ready")
+    assert ready and ready["status"] == "False" and ready["reason"] == "RolledBack"
+    assert canary["failedChecks"] == 2 and canary["weight"] == 0
+    fails = [a for a in canary["analyses"] if a["metric"] == "error-rate" and a["verdict"] == "Fail"]
+    assert len(fails) == 2 and all(a["value"] > 1 for a in fails), canary["analyses"]
+    # Rolled back within interval x failureThreshold + two scrape intervals of the first bad analysis.
+    first_bad = dt.datetime.fromisoformat(fails[0]["time"].replace("Z", "+00:00"))
+    rolled = [e for e in env.events() if e.reason == "RolledBack"]
+    assert rolled and "error-rate" in rolled[0].message
+    rolled_at = rolled[0].first_timestamp
+    assert (rolled_at - first_bad).total_seconds() <= INTERVAL * 2 + 2 * SCRAPE + 1  # +1: timestamps in seconds
+    # Stable kept serving throughout and takes all traffic again.
+    assert obj["status"]["stable"]["version"] == "v1"
+    assert env.deployment(f"{NAME}-canary").spec.replicas == 0
+    env.world.wait_serving(stable=2, canary=0)
+    env.world.wait_split({"stable": 1.0}, tolerance=0.01, seconds=4)
+    assert env.world.loadgen.error_ratio(60, "stable") in (0.0, None)
+
+
+def test_latency_regressions_rolled_back(env: Env) -> None:
+    """Absolute: slower than latency-p99.max. Relative: under the limit but slower than stable."""
+    start_v1(env, metrics=[{"name": "error-rate", "max": 1}, {"name": "latency-p99", "max": 150},
+                           {"name": "slower-than-stable", "template": "latency-p99",
+                            "compareToStable": {"maxRatio": 3}}])
+    env.set_version("v2", env.model("slow", delay_seconds=0.3))
+    canary = env.wait_canary(lambda c: c.get("state") == "RolledBack", "rollback of the slow version")
+    failing = {a["metric"] for a in canary["analyses"] if a["verdict"] == "Fail"}
+    assert "latency-p99" in failing, canary["analyses"]
+
+    env.set_version("v3", env.model("slow", delay_seconds=0.04))
+    canary = env.wait_canary(lambda c: c.get("version") == "v3" and c.get("state") == "RolledBack",
+                             "rollback of the relatively slow version")
+    v3 = [a for a in canary["analyses"] if a["time"] >= canary["startedAt"]]
+    assert {a["metric"] for a in v3 if a["verdict"] == "Fail"} == {"slower-than-stable"}, v3
+    assert all(a["verdict"] == "Pass" for a in v3 if a["metric"] == "latency-p99"), v3
+
+
+def test_canary_never_ready_rolled_back_at_deadline(env: Env) -> None:
+    start_v1(env, progress_deadline="30s")
+    stable_before = env.deployment(NAME)
+    env.set_version("v2", env.model("corrupt"))
+    canary = env.wait_canary(lambda c: c.get("state") == "RolledBack", "rollback at the deadline", timeout=90)
+    assert canary["reason"] == "ProgressDeadlineExceeded" and canary["step"] == -1
+    assert "never became Ready" in canary["message"]
+    stable_after = env.deployment(NAME)
+    assert stable_after.metadata.generation == stable_before.metadata.generation  # untouched
+    assert env.get()["status"]["stable"]["version"] == "v1"
+
+
+def test_no_traffic_is_inconclusive_then_deadline(env: Env) -> None:
+    start_v1(env, progress_deadline="30s")
+    env.world.loadgen.pause()
+    env.set_version("v2", env.model("good2"))
+    canary = env.wait_canary(lambda c: c.get("state") == "RolledBack", "deadline after inconclusive analyses",
+                             timeout=90)
+    verdicts = {a["verdict"] for a in canary["analyses"]}
+    assert verdicts == {"Inconclusive"}, canary["analyses"]
+    assert canary["step"] == 0 and canary["failedChecks"] == 0
+    assert canary["reason"] == "ProgressDeadlineExceeded"
+    assert "Promoting" not in env.reasons()
+
+
+def test_no_traffic_with_pause_policy_waits_for_action(env: Env) -> None:
+    start_v1(env, onInconclusive="Pause")
+    env.world.loadgen.pause()
+    env.set_version("v2", env.model("good2"))
+    paused = env.wait_canary(lambda c: c.get("state") == "Paused", "policy pause")
+    assert paused["pausedBy"] == "inconclusive"
+    ready = mdep.condition(env.get(), "Ready")
+    assert ready and ready["reason"] == "Paused"
+    time.sleep(INTERVAL * 2)
+    assert env.canary()["state"] == "Paused"  # waits: no analyses, no deadline
+    env.annotate("abort")
+    aborted = env.wait_canary(lambda c: c.get("state") == "RolledBack", "abort")
+    assert aborted["reason"] == "Aborted"
+    wait_for(lambda: "modelpilot.io/action" not in (env.get()["metadata"].get("annotations") or {}),
+             timeout=20, what="the action annotation consumed")
+
+
+def test_prometheus_down_counts_provider_errors(env: Env) -> None:
+    start_v1(env, maxProviderErrors=3, onProviderError="Rollback")
+    env.set_version("v2", env.model("good2"))
+    env.wait_canary(lambda c: c.get("step", -1) >= 0, "canary Ready")
+    env.world.prometheus.stop()
+    errored = env.wait_canary(lambda c: c.get("providerErrors", 0) >= 2, "two provider errors")
+    assert errored["step"] == 0 and errored["state"] == "Progressing"
+    assert all(a["verdict"] == "Error" for a in errored["analyses"][-2:])
+    env.world.prometheus.start()  # back before maxProviderErrors: analysis continues
+    resumed = env.wait_canary(lambda c: c.get("providerErrors", 1) == 0 and c.get("step", 0) >= 1
+                              or c.get("state") == "Promoting", "analysis resumed and passed")
+    assert resumed["failedChecks"] == 0
+    env.wait_stable("v2")
+
+    env.set_version("v3", env.model("good"))
+    env.wait_canary(lambda c: c.get("version") == "v3" and c.get("step", -1) >= 0, "v3 canary Ready")
+    env.world.prometheus.stop()
+    gone = env.wait_canary(lambda c: c.get("version") == "v3" and c.get("state") == "RolledBack",
+                           "rollback after maxProviderErrors")
+    assert gone["reason"] == "ProviderErrors" and gone["providerErrors"] == 3
+    assert "Promoting" not in [e.reason for e in env.events() if "v3" in (e.message or "")]
+    env.world.prometheus.start()
+
+
+def test_newer_revision_restarts_and_revert_ends_without_failure(env: Env) -> None:
+    start_v1(env, steps=(20, 40, 60))
+    v1_uri = env.get()["spec"]["model"]["uri"]
+    env.set_version("v2", env.model("failing", error_ratio=0.5))
+    env.wait_canary(lambda c: c.get("failedChecks", 0) >= 1, "a failed check on v2")
+    env.set_version("v3", env.model("good2"))
+    restarted = env.wait_canary(lambda c: c.get("version") == "v3", "restart on v3")
+    assert restarted["failedChecks"] == 0 and restarted["step"] <= 0
+    assert "CanaryRestarted" in env.reasons()
+    env.wait_canary(lambda c: c.get("version") == "v3" and c.get("step", -1) >= 1, "v3 past its first step")
+
+    env.set_version("v1", v1_uri)  # back to the stable revision
+    obj = wait_for(lambda: (o := env.get()) and not (o.get("status") or {}).get("canary") and o, timeout=30,
+                   what="canary ended")
+    assert obj["status"]["phase"] in ("Ready", "Progressing")
+    assert "CanaryCancelled" in env.reasons() and "RolledBack" not in env.reasons()
+    degraded = mdep.condition(env.get(), "Degraded")
+    assert degraded and degraded["status"] == "False"
+    assert env.deployment(f"{NAME}-canary").spec.replicas == 0
+
+
+def test_operator_killed_mid_canary_resumes_without_double_step(env: Env) -> None:
+    start_v1(env, steps=(20, 40, 60))
+    env.set_version("v2", env.model("good2"))
+    before = env.wait_canary(lambda c: c.get("step", -1) >= 1, "step 1")
+    env.operator.kill()
+    frozen = env.canary()
+    time.sleep(INTERVAL * 2)  # nothing moves while the operator is down
+    assert env.canary() == frozen
+    env.operator.start()
+    after = env.wait_canary(lambda c: c.get("step", -1) >= frozen["step"] + 1 or c.get("state") == "Promoting",
+                            "the next step after the restart")
+    assert after["startedAt"] == before["startedAt"] and after["failedChecks"] == frozen["failedChecks"]
+    env.wait_stable("v2")
+    advanced = [e for e in env.events() if e.reason == "StepAdvanced"]
+    assert len(advanced) == 2, [e.message for e in advanced]  # steps 20->40->60: exactly two advances
+
+
+def test_manual_actions_and_spec_paused(env: Env) -> None:
+    start_v1(env, steps=(20, 40, 60))
+    env.set_version("v2", env.model("good2"))
+    env.wait_canary(lambda c: c.get("step", -1) >= 0, "canary Ready")
+    mdep.patch_spec(env.custom, env.namespace, NAME, {"paused": True})
+    paused = env.wait_canary(lambda c: c.get("state") == "Paused", "spec.paused")
+    time.sleep(INTERVAL * 2)
+    assert env.canary()["step"] == paused["step"] and env.canary()["state"] == "Paused"
+    mdep.patch_spec(env.custom, env.namespace, NAME, {"paused": False})
+    env.wait_canary(lambda c: c.get("state") == "Progressing", "resumed")
+
+    env.annotate("abort")
+    env.wait_canary(lambda c: c.get("state") == "RolledBack" and c.get("reason") == "Aborted", "abort")
+    env.annotate("retry")
+    env.wait_canary(lambda c: c.get("state") == "Progressing" and c.get("step", -1) >= 0, "retry")
+    assert "CanaryRetried" in env.reasons()
+    env.annotate("promote")
+    env.wait_stable("v2")
+    assert "Promoted" in env.reasons()
+    annotations = env.get()["metadata"].get("annotations") or {}
+    assert "modelpilot.io/action" not in annotations
+
+
+def test_gateway_api_weights_follow_steps_exactly(env: Env) -> None:
+    start_v1(env, steps=(10, 30, 60), gateway=True)
+    routes = client.CustomObjectsApi(env.custom.api_client)
+
+    def weights() -> tuple[int, int] | None:
+        try:
+            route = routes.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", env.namespace,
+                                                        "httproutes", NAME)
+        except client.exceptions.ApiException:
+            return None
+        refs = route["spec"]["rules"][0]["backendRefs"]
+        return refs[0]["weight"], refs[1]["weight"]
+
+    assert weights() == (100, 0)
+    # The Service <name> selects stable only in this mode.
+    selector = env.core.read_namespaced_service(NAME, env.namespace).spec.selector
+    assert selector.get("modelpilot.io/track") == "stable"
+    env.set_version("v2", env.model("good2"))
+    seen: list[tuple[int, int]] = []
+
+    def observe() -> bool:
+        current = weights()
+        if current and (not seen or seen[-1] != current):
+            seen.append(current)
+        obj = env.get()
+        return (obj.get("status") or {}).get("stable", {}).get("version") == "v2" and \
+            not (obj.get("status") or {}).get("canary")
+
+    wait_for(observe, timeout=150, interval=0.2, what="promotion through the HTTPRoute")
+    assert seen[0] == (100, 0) and seen[-1] == (100, 0)
+    assert [w for w in seen if w != (100, 0)] == [(90, 10), (70, 30), (40, 60)], seen
+    # The load generator followed the route: the canary got about 60% at the last step.
+    canary_requests = env.world.loadgen.totals().get("canary", {}).get("sent", 0)
+    assert canary_requests > 0
