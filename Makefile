@@ -73,3 +73,12 @@ test: venv binaries lint check-crds unit e2e ## everything: set-up, lint, unit a
 .PHONY: demo
 demo: cluster-up ## the operator on the local cluster serving examples/ (stays up: make cluster-down)
 	$(PY) hack/demo.py
+
+.PHONY: server-test
+server-test: venv ## model-server runtime tests (real processes on loopback; builds MinIO once, ~4 min cold)
+	$(VENV)/bin/pytest tests/server -q $(PYTEST_ARGS)
+
+.PHONY: bench-server
+bench-server: venv ## the runtime vs MLServer on the same model, driven by wrk (prints a table, ~3 min)
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 2; }
+	$(PY) bench/server/run.py $(BENCH_ARGS)

@@ -65,6 +65,7 @@ log = logging.getLogger("modelpilot.reconcile")
 
 API_VERSION = f"{GROUP}/{VERSION}"
 HTTPROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+ANNOTATION_WEIGHT = "modelpilot.io/canary-weight"
 WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable"})
 MANAGED_BY = "app.kubernetes.io/managed-by=modelpilot"
 
@@ -162,9 +163,12 @@ class Reconciler:
         gateway = spec.rollout.canary.traffic_routing.gateway_api
         if decision.canary_running:
             assert decision.canary is not None
-            children.append(build_deployment(spec, name=name, namespace=namespace, owner=owner, settings=settings,
-                                             track="canary",
-                                             replicas=self._canary_replicas(spec, decision.canary, stable_replicas)))
+            canary_deployment = build_deployment(
+                spec, name=name, namespace=namespace, owner=owner, settings=settings, track="canary",
+                replicas=self._canary_replicas(spec, decision.canary, stable_replicas))
+            # The weight these replicas were sized for, on the same object (for people and tests).
+            canary_deployment["metadata"].setdefault("annotations", {})[ANNOTATION_WEIGHT] = str(decision.weight)
+            children.append(canary_deployment)
         elif canary_live is not None and (canary_live.get("spec") or {}).get("replicas", 0) != 0:
             # The canary scales to zero; its Deployment stays (cheap, and a retry reuses it).
             children.append(build_deployment(spec, name=name, namespace=namespace, owner=owner, settings=settings,

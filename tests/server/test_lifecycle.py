@@ -45,7 +45,7 @@ def test_not_ready_until_loaded(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("writer", "reason"),
     [
-        (testmodels.write_corrupt, "model failed to load: cannot load sklearn model model.joblib: "),
+        (testmodels.write_corrupt, "model failed to load: cannot load sklearn model model.joblib: not a readable"),
         (lambda d: d.mkdir(parents=True), "model failed to load: no model file"),
     ],
     ids=["corrupt-file", "empty-dir"],
@@ -101,3 +101,36 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path: Path, mod
         assert body["outputs"][0]["data"] == [0]
         assert server.proc.wait(60) == 0
     assert "Waiting for connections to close" in server.log() or "Shutting down" in server.log()
+
+
+def test_sigterm_while_loading_exits_0_without_waiting_for_the_load(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # never created: loading would block for the gate's 120 s timeout
+    testmodels.write_gated(tmp_path / "model", gate)
+    with RuntimeProcess.serve(tmp_path / "model", name="iris") as server:
+        server.wait_live()
+        assert server.get("/v2/health/ready")[0] == 503
+        assert server.terminate(timeout=60) == 0
+    assert not gate.exists()
+
+
+def test_a_request_beyond_the_graceful_timeout_does_not_hold_the_process(tmp_path: Path) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"  # release never comes
+    testmodels.write_slow(tmp_path / "model", delay_seconds=0.0, started_file=started, release_file=release)
+    args = ["--predict-mode", "thread", "--graceful-timeout", "1"]
+    with RuntimeProcess.serve(tmp_path / "model", name="slow", extra_args=args) as server:
+        server.wait_ready()
+        result: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                result["response"] = server.post_json("/v2/models/slow/infer", iris_request(), timeout=120)
+            except OSError as err:  # the connection is closed without a response
+                result["error"] = err
+
+        client = threading.Thread(target=call)
+        client.start()
+        _wait_for_file(started, server, "predict started")
+        assert server.terminate(timeout=60) == 0
+        client.join(60)
+        assert "error" in result or result["response"][0] >= 500
+        assert "exiting with busy threads: predict" in server.log()

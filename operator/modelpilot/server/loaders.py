@@ -8,6 +8,7 @@ without onnxruntime still serves sklearn models.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
 # Optional file beside the model that declares its inputs (names, datatypes, shapes); it is what
 # gives an sklearn or XGBoost model named inputs, e.g. two feature groups in one request.
 SIGNATURE_FILE = "model-signature.json"
+log = logging.getLogger("modelpilot.server")
 
 
 class ModelLoadError(Exception):
@@ -239,7 +241,22 @@ def load_model(path: Path, model_format: str | None = None) -> Model:
 def _load_sklearn(file: Path, signature: list[TensorSpec] | None) -> Model:
     import joblib
 
-    estimator = joblib.load(file)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            estimator = joblib.load(file)
+        except (ImportError, AttributeError) as err:
+            raise ModelLoadError(
+                f"cannot load sklearn model {file.name}: it refers to code this runtime lacks ({err})"
+            ) from err
+        except Exception as err:
+            raise ModelLoadError(
+                f"cannot load sklearn model {file.name}: not a readable joblib/pickle file "
+                f"({type(err).__name__}: {err})"
+            ) from err
+    for warning in caught:
+        # e.g. InconsistentVersionWarning: pickled by another scikit-learn version.
+        log.warning("loading %s: %s", file.name, warning.message)
     # Estimators fitted on a DataFrame warn on every array input; the names live in the signature.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     return SklearnModel(estimator, signature)

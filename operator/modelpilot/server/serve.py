@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -225,6 +226,16 @@ def serve(config: ServeConfig) -> int:
     )
     server = GracefulServer(uv_config, state, metrics, config.drain_seconds)
     server.run()
-    if not server.started:
-        return 1  # e.g. the port was taken; uvicorn logged why
-    return 0
+    code = 0 if server.started else 1  # not started: e.g. the port was taken; uvicorn logged why
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    deadline = time.monotonic() + 2.0  # idle pool threads end on their own right after shutdown
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t.name for t in others if t.is_alive()]
+    if busy:
+        # A predict() still running past the graceful timeout would keep the interpreter waiting
+        # for its pool thread at exit (and the pod until SIGKILL): leave now, logs flushed.
+        log.warning("exiting with busy threads: %s", ", ".join(busy))
+        logging.shutdown()
+        os._exit(code)
+    return code

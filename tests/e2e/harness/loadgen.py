@@ -8,12 +8,16 @@ It stands in for the gateway and the Service, and reads the split only from the 
 - replicas mode (no such HTTPRoute): a pod uniformly among the pods the Service `<name>` selects.
 
 Only pods that are Ready in the API *and* whose process answers its readiness probe take
-traffic, as with Service endpoints. The routing is re-read every `poll_interval` seconds. A chosen
-backend without any such pod gives the outcome `no-endpoints` (a real gateway answers 5xx), and
-the request is not sent. Requests go out open-loop at `rate` per second; when `max_in_flight`
-requests are outstanding the next one is `dropped` instead of queued (a slow model must not bend
-the split). Every routed request is recorded with its time, track, pod and outcome: an HTTP
-status code, `no-endpoints`, `dropped`, or `error:<ExceptionName>` for connection errors.
+traffic, as with Service endpoints; the routing is re-read every `poll_interval` seconds, and a
+pod whose process the bridge stops leaves at once. A chosen backend without any such pod gives
+the outcome `no-endpoints` (a real gateway answers 5xx), and the request is not sent.
+
+Requests are released open-loop at `rate` per second to `workers` threads (keep-alive
+connections) and routed when a worker sends them. When `max_in_flight` requests are queued or
+running, the next one is `dropped` (still routed, to name the track that lost it) rather than
+queued without bound behind a slow model. Every routed request is recorded with its time,
+track, pod and outcome: an HTTP status code, `no-endpoints`, `dropped`, or
+`error:<ExceptionName>` (connection errors and timeouts are counted, never raised).
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ class LoadGenerator:
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, bridge: PodProcessBridge, *,
-                 rate: float = 50.0, model_name: str | None = None, workers: int = 8, max_in_flight: int = 32,
+                 rate: float = 50.0, model_name: str | None = None, workers: int = 16, max_in_flight: int = 64,
                  timeout: float = 10.0, poll_interval: float = 0.5, payload: Payload = iris_payload,
                  history_seconds: float = 900.0, wait_for_endpoints: bool = True) -> None:
         self.core = client.CoreV1Api(api_client)
@@ -283,22 +287,29 @@ class LoadGenerator:
 
     # ------------------------------------------------------------------------------- sending
 
-    def _choose(self) -> tuple[str, PodView | None]:
+    def _live(self, pods: list[PodView]) -> list[tuple[PodView, int]]:
+        """The pods whose process is ready right now, with its port: a pod the bridge is stopping
+        leaves at once, not at the next routing read."""
+        live = []
+        for pod in pods:
+            process = self.bridge.process(pod.name)
+            if process is not None and process.ready and process.plan.uid == pod.uid:
+                live.append((pod, process.port))
+        return live
+
+    def _choose(self) -> tuple[str, PodView | None, int]:
+        """(track, pod, port) for the next request; pod None when the backend has no endpoint."""
         routing = self.routing
         backends = [b for b in routing.backends if b.weight > 0]
         if not backends:
-            return "none", None
-        if routing.mode == "replicas":
-            pods = backends[0].pods
-            if not pods:
-                return "none", None
-            pod = random.choice(pods)
-            return pod.track or "none", pod
-        backend = random.choices(backends, weights=[b.weight for b in backends])[0]
-        if not backend.pods:
-            return backend.track, None
-        pod = random.choice(backend.pods)
-        return pod.track or backend.track, pod
+            return "none", None, 0
+        backend = backends[0] if routing.mode == "replicas" else \
+            random.choices(backends, weights=[b.weight for b in backends])[0]
+        live = self._live(backend.pods)
+        if not live:
+            return ("none" if routing.mode == "replicas" else backend.track), None, 0
+        pod, port = random.choice(live)
+        return pod.track or backend.track, pod, port
 
     def _record(self, request: Request) -> None:
         with self._lock:
@@ -316,7 +327,7 @@ class LoadGenerator:
     def _dispatch_loop(self) -> None:
         # Like clients that start calling once the model is up: nothing is sent (or counted as
         # no-endpoints) before the first pod serves; after that, every routing gap counts.
-        while self.wait_for_endpoints and not any(b.pods for b in self.routing.backends):
+        while self.wait_for_endpoints and not any(self._live(b.pods) for b in self.routing.backends):
             if self._stop.wait(0.1):
                 return
         next_at = time.monotonic()
@@ -330,28 +341,43 @@ class LoadGenerator:
                 self._stop.wait(next_at - now)
                 continue
             next_at = max(next_at + 1.0 / self.rate, now - 1.0)  # no burst to catch up after a stall
-            track, pod = self._choose()
-            request = Request(sent_at=now, track=track, pod=pod.name if pod else None)
-            self._record(request)
-            if pod is None or pod.process is None:
-                self._finish(request, "no-endpoints")
-                continue
             with self._lock:
-                if self._in_flight >= self.max_in_flight:
-                    full = True
-                else:
-                    full = False
+                full = self._in_flight >= self.max_in_flight
+                if not full:
                     self._in_flight += 1
-            if full:
+            if full:  # routed now only to say which track lost it
+                track, pod, _ = self._choose()
+                request = Request(sent_at=now, track=track, pod=pod.name if pod else None)
+                self._record(request)
                 self._finish(request, "dropped")
                 continue
             assert self._executor is not None
             try:
-                self._executor.submit(self._send, request, pod)
+                self._executor.submit(self._send)
             except RuntimeError:  # shut down meanwhile
-                with self._lock:
-                    self._in_flight -= 1
                 return
+
+    def _send(self) -> None:
+        """Route (at send time, so a queued request never goes to a pod gone meanwhile) and send."""
+        try:
+            track, pod, port = self._choose()
+            started = time.monotonic()
+            request = Request(sent_at=started, track=track, pod=pod.name if pod else None)
+            self._record(request)
+            if pod is None:
+                outcome: Outcome = "no-endpoints"
+            else:
+                try:
+                    body = json.dumps(self.payload(self._inputs_of(pod, port))).encode()
+                    status, _ = self._http(port, "POST", f"/v2/models/{self.model_name}/infer", body)
+                    outcome = status
+                except Exception as err:
+                    outcome = f"error:{type(err).__name__}"
+                request.seconds = time.monotonic() - started
+            self._finish(request, outcome)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _connection(self, port: int) -> http.client.HTTPConnection:
         conns: dict[int, http.client.HTTPConnection] = getattr(self._local, "conns", None) or {}
@@ -399,19 +425,3 @@ class LoadGenerator:
                 self._drop_connection(port)
                 raise
         raise AssertionError("unreachable")
-
-    def _send(self, request: Request, pod: PodView) -> None:
-        started = time.monotonic()
-        try:
-            assert pod.process is not None
-            port = pod.process.port
-            body = json.dumps(self.payload(self._inputs_of(pod, port))).encode()
-            status, _ = self._http(port, "POST", f"/v2/models/{self.model_name}/infer", body)
-            outcome: Outcome = status
-        except Exception as err:
-            outcome = f"error:{type(err).__name__}"
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-        request.seconds = time.monotonic() - started
-        self._finish(request, outcome)
