@@ -217,8 +217,10 @@ class Reconciler:
         meta = md["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         stable = status.get("stable") or {}
-        if spec.rollout.strategy != "Canary" or not stable.get("template"):
-            # Rolling strategy, or the first version: the stable Deployment takes the spec directly.
+        if spec.rollout.strategy != "Canary" or not stable.get("template") or not stable.get("version"):
+            # Rolling strategy, or no version has ever served (nothing to protect, nothing to compare
+            # a canary with, e.g. a first spec whose pods could not be scheduled): the stable
+            # Deployment takes the spec directly.
             return Plan(stable_spec=spec, decision=Decision(None))
 
         stable_spec = stable_spec_from(spec, stable.get("template"))

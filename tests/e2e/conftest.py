@@ -89,8 +89,9 @@ def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
 
 @pytest.fixture(scope="session")
 def worker_id_prefix(worker_id: str) -> str:
-    """Namespaces of this xdist worker start with this; its shared operator watches only them."""
-    return "w" + (worker_id.removeprefix("gw") if worker_id != "master" else "m")
+    """Namespaces of this xdist worker start with this; its shared operator watches only them. A
+    random part keeps concurrent test sessions on one cluster out of each other's way."""
+    return "w" + (worker_id.removeprefix("gw") if worker_id != "master" else "m") + uuid.uuid4().hex[:4]
 
 
 def make_namespace(core: client.CoreV1Api, prefix: str, test_name: str, labels: dict[str, str] | None = None) -> str:

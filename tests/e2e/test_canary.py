@@ -234,8 +234,12 @@ def test_canary_never_ready_rolled_back_at_deadline(env: Env) -> None:
     stable_before = env.deployment(NAME)
     env.set_version("v2", env.model("corrupt"))
     canary = env.wait_canary(lambda c: c.get("state") == "RolledBack", "rollback at the deadline", timeout=90)
-    assert canary["reason"] == "ProgressDeadlineExceeded" and canary["step"] == -1
-    assert "never became Ready" in canary["message"]
+    assert canary["reason"] == "ProgressDeadlineExceeded" and canary["weight"] == 0
+    # KWOK marks a pod Ready for the instant before the harness's readiness probe overrides it,
+    # so the operator may have seen the canary Ready once (step 0); it never analysed or advanced.
+    assert canary["step"] <= 0 and not canary.get("analyses"), canary
+    assert "Ready within progressDeadline" in canary["message"]
+    assert "StepAdvanced" not in env.reasons()
     stable_after = env.deployment(NAME)
     assert stable_after.metadata.generation == stable_before.metadata.generation  # untouched
     assert env.get()["status"]["stable"]["version"] == "v1"
@@ -280,7 +284,7 @@ def test_prometheus_down_counts_provider_errors(env: Env) -> None:
     assert errored["step"] == 0 and errored["state"] == "Progressing"
     assert all(a["verdict"] == "Error" for a in errored["analyses"][-2:])
     env.world.prometheus.start()  # back before maxProviderErrors: analysis continues
-    resumed = env.wait_canary(lambda c: c.get("providerErrors", 1) == 0 and c.get("step", 0) >= 1
+    resumed = env.wait_canary(lambda c: (c.get("providerErrors", 1) == 0 and c.get("step", 0) >= 1)
                               or c.get("state") == "Promoting", "analysis resumed and passed")
     assert resumed["failedChecks"] == 0
     env.wait_stable("v2")

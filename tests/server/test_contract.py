@@ -143,3 +143,14 @@ def test_cli_keeps_the_operator_subcommand_and_reports_config_errors() -> None:
     )
     assert bad.returncode == 2
     assert "modelpilot serve: no model" in bad.stderr
+
+
+def test_the_operator_cli_does_not_import_the_runtime() -> None:
+    # The operator image has no [server] extra: its CLI must not touch the runtime's packages.
+    code = (
+        "import sys, modelpilot.cli.main as m; m.build_parser().parse_args(['operator']); "
+        "print(sorted(x for x in ('uvicorn', 'numpy', 'orjson', 'fsspec', 'sklearn', 'modelpilot.server') "
+        "if x in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import re
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from modelpilot.server import testmodels
 from modelpilot.server.loaders import load_model
-from modelpilot.server.storage import MARKER, FetchError, fetch
+from modelpilot.server.storage import MARKER, FetchError, fetch, split_sha256
 from modelpilot.server.testing import RuntimeProcess, iris_request
 from tests.server.minio import MinioServer
 
@@ -186,6 +187,16 @@ def bucket(minio: MinioServer, files: Path) -> str:
     fs.mkdir("models")
     fs.put_file(str(files / "iris" / testmodels.MODEL_FILE), "models/iris/v1/model.joblib")
     fs.put_file(str(files / "iris.tar.gz"), "models/archives/iris.tar.gz")
+    fs.mkdir("public")
+    fs.put_file(str(files / "iris.zip"), "public/iris.zip")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject", "s3:ListBucket"],
+             "Resource": ["arn:aws:s3:::public", "arn:aws:s3:::public/*"]}
+        ],
+    }
+    fs.call_s3("put_bucket_policy", Bucket="public", Policy=json.dumps(policy))
     return "models"
 
 
@@ -210,6 +221,14 @@ def test_s3_refusals(minio: MinioServer, bucket: str, tmp_path: Path) -> None:
     assert _listing(tmp_path / "b") == []
     with pytest.raises(FetchError, match="does not exist"):
         fetch(f"s3://{bucket}/iris/v404/model.joblib", tmp_path / "c", environ=minio.env())
+
+
+def test_s3_anonymous_public_bucket(minio: MinioServer, bucket: str, tmp_path: Path) -> None:
+    env = {"AWS_ENDPOINT_URL": minio.endpoint, "AWS_REGION": "us-east-1", "MODELPILOT_S3_ANONYMOUS": "true"}
+    fetch("s3://public/iris.zip", tmp_path / "m", environ=env)
+    assert _listing(tmp_path / "m") == [MARKER, testmodels.MODEL_FILE]
+    with pytest.raises(FetchError, match=re.escape("cannot fetch s3://models/iris/v1/model.joblib")):
+        fetch(f"s3://{bucket}/iris/v1/model.joblib", tmp_path / "private", environ=env)
 
 
 def test_serve_a_model_uri_from_s3(minio: MinioServer, bucket: str) -> None:
@@ -244,3 +263,16 @@ def test_fetch_cli(http_base: str, files: Path, tmp_path: Path) -> None:
     assert _listing(tmp_path / "args") == []
     usage = _cli(env={})
     assert usage.returncode == 2
+
+
+def test_sha256_sources() -> None:
+    digest = "ab" * 32
+    assert split_sha256(f"https://h/m.joblib#sha256={digest.upper()}") == ("https://h/m.joblib", digest)
+    assert split_sha256("https://h/m.joblib", digest) == ("https://h/m.joblib", digest)
+    assert split_sha256(f"https://h/m.joblib#sha256={digest}", digest) == ("https://h/m.joblib", digest)
+    with pytest.raises(FetchError, match="differ"):
+        split_sha256(f"https://h/m.joblib#sha256={digest}", "cd" * 32)
+    with pytest.raises(FetchError, match="only #sha256=<hex> is understood"):
+        split_sha256("https://h/m.joblib#md5=abc")
+    with pytest.raises(FetchError, match="sha256 must be 64 hex digits"):
+        split_sha256("https://h/m.joblib#sha256=xyz")

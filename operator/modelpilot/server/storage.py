@@ -37,6 +37,7 @@ STAGING_PREFIX = ".modelpilot-staging-"
 PVC_ROOT_ENV = "MODELPILOT_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 SHA256_ENV = "MODELPILOT_MODEL_SHA256"
+S3_ANONYMOUS_ENV = "MODELPILOT_S3_ANONYMOUS"
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 ZIP_SUFFIXES = (".zip",)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -205,13 +206,14 @@ def _s3_filesystem(env: Mapping[str, str]) -> Any:
         client_kwargs["endpoint_url"] = env["AWS_ENDPOINT_URL"]
     if env.get("AWS_REGION"):
         client_kwargs["region_name"] = env["AWS_REGION"]
-    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-    # No keys at all: anonymous (public buckets); otherwise botocore's usual chain sees them.
+    # Keys from the Secret when given; otherwise botocore's usual chain (web identity, instance
+    # role). Public buckets need MODELPILOT_S3_ANONYMOUS=true: unsigned requests are opt-in.
+    anonymous = env.get(S3_ANONYMOUS_ENV, "").lower() in ("1", "true", "yes")
     return s3fs.S3FileSystem(
-        key=key or None,
-        secret=secret or None,
+        key=env.get("AWS_ACCESS_KEY_ID") or None,
+        secret=env.get("AWS_SECRET_ACCESS_KEY") or None,
         token=env.get("AWS_SESSION_TOKEN") or None,
-        anon=not (key or secret or env.get("AWS_WEB_IDENTITY_TOKEN_FILE")),
+        anon=anonymous,
         client_kwargs=client_kwargs,
         skip_instance_cache=True,
     )

@@ -3,8 +3,10 @@
 KWOK binds pods and marks them Running but runs nothing. For every Running pod labelled
 `app.kubernetes.io/managed-by=modelpilot` the bridge plans the pod's containers
 (harness.template) and runs them as real processes (harness.process): the init containers, then
-the server on a free loopback port. It keeps a file_sd file of the live servers for Prometheus,
+the server on a free loopback port. It keeps a file_sd file of the pods' servers for Prometheus,
 with the labels a PodMonitor adds (`namespace`, `pod`), and a registry for the load generator.
+Prometheus applies file_sd changes at most every 5 s (its discovery manager throttles them, not
+configurable), so a target appears or goes up to ~5 s after the file changes.
 
 Readiness (`reflect_readiness=True`, the default): like a kubelet, the bridge writes the pod's
 `Ready` / `ContainersReady` conditions from the server's readiness probe, so a model that cannot
@@ -40,6 +42,7 @@ from tests.e2e.harness.prometheus import PrometheusHub, write_targets
 from tests.e2e.harness.template import plan_pod
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelpilot"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 TRACK_LABEL = "modelpilot.io/track"
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_BIN_DIR = ROOT / ".venv" / "bin"
@@ -107,13 +110,14 @@ class PodProcessBridge:
     bin_dir: the stand-in for the image: container commands are looked up here.
     reflect_readiness: write pod Ready conditions from the processes' readiness (see module doc).
     pvc_dirs: claim name -> host directory, for pods that mount a PersistentVolumeClaim.
+    only_kwok_nodes: leave pods on nodes with a real kubelet alone (see _kwok_node).
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str, *, workdir: Path | None = None,
                  prometheus: PrometheusHub | None = None, targets_file: Path | None = None,
                  bin_dir: Path = DEFAULT_BIN_DIR, reflect_readiness: bool = True,
                  pvc_dirs: Mapping[str, Path] | None = None, poll_interval: float = 0.5,
-                 grace: float = 10.0, label_selector: str = MANAGED_SELECTOR) -> None:
+                 grace: float = 10.0, label_selector: str = MANAGED_SELECTOR, only_kwok_nodes: bool = True) -> None:
         self.api = client.CoreV1Api(api_client)
         self.namespace = namespace
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"bridge-{namespace}-"))
@@ -125,6 +129,8 @@ class PodProcessBridge:
         self.poll_interval = poll_interval
         self.grace = grace
         self.label_selector = label_selector
+        self.only_kwok_nodes = only_kwok_nodes
+        self._kwok_nodes: dict[str, bool] = {}
         self.events_path = self.workdir / "events.log"
         self._processes: dict[str, PodProcess] = {}  # pod name -> process
         self._pods: dict[str, Obj] = {}  # pod name -> last seen pod (dict, camelCase)
@@ -151,7 +157,8 @@ class PodProcessBridge:
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
-            thread.join(10)
+            # The watch ends at its next event or server timeout (<= 5 s); it only wakes the loop.
+            thread.join(10 if thread.name.startswith("bridge-loop") else 0.1)
         with self._lock:
             processes = list(self._processes.values())
             self._processes.clear()
@@ -245,7 +252,25 @@ class PodProcessBridge:
         return {p["metadata"]["name"]: p for p in raw.get("items") or []}
 
     def _wanted(self, pod: Obj) -> bool:
-        return is_running(pod) if self.reflect_readiness else is_ready(pod)
+        if not (is_running(pod) if self.reflect_readiness else is_ready(pod)):
+            return False
+        return not self.only_kwok_nodes or self._kwok_node((pod.get("spec") or {}).get("nodeName"))
+
+    def _kwok_node(self, node: str | None) -> bool:
+        """Whether KWOK runs `node` (annotation kwok.x-k8s.io/node): on a node with a real
+        kubelet (e.g. kind) the containers run for real and the bridge must stay out."""
+        if not node:
+            return False
+        if node not in self._kwok_nodes:
+            try:
+                annotations = self.api.read_node(node).metadata.annotations or {}
+                self._kwok_nodes[node] = KWOK_NODE_ANNOTATION in annotations
+            except ApiException as err:
+                self._error(f"reading node {node}: {err.status} {err.reason}")
+                return False
+            if not self._kwok_nodes[node]:
+                self._log(f"node {node} is not a KWOK node: its pods are left to its kubelet")
+        return self._kwok_nodes[node]
 
     def _reconcile(self) -> None:
         pods = self._list()
@@ -319,8 +344,11 @@ class PodProcessBridge:
     def _write_targets(self, processes: Mapping[str, PodProcess]) -> None:
         if self.targets_file is None:
             return
+        # Like a PodMonitor, every pod with a process is a target from the start (a scrape fails
+        # until it listens): Prometheus applies discovery changes only every 5 s, so registering
+        # early means the server is scraped soon after it starts.
         targets = sorted((p.port, {"namespace": self.namespace, "pod": name})
-                         for name, p in processes.items() if p.live)
+                         for name, p in processes.items() if p.plan.server is not None)
         if targets != self._targets:
             write_targets(self.targets_file, targets)
             self._targets = targets
