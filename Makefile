@@ -71,7 +71,7 @@ e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECO
 test: venv binaries lint check-crds unit e2e ## everything: set-up, lint, unit and e2e tests
 
 .PHONY: demo
-demo: cluster-up ## the operator on the local cluster serving examples/ (stays up: make cluster-down)
+demo: cluster-up ## a canary demo: v1 serving, v2 rolled back, v3 promoted (stays up: make cluster-down)
 	$(PY) hack/demo.py
 
 .PHONY: server-test

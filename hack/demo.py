@@ -1,70 +1,245 @@
-"""`make demo`: the operator on the local cluster, serving the examples.
+"""`make demo`: a canary rollout on the local cluster, end to end, by itself.
 
-Installs the CRD, starts the operator in the background (log: .cluster/operator.log), applies
-every example into the namespace `demo`, waits until they are Ready and shows them with their
-children. The cluster and the operator stay up for exploring; `make cluster-down` stops both.
+1. The cluster, the CRD and the operator; the examples/ applied in the namespace `examples`.
+2. In the namespace `demo`: real model servers for every pod (started from the pod templates the
+   operator generates), a Prometheus scraping them and traffic split the way the API server says.
+3. ModelDeployment `fraud` at v1; then v2, whose model raises on predict for a share of the
+   inputs (rolled back automatically); then v3, a good model (promoted).
+
+A live view shows weight, error rate and p99 of both tracks against the thresholds (plain
+progress lines when stdout is not a terminal). Everything stays up for exploring; the last line
+states the outcome. `make cluster-down` stops it all.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import testbed
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(ROOT))
 
-ROOT = testbed.ROOT
-NAMESPACE = "demo"
+import testbed  # noqa: E402
+from kubernetes import client, config  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.live import Live  # noqa: E402
+
+from modelpilot.analysis.builtin import BUILTIN  # noqa: E402
+from modelpilot.analysis.provider import PrometheusProvider, ProviderError  # noqa: E402
+from modelpilot.analysis.queries import render  # noqa: E402
+from modelpilot.cli.view import plain_line  # noqa: E402
+from modelpilot.cli.view import render as render_view  # noqa: E402
+from modelpilot.server import testmodels  # noqa: E402
+
+NAMESPACE, EXAMPLES_NAMESPACE, NAME = "demo", "examples", "fraud"
+GROUP, VERSION, PLURAL = "modelpilot.io", "v1alpha1", "modeldeployments"
+PHASE_TIMEOUT = 240.0
+console = Console(soft_wrap=True)
 
 
 def say(message: str) -> None:
-    print(f"==> {message}", flush=True)
+    console.print(f"[bold cyan]==>[/] {message}")
 
 
-def start_operator(cluster: testbed.Cluster) -> int:
-    pid_file = cluster.workdir / "operator.pid"
-    if pid_file.exists():
-        old = int(pid_file.read_text())
-        if testbed._alive(old):
-            os.kill(old, signal.SIGTERM)
-            time.sleep(1)
-    log = (cluster.workdir / "operator.log").open("ab")
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), MODELPILOT_RESYNC_SECONDS="10")
-    process = subprocess.Popen([str(ROOT / ".venv/bin/modelpilot"), "operator", "--log-format", "plain",
-                                "--namespace", NAMESPACE],
-                               stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    pid_file.write_text(str(process.pid))
-    return process.pid
+def manifest(version: str, uri: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"version": version, "uri": uri, "format": "sklearn"},
+            "replicas": 2,
+            "rollout": {"strategy": "Canary", "canary": {
+                "steps": [20, 50], "interval": "5s", "initialDelay": "5s", "failureThreshold": 2,
+                "progressDeadline": "2m",
+                "analysis": {"minRequests": 10, "metrics": [
+                    {"name": "error-rate", "max": 1},
+                    {"name": "latency-p99", "max": 250},
+                ]},
+            }},
+        },
+    }
+
+
+class Demo:
+    def __init__(self) -> None:
+        self.cluster = testbed.Cluster(workdir=Path(os.environ.get("MODELPILOT_CLUSTER_DIR",
+                                                                   ROOT / ".cluster")).resolve())
+        self.work = self.cluster.workdir / "demo"
+        self.custom: client.CustomObjectsApi
+        self.prometheus_url = ""
+
+    # -- set-up --------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.cluster.up()
+        say("installing the ModelDeployment CRD")
+        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                             "crd/modeldeployments.modelpilot.io")
+        api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
+        self.custom = client.CustomObjectsApi(api)
+        for ns in (NAMESPACE, EXAMPLES_NAMESPACE):
+            self.cluster.kubectl("create", "namespace", ns, check=False)
+        self._fresh_start()
+
+        say("starting model servers, Prometheus and traffic for namespace demo (hack/world.py)")
+        world_dir = self.work / "world"
+        (world_dir / "world.json").unlink(missing_ok=True)
+        testbed.start_background(self.cluster.workdir, "world", [
+            sys.executable, str(ROOT / "hack" / "world.py"), "--namespace", NAMESPACE, "--name", NAME,
+            "--kubeconfig", str(self.cluster.kubeconfig), "--workdir", str(world_dir)])
+        deadline = time.monotonic() + 60
+        while not (world_dir / "world.json").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the world did not start; see {self.cluster.workdir / 'world.log'}")
+            time.sleep(0.2)
+        self.prometheus_url = json.loads((world_dir / "world.json").read_text())["prometheus"]
+
+        say(f"starting the operator (log {self.cluster.workdir / 'operator.log'})")
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), MODELPILOT_PROMETHEUS_URL=self.prometheus_url,
+                   MODELPILOT_SCRAPE_INTERVAL="1", MODELPILOT_RESYNC_SECONDS="10", MODELPILOT_METRICS_PORT="0")
+        testbed.start_background(self.cluster.workdir, "operator", [
+            str(ROOT / ".venv" / "bin" / "modelpilot"), "operator", "--log-format", "plain",
+            "--namespace", NAMESPACE, "--namespace", EXAMPLES_NAMESPACE], env=env)
+
+        say(f"applying examples/ in namespace {EXAMPLES_NAMESPACE}")
+        console.print(self.cluster.kubectl("apply", "-n", EXAMPLES_NAMESPACE, "-f", str(ROOT / "examples")).stdout,
+                      end="")
+
+    def _fresh_start(self) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME)
+            say("removing the previous demo's ModelDeployment")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+        deadline = time.monotonic() + 60
+        while self._get() is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def models(self) -> dict[str, str]:
+        directory = self.work / "models"
+        uris = {
+            "v1": testmodels.write_iris(directory / "v1"),
+            "v2": testmodels.write_failing(directory / "v2", error_ratio=0.3),
+            "v3": testmodels.write_iris(directory / "v3"),
+        }
+        return {version: f"file://{path}" for version, path in uris.items()}
+
+    # -- observing -----------------------------------------------------------------------------
+    def _get(self) -> dict[str, Any] | None:
+        try:
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def live_metrics(self) -> dict[str, dict[str, float | None]]:
+        provider = PrometheusProvider(self.prometheus_url, timeout=2)
+        values: dict[str, dict[str, float | None]] = {}
+        for track in ("stable", "canary"):
+            values[track] = {}
+            for metric, template in BUILTIN.items():
+                query = render(template, {"namespace": NAMESPACE, "name": NAME, "track": track, "window": "10s"})
+                try:
+                    values[track][metric] = provider.query(query)
+                except ProviderError:
+                    values[track][metric] = None
+        return values
+
+    def watch(self, title: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Show the rollout live until `done(obj)`; plain lines when stdout is not a terminal."""
+        say(title)
+        deadline = time.monotonic() + PHASE_TIMEOUT
+        obj: dict[str, Any] | None = None
+        if console.is_terminal:
+            with Live(console=console, refresh_per_second=2) as live:
+                while time.monotonic() < deadline:
+                    obj = self._get() or {}
+                    live.update(render_view(obj, self.live_metrics()))
+                    if done(obj):
+                        return obj
+                    time.sleep(1)
+        else:
+            last = ""
+            while time.monotonic() < deadline:
+                obj = self._get() or {}
+                line = plain_line(obj, self.live_metrics())
+                status_part = line.split(" stable.")[0]
+                if status_part != last:
+                    print(f"    {time.strftime('%H:%M:%S')} {line}", flush=True)
+                    last = status_part
+                if done(obj):
+                    return obj
+                time.sleep(1)
+        raise TimeoutError(f"{title}: not done within {PHASE_TIMEOUT:.0f}s; last status: {(obj or {}).get('status')}")
+
+    # -- the story -----------------------------------------------------------------------------
+    def run(self) -> bool:
+        self.setup()
+        uris = self.models()
+
+        def stable_is(version: str) -> Callable[[dict[str, Any]], bool]:
+            def check(obj: dict[str, Any]) -> bool:
+                status = obj.get("status") or {}
+                return (status.get("stable") or {}).get("version") == version and not status.get("canary") \
+                    and status.get("phase") == "Ready"
+            return check
+
+        def rolled_back(obj: dict[str, Any]) -> bool:
+            return ((obj.get("status") or {}).get("canary") or {}).get("state") == "RolledBack"
+
+        say("v1: a good iris model, 2 replicas")
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest("v1", uris["v1"]))
+        self.watch("waiting for v1 to serve", stable_is("v1"))
+
+        say("v2: a model that raises on predict for 30% of the inputs")
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME,
+                                                   {"spec": {"model": {"version": "v2", "uri": uris["v2"]}}})
+        failed = self.watch("canary v2: expect an automatic rollback", rolled_back)
+        message = next((c["message"] for c in failed["status"]["conditions"] if c["type"] == "Degraded"), "")
+        console.print(f"    [red]rolled back:[/] {message}")
+
+        say("v3: a good model")
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME,
+                                                   {"spec": {"model": {"version": "v3", "uri": uris["v3"]}}})
+        self.watch("canary v3: expect promotion through 20% and 50%", stable_is("v3"))
+        console.print("    [green]promoted:[/] v3 is stable, the canary is at zero")
+        return True
+
+    def epilogue(self) -> None:
+        kubeconfig = self.cluster.kubeconfig
+        selector = f'namespace="{NAMESPACE}", model_deployment="{NAME}"'
+        console.print()
+        console.print(f"Explore:  export KUBECONFIG={kubeconfig}")
+        console.print(f"          kubectl -n {NAMESPACE} get mdep,deploy,pods; kubectl -n {NAMESPACE} describe mdep "
+                      f"{NAME}; kubectl -n {EXAMPLES_NAMESPACE} get mdep")
+        console.print(f"Prometheus: {self.prometheus_url}  (queries to copy:)")
+        console.print(f"  sum by (track, code) (rate(modelpilot_requests_total{{{selector}}}[30s]))")
+        console.print(f"  1000 * histogram_quantile(0.99, sum by (le, track) "
+                      f"(rate(modelpilot_request_duration_seconds_bucket{{{selector}}}[30s])))")
+        console.print("Stop everything: make cluster-down")
 
 
 def main() -> int:
-    cluster = testbed.Cluster(workdir=Path(os.environ.get("MODELPILOT_CLUSTER_DIR", ROOT / ".cluster")).resolve())
-    cluster.up()
-    say("installing the ModelDeployment CRD")
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeldeployments.modelpilot.io")
-    pid = start_operator(cluster)
-    say(f"operator running (pid {pid}, log {cluster.workdir / 'operator.log'})")
-    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
-    say(f"applying examples/ into namespace {NAMESPACE}")
-    print(cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples")).stdout, end="")
-    say("waiting for every ModelDeployment to be Ready")
-    waited = cluster.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=120s", "mdep", "--all",
-                             check=False)
-    print(waited.stdout + waited.stderr, end="")
-    for what in ("mdep -o wide", "deployments,services,hpa", "pods -o wide"):
-        say(f"kubectl get {what}")
-        cluster.kubectl("get", *what.split(), "-n", NAMESPACE, capture=False)
-    print()
-    print(f"Explore: export KUBECONFIG={cluster.kubeconfig}; kubectl -n {NAMESPACE} describe mdep fraud-gpu")
-    print("Stop everything: make cluster-down")
-    outcome = "all ModelDeployments Ready" if waited.returncode == 0 else "some ModelDeployments are not Ready"
-    print(f"Demo finished: {outcome}.")
-    return waited.returncode
+    demo = Demo()
+    try:
+        ok = demo.run()
+    except Exception as err:  # the demo must end with a one-line outcome, whatever happened
+        console.print(f"[red]{type(err).__name__}: {err}[/]")
+        demo.epilogue() if demo.prometheus_url else None
+        print("Demo outcome: FAILED (see above; logs in .cluster/operator.log and .cluster/world.log)")
+        return 1
+    demo.epilogue()
+    print("Demo outcome: v2 was rolled back automatically and v3 was promoted." if ok else "Demo outcome: FAILED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -288,11 +288,7 @@ class Cluster:
     def down(self) -> None:
         """Stop every process of the cluster and remove its state."""
         pids, ports = self.processes(), self.ports()
-        # The demo's operator runs beside the cluster; it goes too.
-        operator_pid = self.workdir / "operator.pid"
-        if operator_pid.exists():
-            with contextlib.suppress(ValueError, OSError):
-                pids.append(int(operator_pid.read_text().strip()))
+        stop_background(self.workdir)
         if self.cluster_dir.exists():
             result = self.kwokctl("delete", "cluster", check=False)
             if result.returncode != 0:
@@ -313,6 +309,36 @@ class Cluster:
             time.sleep(0.2)
         shutil.rmtree(self.workdir, ignore_errors=True)
         log(f"cluster {self.name} down; {self.workdir} removed")
+
+
+# --------------------------------------------------------------------------------------------
+# Background processes beside the cluster (the demo's operator and world)
+# --------------------------------------------------------------------------------------------
+
+def start_background(workdir: Path, name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Start `cmd` detached in its own process group; its pid goes to <workdir>/bg/<name>.pid and
+    its output to <workdir>/<name>.log. A previous process of that name is stopped first."""
+    stop_background(workdir, name)
+    (workdir / "bg").mkdir(parents=True, exist_ok=True)
+    log_file = (workdir / f"{name}.log").open("ab")
+    process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    (workdir / "bg" / f"{name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
+def stop_background(workdir: Path, name: str = "*", timeout: float = 15) -> None:
+    """Stop background processes (and their whole process groups) started by start_background."""
+    for pid_file in sorted((workdir / "bg").glob(f"{name}.pid")):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pid_file.read_text().strip())
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

@@ -167,6 +167,7 @@ def test_unknown_model_and_version_are_404(iris_server: RuntimeProcess) -> None:
     assert body["error"] == "unknown version 'v9' of model 'iris'; this server serves iris version v1"
     assert iris_server.get("/v2/models/nope")[0] == 404
     assert iris_server.get("/nowhere") == (404, {"error": "no such endpoint: /nowhere"})
+    assert iris_server.get("/v2/models/iris/explain") == (404, {"error": "no such endpoint: /v2/models/iris/explain"})
 
 
 def test_wrong_method_is_405(iris_server: RuntimeProcess) -> None:

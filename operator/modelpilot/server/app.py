@@ -227,9 +227,11 @@ class InferenceApp:
         parts = path.split("/")
         name = parts[3] if len(parts) > 3 else ""
         served = self.state.name + (f" version {self.state.version}" if self.state.version else "")
-        if name == self.state.name and len(parts) > 5 and parts[4] == "versions":
+        if name != self.state.name:
+            return f"unknown model '{name}'; this server serves {served}"
+        if len(parts) > 5 and parts[4] == "versions" and parts[5] != self.state.version:
             return f"unknown version '{parts[5]}' of model '{name}'; this server serves {served}"
-        return f"unknown model '{name}'; this server serves {served}"
+        return f"no such endpoint: {path}"
 
     async def _readiness(self, send: Send) -> None:
         if self.state.ready:
