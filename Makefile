@@ -42,14 +42,16 @@ lint: venv ## ruff
 	$(VENV)/bin/ruff check .
 
 .PHONY: crds
-crds: venv ## regenerate crds/ and docs/api.md from the pydantic models
+crds: venv ## regenerate crds/, the chart's CRD copy and docs/api.md from the pydantic models
 	$(PY) -m modelpilot.api.crd
 	$(PY) -m modelpilot.api.docs
+	$(PY) -m modelpilot.api.crd --output charts/modelpilot/crds/modeldeployments.modelpilot.io.yaml
 
 .PHONY: check-crds
-check-crds: venv ## fail when the committed CRD or docs/api.md is stale
+check-crds: venv ## fail when the committed CRD, its chart copy or docs/api.md is stale
 	$(PY) -m modelpilot.api.crd --check
 	$(PY) -m modelpilot.api.docs --check
+	$(PY) -m modelpilot.api.crd --check charts/modelpilot/crds/modeldeployments.modelpilot.io.yaml
 
 .PHONY: run
 run: ## run the operator in the foreground (local cluster, or $$KUBECONFIG when set)
@@ -68,7 +70,7 @@ e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECO
 	$(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv binaries lint check-crds unit e2e ## everything: set-up, lint, unit and e2e tests
+test: venv binaries lint check-crds unit server-test e2e ## everything: set-up, lint, unit and e2e tests
 
 .PHONY: demo
 demo: cluster-up ## a canary demo: v1 serving, v2 rolled back, v3 promoted (stays up: make cluster-down)

@@ -125,11 +125,11 @@ def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, 
 
 
 @pytest.fixture
-def env(cluster: ClusterHandle, crd: str, canary_world: Callable[..., CanaryWorld],  # noqa: F811
+def env(local_cluster: ClusterHandle, crd: str, canary_world: Callable[..., CanaryWorld],  # noqa: F811
         custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api, solo_namespace: str,
         tmp_path: Path) -> Iterator[Env]:
     world = canary_world(solo_namespace, NAME, rate=50.0)
-    operator = OperatorProcess(kubeconfig=cluster.kubeconfig, namespaces=[solo_namespace],
+    operator = OperatorProcess(kubeconfig=local_cluster.kubeconfig, namespaces=[solo_namespace],
                                log_path=tmp_path / "operator.log", resync_seconds=5,
                                extra_env={**world.operator_env(), "MODELPILOT_SCRAPE_INTERVAL": str(SCRAPE),
                                           "MODELPILOT_QUERY_TIMEOUT": "2"}).start()
@@ -177,8 +177,7 @@ def test_good_version_promoted_through_every_step(env: Env) -> None:
     assert reasons.count("StepAdvanced") == 1 and "Promoting" in reasons and "Promoted" in reasons, reasons
     # Traffic ends 100% on stable (v2), and the stable pods really serve the new model.
     env.world.wait_serving(stable=2, canary=0)
-    split = env.world.wait_split({"stable": 1.0}, tolerance=0.01, seconds=4)
-    assert split == {"stable": 1.0}
+    env.world.wait_split({"stable": 1.0}, tolerance=0.0, seconds=4)
     versions = {p.labels.get("modelpilot.io/version") for p in env.world.serving()}
     assert versions == {"v2"}
 
@@ -221,7 +220,13 @@ def test_latency_regressions_rolled_back(env: Env) -> None:
     failing = {a["metric"] for a in canary["analyses"] if a["verdict"] == "Fail"}
     assert "latency-p99" in failing, canary["analyses"]
 
-    env.set_version("v3", env.model("slow", delay_seconds=0.015))
+    # Under the absolute limit (raised for this version, so CPU contention on the test machine
+    # cannot make it fail), but several times slower than stable.
+    mdep.patch_spec(env.custom, env.namespace, NAME, {
+        "model": {"version": "v3", "uri": env.model("slow", delay_seconds=0.015)},
+        "rollout": {"canary": {"analysis": {"metrics": [
+            {"name": "error-rate", "max": 1}, {"name": "latency-p99", "max": 1000},
+            {"name": "slower-than-stable", "template": "latency-p99", "compareToStable": {"maxRatio": 3}}]}}}})
     canary = env.wait_canary(lambda c: c.get("version") == "v3" and c.get("state") == "RolledBack",
                              "rollback of the relatively slow version")
     v3 = [a for a in canary["analyses"] if a["time"] >= canary["startedAt"]]

@@ -24,7 +24,8 @@ from tests.e2e.harness.bridge import condition
 from tests.e2e.harness.fixtures import WorldFactory
 from tests.e2e.support import ClusterHandle, wait_for
 
-canary_world = fixtures.canary_world  # the harness's fixture, used here as the suite would
+canary_world = fixtures.canary_world  # the harness's fixtures, used here as the suite would
+worker_prometheus = fixtures.worker_prometheus
 
 NAME = "iris"
 OWNER = {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "name": NAME, "uid": "not-applied"}
@@ -308,21 +309,22 @@ def test_prometheus_scrapes_every_server_with_namespace_and_pod(
 
 def test_a_shared_prometheus_separates_worlds_by_namespace(
         api_client: client.ApiClient, core: client.CoreV1Api, solo_namespace: str, models: dict[str, str],
-        canary_world: WorldFactory, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        canary_world: WorldFactory, worker_prometheus: PrometheusHub, request: pytest.FixtureRequest) -> None:
     other = f"{solo_namespace[:50]}-b"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
     request.addfinalizer(lambda: core.delete_namespace(other))
-    with PrometheusHub(tmp_path / "shared") as hub:
-        for ns in (solo_namespace, other):
-            apply_stable(api_client, ns, spec_of(models["good"], ns))
-        worlds = [canary_world(ns, NAME, rate=10, prometheus=hub) for ns in (solo_namespace, other)]
-        for world in worlds:
-            world.wait_serving(stable=1)
-        for world in worlds:
-            result = wait_for(lambda w=world: w.query(f'modelpilot_requests_total{{namespace="{w.namespace}"}}'),
-                              timeout=30, what=f"series of {world.namespace}")
-            assert {s["metric"]["version"] for s in result} == {world.namespace}
-        assert not worlds[0].owns_prometheus and worlds[0].prometheus_url == hub.url
+    for ns in (solo_namespace, other):
+        apply_stable(api_client, ns, spec_of(models["good"], ns))
+    worlds = [canary_world(ns, NAME, rate=10, prometheus=worker_prometheus) for ns in (solo_namespace, other)]
+    for world in worlds:
+        world.wait_serving(stable=1)
+    for world in worlds:
+        result = wait_for(lambda w=world: w.query(f'modelpilot_requests_total{{namespace="{w.namespace}"}}'),
+                          timeout=30, what=f"series of {world.namespace}")
+        assert {s["metric"]["version"] for s in result} == {world.namespace}
+    assert not worlds[0].owns_prometheus and worlds[0].prometheus_url == worker_prometheus.url
+    worlds[0].stop()  # a world never stops a Prometheus it does not own
+    assert worker_prometheus.running
 
 
 # ------------------------------------------------------------------------------------ traffic split

@@ -8,7 +8,7 @@ line for logs and non-terminals.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Group
@@ -58,7 +58,31 @@ def _limits(md: Mapping[str, Any]) -> dict[str, str]:
     return limits
 
 
-def render(md: Mapping[str, Any], live: Live | None = None) -> Group:
+def last_round(analyses: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of the most recent analysis: every metric it measured, against its threshold."""
+    if not analyses:
+        return []
+    latest = max(str(record.get("time", "")) for record in analyses)
+    return [record for record in analyses if str(record.get("time", "")) == latest]
+
+
+def _analysis_table(title: str, records: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title=title, expand=False)
+    for column in ("time", "metric", "value", "threshold", "verdict", "detail"):
+        table.add_column(column)
+    for record in records:
+        verdict = str(record.get("verdict"))
+        table.add_row(str(record.get("time", ""))[11:19], str(record.get("metric")), _fmt(record.get("value")),
+                      str(record.get("threshold", "")), Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+                      str(record.get("detail", ""))[:60])
+    return table
+
+
+def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool = False,
+           events: Sequence[Mapping[str, Any]] | None = None) -> Group:
+    """The rollout panel. `latest_only` shows the most recent analysis (every metric it measured)
+    instead of the last six records; `events` (dicts with time, type, reason, message; oldest
+    first) adds a table of recent events."""
     meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
     stable, canary = status.get("stable") or {}, status.get("canary") or {}
     title = f"{meta.get('namespace')}/{meta.get('name')}  phase {status.get('phase', '?')}"
@@ -91,16 +115,10 @@ def render(md: Mapping[str, Any], live: Live | None = None) -> Group:
         parts.append(table)
 
     analyses = canary.get("analyses") or []
-    if analyses:
-        table = Table(title="last analyses", expand=False)
-        for column in ("time", "metric", "value", "threshold", "verdict", "detail"):
-            table.add_column(column)
-        for record in analyses[-6:]:
-            verdict = str(record.get("verdict"))
-            table.add_row(str(record.get("time", ""))[11:19], str(record.get("metric")), _fmt(record.get("value")),
-                          str(record.get("threshold", "")), Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
-                          str(record.get("detail", ""))[:60])
-        parts.append(table)
+    if analyses and latest_only:
+        parts.append(_analysis_table("last analysis", last_round(analyses)))
+    elif analyses:
+        parts.append(_analysis_table("last analyses", analyses[-6:]))
 
     conditions = Table(title="conditions", expand=False)
     for column in ("type", "status", "reason", "message"):
@@ -108,6 +126,18 @@ def render(md: Mapping[str, Any], live: Live | None = None) -> Group:
     for cond in status.get("conditions") or []:
         conditions.add_row(cond.get("type"), cond.get("status"), cond.get("reason"), str(cond.get("message"))[:90])
     parts.append(conditions)
+
+    if events is not None:
+        table = Table(title="recent events", expand=False)
+        for column in ("time", "type", "reason", "message"):
+            table.add_column(column)
+        for event in events:
+            style = "yellow" if event.get("type") == "Warning" else ""
+            table.add_row(str(event.get("time", ""))[11:19], Text(str(event.get("type", "")), style=style),
+                          str(event.get("reason", "")), str(event.get("message", ""))[:100])
+        if not events:
+            table.add_row("", "", "", "no events (they expire after an hour)")
+        parts.append(table)
     return Group(Panel(Group(*parts), title=title))
 
 

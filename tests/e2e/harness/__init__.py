@@ -1,15 +1,23 @@
 """The e2e canary harness: real model-server processes for KWOK pods, Prometheus scraping them,
-and traffic split by what the API server says.
+and traffic split by what the API server says (issue 5, "How the e2e tests get real metrics").
 
-    from tests.e2e.harness import CanaryWorld
+    from tests.e2e.harness.fixtures import canary_world  # noqa: F401  (fixture)
 
-    with CanaryWorld(api_client, namespace, "iris", rate=50) as world:
-        world.wait_serving(stable=2)
-        ...  # the operator moves the canary; world.traffic_split(10) shows where requests go
+    def test_x(canary_world, solo_namespace, cluster, tmp_path):
+        world = canary_world(solo_namespace, "fraud", rate=50)       # Prometheus, bridge, load
+        op = OperatorProcess(..., extra_env=world.operator_env()).start()   # MODELPILOT_PROMETHEUS_URL
+        ...create the ModelDeployment...
+        world.wait_serving(stable=2)                  # processes ready, load generator routing to them
+        world.wait_split({"stable": 0.8, "canary": 0.2}, tolerance=0.07)
+        world.loadgen.outcomes(track="canary")        # Counter of HTTP codes / no-endpoints / errors
 
-Parts, usable alone: PodProcessBridge (kubelet stand-in, file_sd targets, pod readiness),
-PrometheusHub (Prometheus over file_sd), LoadGenerator (OIP v2 traffic by HTTPRoute weights or
-Service endpoints). Fixtures for conftest: tests.e2e.harness.fixtures.
+Parts, usable alone: PodProcessBridge (kubelet stand-in: runs the pod template's containers,
+owns pod readiness, writes file_sd targets), PrometheusHub (Prometheus over file_sd; stop/start
+keep port and data), LoadGenerator (OIP v2 traffic by HTTPRoute weights or by the Service's
+Ready pods). Fixtures: tests.e2e.harness.fixtures (canary_world, worker_prometheus).
+
+Known limits: KWOK marks a new pod Ready an instant before the bridge can say otherwise;
+Prometheus applies target changes at most every 5 s; the harness runs pods only on KWOK nodes.
 """
 
 from tests.e2e.harness.bridge import PodProcessBridge, PodView, wait_serving

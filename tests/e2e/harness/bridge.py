@@ -206,6 +206,9 @@ class PodProcessBridge:
                     if proc else "no process")
             lines.append(f"  {view.name} [{view.track}] api_ready={view.api_ready} {what}")
         lines += [f"  error: {e}" for e in self.errors[-5:]]
+        if self.events_path.exists():
+            lines.append(f"  last events ({self.events_path}):")
+            lines += [f"    {line}" for line in self.events_path.read_text().splitlines()[-12:]]
         return "\n".join(lines)
 
     # ------------------------------------------------------------------------------- internals

@@ -1,0 +1,231 @@
+"""The kubectl plugin's access to the cluster: kubeconfig resolution like kubectl's, and every
+failure turned into one readable line (`CliError`).
+
+Reads ModelDeployments and their Events with the official client; the only writes are the merge
+patches the plugin's actions send (an annotation, or `spec.paused`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+GROUP, VERSION, PLURAL, KIND = "modelpilot.io", "v1alpha1", "modeldeployments", "ModelDeployment"
+RESOURCE = f"{PLURAL}.{GROUP}"
+CRD_HINT = "install it with `kubectl apply -f crds/` or the Helm chart"
+FIELD_MANAGER = "kubectl-modelpilot"
+# (connect, read) seconds: a dead or black-holed server fails in seconds, not minutes.
+TIMEOUT = (5.0, 30.0)
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class CliError(Exception):
+    """A failure the plugin reports as one line on stderr, exiting with `code`."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def kubeconfig_paths(explicit: str | None) -> str:
+    """What kubectl reads: --kubeconfig, else $KUBECONFIG (a list, like PATH), else ~/.kube/config."""
+    return explicit or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+
+
+def _existing(paths: str) -> list[str]:
+    return [p for p in paths.split(os.pathsep) if p and Path(p).expanduser().is_file()]
+
+
+@dataclass
+class Target:
+    """Where the plugin talks to: the client, the default namespace and a name for messages."""
+
+    api: client.ApiClient
+    namespace: str
+    context: str
+    server: str
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None) -> Target:
+    """A client for the kubeconfig (or in-cluster service account) kubectl would use."""
+    paths = kubeconfig_paths(kubeconfig)
+    cfg = client.Configuration()
+    if not _existing(paths):
+        if kubeconfig:
+            raise CliError(f"kubeconfig {kubeconfig} not found")
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except ConfigException as err:
+                raise CliError(f"no cluster: in-cluster configuration failed: {err}") from None
+            namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() \
+                else "default"
+            return _target(cfg, namespace or "default", "in-cluster")
+        raise CliError(f"no cluster configured: no kubeconfig at {paths} (set KUBECONFIG or pass --kubeconfig)")
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=paths)
+    except (ConfigException, OSError, ValueError) as err:
+        raise CliError(f"cannot read kubeconfig {paths}: {_first_line(err)}") from None
+    chosen = active
+    if context:
+        chosen = next((c for c in contexts or [] if c.get("name") == context), None)
+        if chosen is None:
+            names = ", ".join(sorted(c.get("name", "?") for c in contexts or [])) or "none"
+            raise CliError(f"context {context!r} not found in {paths} (contexts: {names})")
+    if not chosen:
+        raise CliError(f"no current context in {paths}: pass --context (or run `kubectl config use-context`)")
+    try:
+        config.load_kube_config(config_file=paths, context=chosen["name"], client_configuration=cfg,
+                                persist_config=False)
+    except (ConfigException, OSError, ValueError) as err:
+        raise CliError(f"cannot use context {chosen['name']!r} from {paths}: {_first_line(err)}") from None
+    namespace = (chosen.get("context") or {}).get("namespace") or "default"
+    return _target(cfg, namespace, chosen["name"])
+
+
+def _target(cfg: client.Configuration, namespace: str, context: str) -> Target:
+    cfg.retries = 1  # urllib3 would otherwise retry a refused connection three times
+    return Target(api=client.ApiClient(cfg), namespace=namespace, context=context, server=cfg.host)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def _status_body(err: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(err.body or "")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def explain(err: Exception, target: Target, verb: str, resource: str = RESOURCE, namespace: str | None = None,
+            name: str | None = None) -> CliError:
+    """One line for a failed request: what was asked, of what, and why it failed."""
+    where = f" in namespace {namespace}" if namespace else " in any namespace"
+    if isinstance(err, ApiException):
+        body = _status_body(err)
+        message = str(body.get("message") or err.reason or "").strip()
+        if err.status == 404:
+            details = body.get("details") or {}
+            if body.get("kind") == "Status" and details.get("kind") == PLURAL and name:
+                return CliError(f"modeldeployment {namespace}/{name} not found")
+            if resource == RESOURCE:
+                return CliError(f"the ModelDeployment CRD ({RESOURCE}) is not installed in the cluster at "
+                                f"{target.server}: {CRD_HINT}")
+            return CliError(f"{resource}{' ' + name if name else ''} not found{where}")
+        if err.status == 403:
+            why = message.split("forbidden: ", 1)[-1] if message else "forbidden"
+            return CliError(f"not allowed to {verb} {resource}{where} (context {target.context}): {why}")
+        if err.status == 401:
+            return CliError(f"the cluster at {target.server} rejected the credentials of context {target.context} "
+                            f"(401 Unauthorized): log in again or fix the kubeconfig")
+        if err.status == 0 or err.status is None:
+            return CliError(f"cannot reach the cluster at {target.server}: {_first_line(err)}")
+        return CliError(f"cannot {verb} {resource}{where}: {err.status} {err.reason}: {message[:300]}")
+    if isinstance(err, urllib3.exceptions.HTTPError | OSError):
+        return CliError(f"cannot reach the cluster at {target.server} (context {target.context}): {_network(err)}")
+    return CliError(f"cannot {verb} {resource}{where}: {_first_line(err)}")
+
+
+def _network(err: BaseException) -> str:
+    reason: BaseException = err
+    if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
+        reason = err.reason
+    text = str(reason)
+    for needle, short in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                          ("Name or service not known", "unknown host"), ("nodename nor servname", "unknown host"),
+                          ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+                          ("No route to host", "no route to host")):
+        if needle in text:
+            return short
+    return _first_line(reason)
+
+
+class Cluster:
+    """ModelDeployments and their Events, every failure a `CliError`."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.custom = client.CustomObjectsApi(target.api)
+        self.core = client.CoreV1Api(target.api)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                                 _request_timeout=TIMEOUT))
+        except Exception as err:  # noqa: BLE001 - translated into one line
+            raise explain(err, self.target, "get", namespace=namespace, name=name) from None
+
+    def list(self, namespace: str | None) -> list[dict[str, Any]]:
+        try:
+            if namespace is None:
+                answer = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=TIMEOUT)
+            else:
+                answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                                   _request_timeout=TIMEOUT)
+        except Exception as err:  # noqa: BLE001
+            raise explain(err, self.target, "list", namespace=namespace) from None
+        return [dict(item) for item in answer.get("items") or []]
+
+    def patch(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the ModelDeployment (not its status)."""
+        try:
+            return dict(self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER,
+                _request_timeout=TIMEOUT))
+        except Exception as err:  # noqa: BLE001
+            raise explain(err, self.target, "patch", namespace=namespace, name=name) from None
+
+    def events(self, md: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Events about this ModelDeployment (this object, by uid), oldest first."""
+        meta = md.get("metadata") or {}
+        selector = f"involvedObject.kind={KIND},involvedObject.name={meta.get('name')}"
+        try:
+            items = self.core.list_namespaced_event(meta.get("namespace"), field_selector=selector,
+                                                    _request_timeout=TIMEOUT).items
+        except Exception as err:  # noqa: BLE001
+            raise explain(err, self.target, "list", "events", namespace=meta.get("namespace")) from None
+        uid = meta.get("uid")
+        events = [event_dict(e) for e in items if not uid or e.involved_object.uid in (None, uid)]
+        return sorted(events, key=lambda e: (e["time"], e["last"]))
+
+    def watch(self, namespace: str, name: str, seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Changes of one ModelDeployment for up to `seconds` (then the stream ends): (type, object)."""
+        stream = watch.Watch().stream(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+            field_selector=f"metadata.name={name}", timeout_seconds=seconds,
+            _request_timeout=(TIMEOUT[0], seconds + 10))
+        try:
+            for event in stream:
+                yield str(event.get("type")), dict(event.get("object") or {})
+        except Exception as err:  # noqa: BLE001
+            raise explain(err, self.target, "watch", namespace=namespace, name=name) from None
+
+
+def _stamp(value: Any) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "astimezone"):
+        return str(value.astimezone(__import__("datetime").UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return str(value)
+
+
+def event_dict(event: client.CoreV1Event) -> dict[str, Any]:
+    """What the views need of a core/v1 Event: first and last time (RFC 3339), type, reason, message, count."""
+    first = event.first_timestamp or event.event_time or event.metadata.creation_timestamp
+    last = event.last_timestamp or first
+    return {"time": _stamp(first), "last": _stamp(last), "type": event.type or "", "reason": event.reason or "",
+            "message": (event.message or "").strip(), "count": event.count or 1}
