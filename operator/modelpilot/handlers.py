@@ -97,34 +97,17 @@ def _owner_name(body: kopf.Body) -> str | None:
     return None
 
 
-def _child_changed(body: kopf.Body, namespace: str | None) -> None:
+# A child edited or deleted by hand is put back at once, not at the next resync.
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="deployment_event")
+@kopf.on.event("", "v1", "services", labels=MANAGED, id="service_event")
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, id="hpa_event")
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED, id="httproute_event")
+async def child_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     scheduler = runtime.scheduler
     owner = _owner_name(body)
-    if scheduler is None or owner is None or namespace is None:
-        return
-    if (namespace, owner) in scheduler.known:
+    if scheduler is not None and owner is not None and namespace is not None \
+            and (namespace, owner) in scheduler.known:
         scheduler.enqueue((namespace, owner))
-
-
-# A child edited or deleted by hand is put back at once, not at the next resync.
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def deployment_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    _child_changed(body, namespace)
-
-
-@kopf.on.event("", "v1", "services", labels=MANAGED)
-async def service_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    _child_changed(body, namespace)
-
-
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-async def hpa_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    _child_changed(body, namespace)
-
-
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
-async def httproute_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    _child_changed(body, namespace)
 
 
 # Pods are not owned by the ModelDeployment (their ReplicaSet is), so they map by label; their

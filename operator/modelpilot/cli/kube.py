@@ -7,6 +7,7 @@ patches the plugin's actions send (an annotation, or `spec.paused`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -72,18 +74,14 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Target
                 else "default"
             return _target(cfg, namespace or "default", "in-cluster")
         raise CliError(f"no cluster configured: no kubeconfig at {paths} (set KUBECONFIG or pass --kubeconfig)")
-    try:
-        contexts, active = config.list_kube_config_contexts(config_file=paths)
-    except (ConfigException, OSError, ValueError) as err:
-        raise CliError(f"cannot read kubeconfig {paths}: {_first_line(err)}") from None
-    chosen = active
-    if context:
-        chosen = next((c for c in contexts or [] if c.get("name") == context), None)
-        if chosen is None:
-            names = ", ".join(sorted(c.get("name", "?") for c in contexts or [])) or "none"
-            raise CliError(f"context {context!r} not found in {paths} (contexts: {names})")
-    if not chosen:
+    contexts, current = _contexts(paths)
+    name = context or current
+    if not name:
         raise CliError(f"no current context in {paths}: pass --context (or run `kubectl config use-context`)")
+    chosen = contexts.get(name)
+    if chosen is None:
+        names = ", ".join(sorted(contexts)) or "none"
+        raise CliError(f"context {name!r} not found in {paths} (contexts: {names})")
     try:
         config.load_kube_config(config_file=paths, context=chosen["name"], client_configuration=cfg,
                                 persist_config=False)
@@ -91,6 +89,25 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Target
         raise CliError(f"cannot use context {chosen['name']!r} from {paths}: {_first_line(err)}") from None
     namespace = (chosen.get("context") or {}).get("namespace") or "default"
     return _target(cfg, namespace, chosen["name"])
+
+
+def _contexts(paths: str) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Contexts by name and the current context, merged like kubectl: the first file that sets a
+    name or the current context wins."""
+    contexts: dict[str, dict[str, Any]] = {}
+    current: str | None = None
+    for path in _existing(paths):
+        try:
+            data = yaml.safe_load(Path(path).expanduser().read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise CliError(f"cannot read kubeconfig {path}: {_first_line(err)}") from None
+        if not isinstance(data, dict):
+            raise CliError(f"cannot read kubeconfig {path}: not a kubeconfig")
+        current = current or data.get("current-context") or None
+        for entry in data.get("contexts") or []:
+            if isinstance(entry, dict) and entry.get("name"):
+                contexts.setdefault(str(entry["name"]), entry)
+    return contexts, current
 
 
 def _target(cfg: client.Configuration, namespace: str, context: str) -> Target:
@@ -166,7 +183,7 @@ class Cluster:
         try:
             return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
                                                                  _request_timeout=TIMEOUT))
-        except Exception as err:  # noqa: BLE001 - translated into one line
+        except Exception as err:
             raise explain(err, self.target, "get", namespace=namespace, name=name) from None
 
     def list(self, namespace: str | None) -> list[dict[str, Any]]:
@@ -176,7 +193,7 @@ class Cluster:
             else:
                 answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
                                                                    _request_timeout=TIMEOUT)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise explain(err, self.target, "list", namespace=namespace) from None
         return [dict(item) for item in answer.get("items") or []]
 
@@ -186,7 +203,7 @@ class Cluster:
             return dict(self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER,
                 _request_timeout=TIMEOUT))
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise explain(err, self.target, "patch", namespace=namespace, name=name) from None
 
     def events(self, md: dict[str, Any]) -> list[dict[str, Any]]:
@@ -196,11 +213,11 @@ class Cluster:
         try:
             items = self.core.list_namespaced_event(meta.get("namespace"), field_selector=selector,
                                                     _request_timeout=TIMEOUT).items
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise explain(err, self.target, "list", "events", namespace=meta.get("namespace")) from None
         uid = meta.get("uid")
         events = [event_dict(e) for e in items if not uid or e.involved_object.uid in (None, uid)]
-        return sorted(events, key=lambda e: (e["time"], e["last"]))
+        return sorted(events, key=lambda e: (e["time"], e["order"]))
 
     def watch(self, namespace: str, name: str, seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """Changes of one ModelDeployment for up to `seconds` (then the stream ends): (type, object)."""
@@ -211,7 +228,7 @@ class Cluster:
         try:
             for event in stream:
                 yield str(event.get("type")), dict(event.get("object") or {})
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise explain(err, self.target, "watch", namespace=namespace, name=name) from None
 
 
@@ -219,7 +236,7 @@ def _stamp(value: Any) -> str:
     if value is None:
         return ""
     if hasattr(value, "astimezone"):
-        return str(value.astimezone(__import__("datetime").UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return str(value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     return str(value)
 
 
@@ -227,5 +244,9 @@ def event_dict(event: client.CoreV1Event) -> dict[str, Any]:
     """What the views need of a core/v1 Event: first and last time (RFC 3339), type, reason, message, count."""
     first = event.first_timestamp or event.event_time or event.metadata.creation_timestamp
     last = event.last_timestamp or first
+    # Timestamps have one-second resolution; the resourceVersion orders events within a second
+    # (etcd revisions in practice, and only a tie-breaker here).
+    version = str(event.metadata.resource_version or "")
     return {"time": _stamp(first), "last": _stamp(last), "type": event.type or "", "reason": event.reason or "",
-            "message": (event.message or "").strip(), "count": event.count or 1}
+            "message": (event.message or "").strip(), "count": event.count or 1,
+            "order": int(version) if version.isdigit() else 0}

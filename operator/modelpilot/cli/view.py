@@ -91,8 +91,10 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
     head.add_row("stable", f"{stable.get('version', '—')} ({stable.get('readyReplicas', 0)}/"
                            f"{stable.get('replicas', 0)} ready)")
     if canary:
+        steps = (((spec.get("rollout") or {}).get("canary") or {}).get("steps")) or [10, 25, 50]
         head.add_row("canary", f"{canary.get('version')}  state {canary.get('state')}  step "
-                               f"{canary.get('step')}  failed checks {canary.get('failedChecks', 0)}  "
+                               f"{int(canary.get('step', -1)) + 1}/{len(steps)}  "
+                               f"failed checks {canary.get('failedChecks', 0)}  "
                                f"provider errors {canary.get('providerErrors', 0)}")
         head.add_row("weight", weight_bar(int(canary.get("weight") or 0)))
         if canary.get("message"):

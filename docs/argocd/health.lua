@@ -1,0 +1,100 @@
+-- Argo CD health of a modelpilot.io/v1alpha1 ModelDeployment
+-- (argocd-cm key resource.customizations.health.modelpilot.io_ModelDeployment).
+-- Argo CD's sandbox has only the base and table libraries: no string.* or math.* here.
+local hs = {}
+
+local function text(value, default)
+  if value == nil then
+    return default
+  end
+  return tostring(value)
+end
+
+local function condition(status, kind)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == kind then
+      return c
+    end
+  end
+  return nil
+end
+
+local function describe(c)
+  if c.message == nil or c.message == "" then
+    return text(c.reason, "")
+  end
+  return text(c.reason, "") .. ": " .. c.message
+end
+
+local status = obj.status
+local generation = obj.metadata.generation
+if status == nil or status.observedGeneration == nil or status.conditions == nil then
+  hs.status = "Progressing"
+  hs.message = "waiting for the operator to reconcile this ModelDeployment"
+  return hs
+end
+if generation ~= nil and status.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "waiting for the operator: generation " .. text(generation, "?") .. " not observed yet (status is of " ..
+    text(status.observedGeneration, "?") .. ")"
+  return hs
+end
+
+local spec = obj.spec or {}
+local canary = status.canary or {}
+local ready = condition(status, "Ready")
+local degraded = condition(status, "Degraded")
+
+-- A rollback, an invalid spec: the operator will not go on by itself.
+if degraded ~= nil and degraded.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(degraded)
+  return hs
+end
+
+-- Held until someone acts: a paused canary (by spec.paused or a policy), or spec.paused itself.
+if canary.state == "Paused" then
+  hs.status = "Suspended"
+  hs.message = text(canary.message, "canary " .. text(canary.version, "?") .. " paused") ..
+    " (resume, promote or abort)"
+  return hs
+end
+if spec.paused == true and canary.state ~= "Promoting" then
+  hs.status = "Suspended"
+  if ready ~= nil and ready.status == "True" then
+    hs.message = "spec.paused: " .. text(ready.message, "serving") .. "; a new version will wait at its first step"
+  else
+    hs.message = "spec.paused: " .. describe(ready or {reason = "Paused"})
+  end
+  return hs
+end
+
+if ready ~= nil and ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = text(ready.message, "")
+  return hs
+end
+
+if canary.state == "Progressing" or canary.state == "Promoting" then
+  hs.status = "Progressing"
+  local what = "canary " .. text(canary.version, "?") .. " at " .. text(canary.weight, "0") .. "%"
+  if canary.state == "Promoting" then
+    what = "promoting " .. text(canary.version, "?")
+  end
+  if canary.message ~= nil and canary.message ~= "" then
+    what = what .. ": " .. canary.message
+  end
+  hs.message = what
+  return hs
+end
+
+hs.status = "Progressing"
+if ready ~= nil then
+  hs.message = describe(ready)
+else
+  hs.message = "waiting for the operator to report Ready"
+end
+return hs

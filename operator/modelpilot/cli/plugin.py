@@ -1,0 +1,365 @@
+"""`kubectl modelpilot`: list, inspect and steer ModelDeployment rollouts from the terminal.
+
+Installed as the console script `kubectl-modelpilot`, so kubectl finds it on PATH as a plugin.
+
+    kubectl modelpilot list [-A]
+    kubectl modelpilot status NAME [--watch]
+    kubectl modelpilot promote|abort|retry|pause|resume NAME
+    kubectl modelpilot history NAME
+
+Every failure is one line on stderr and a non-zero exit: 1 for errors, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from modelpilot.cli import actions
+from modelpilot.cli.kube import CliError, Cluster, connect
+from modelpilot.cli.view import VERDICT_STYLE, last_round, plain_line, render
+
+PROG = "kubectl modelpilot"
+DEFAULT_STEPS = (10, 25, 50)
+VERDICT_ORDER = {"Fail": 0, "Error": 1, "Inconclusive": 2, "Pass": 3}
+PHASE_STYLE = {"Ready": "green", "Progressing": "yellow", "Pending": "yellow", "Degraded": "bold red",
+               "Failed": "bold red"}
+RECENT_EVENTS = 8
+
+ACTION_HELP = {
+    "promote": "promote the canary now (skips the remaining steps and analyses)",
+    "abort": "roll the canary back now (stable keeps serving)",
+    "retry": "start the canary again from its first step, counters at zero (also after a rollback)",
+    "pause": "set spec.paused=true: the canary holds where it is",
+    "resume": "set spec.paused=false, and leave a policy pause (onInconclusive/onProviderError: Pause)",
+}
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def console_for(width: int) -> Console:
+    """A terminal gets colours and its own width; a pipe gets plain text `width` wide."""
+    probe = Console()
+    if probe.is_terminal:
+        return probe
+    return Console(width=int(os.environ.get("COLUMNS") or width), no_color=True, highlight=False)
+
+
+def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
+    """kubectl's short age: 42s, 5m12s, 17m, 3h4m, 26h, 3d4h, 12d."""
+    if not timestamp:
+        return "<unknown>"
+    then = dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+    seconds = max(0, int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+def steps(md: Mapping[str, Any]) -> Sequence[int]:
+    canary = (((md.get("spec") or {}).get("rollout") or {}).get("canary")) or {}
+    return canary.get("steps") or DEFAULT_STEPS
+
+
+def last_verdict(canary: Mapping[str, Any]) -> tuple[str, str]:
+    """The verdict of the most recent analysis (its worst measurement) and the metric behind it."""
+    records = last_round(canary.get("analyses") or [])
+    if not records:
+        return "", ""
+    worst = min(records, key=lambda r: VERDICT_ORDER.get(str(r.get("verdict")), 9))
+    verdict = str(worst.get("verdict", ""))
+    return verdict, "" if verdict == "Pass" else str(worst.get("metric", ""))
+
+
+def row(md: Mapping[str, Any], with_namespace: bool) -> list[str | Text]:
+    """One line of `list`: kubectl get's columns plus the canary's step, weight and last verdict."""
+    meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
+    canary = status.get("canary") or {}
+    step, weight, state, verdict_text = "-", "-", "-", Text("-")
+    if canary:
+        state = str(canary.get("state", "?"))
+        index = int(canary.get("step", -1))
+        step = f"{index + 1}/{len(steps(md))}"
+        weight = f"{int(canary.get('weight') or 0)}%"
+        verdict, metric = last_verdict(canary)
+        if verdict:
+            verdict_text = Text(verdict + (f" ({metric})" if metric else ""), style=VERDICT_STYLE.get(verdict, ""))
+    phase = str(status.get("phase") or "")
+    cells: list[str | Text] = [
+        str(meta.get("name")), str((spec.get("model") or {}).get("version", "")),
+        str((status.get("stable") or {}).get("version") or "-"), str(canary.get("version") or "-"), state, step,
+        weight, verdict_text, Text(phase or "-", style=PHASE_STYLE.get(phase, "")),
+        age(meta.get("creationTimestamp")),
+    ]
+    return [str(meta.get("namespace")), *cells] if with_namespace else cells
+
+
+def _plain_table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 3, 0, 0))
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("MESSAGE", "DETAIL"), overflow="fold")
+    return table
+
+
+def _ref(namespace: str, name: str) -> str:
+    return f"modeldeployment {namespace}/{name}"
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def cmd_list(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
+    scope = None if args.all_namespaces else namespace
+    items = sorted(cluster.list(scope), key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"]))
+    if not items:
+        where = "any namespace" if scope is None else f"{scope} namespace"
+        print(f"No modeldeployments found in {where}.", file=sys.stderr)
+        return 0
+    columns = ["NAME", "MODEL", "STABLE", "CANARY", "STATE", "STEP", "WEIGHT", "VERDICT", "PHASE", "AGE"]
+    table = _plain_table(*(["NAMESPACE", *columns] if scope is None else columns))
+    for md in items:
+        table.add_row(*row(md, scope is None))
+    console_for(250).print(table)
+    return 0
+
+
+def status_view(md: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | None) -> Group:
+    parts: list[Any] = [render(md, latest_only=True, events=None if events is None else events[-RECENT_EVENTS:])]
+    meta, status = md.get("metadata") or {}, md.get("status") or {}
+    notes = []
+    if events is None:
+        notes.append("events: not allowed to list events in this namespace")
+    pending = (meta.get("annotations") or {}).get(actions.ANNOTATION)
+    if pending:
+        notes.append(f"pending action: {pending} (waiting for the operator)")
+    if (md.get("spec") or {}).get("paused") is True:
+        notes.append("spec.paused: true (kubectl modelpilot resume to continue)")
+    observed, generation = status.get("observedGeneration"), meta.get("generation")
+    if observed is None or (generation is not None and observed < generation):
+        notes.append(f"the operator has not observed generation {generation} yet (status is of {observed})")
+    if status.get("url"):
+        notes.append(f"url: {status['url']}")
+    parts += [Text(note) for note in notes]
+    return Group(*parts)
+
+
+def _events_or_none(cluster: Cluster, md: dict[str, Any]) -> list[dict[str, Any]] | None:
+    try:
+        return cluster.events(md)
+    except CliError as err:
+        if "not allowed" in err.message:
+            return None
+        raise
+
+
+def cmd_status(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
+    md = cluster.get(namespace, args.name)
+    if not args.watch:
+        console_for(120).print(status_view(md, _events_or_none(cluster, md)))
+        return 0
+    console = Console()
+    interval = max(1, int(args.interval))
+    try:
+        if console.is_terminal:
+            with Live(status_view(md, _events_or_none(cluster, md)), console=console, auto_refresh=False) as live:
+                for md in _follow(cluster, namespace, args.name, interval):
+                    live.update(status_view(md, _events_or_none(cluster, md)), refresh=True)
+        else:
+            _watch_plain(cluster, md, namespace, args.name, interval)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _follow(cluster: Cluster, namespace: str, name: str, interval: int) -> Iterator[dict[str, Any]]:
+    """The object after every change, and at least every `interval` seconds (for the events)."""
+    while True:
+        seen = False
+        for kind, obj in cluster.watch(namespace, name, interval):
+            if kind == "DELETED":
+                raise CliError(f"{_ref(namespace, name)} was deleted")
+            if kind in ("ADDED", "MODIFIED"):
+                seen = True
+                yield obj
+        if not seen:
+            yield cluster.get(namespace, name)  # a watch that saw nothing: gone ("not found") or quiet
+
+
+def _watch_plain(cluster: Cluster, md: dict[str, Any], namespace: str, name: str, interval: int) -> None:
+    """One line per change of the rollout and per new event, for logs and pipes."""
+    last_line = ""
+    seen: set[tuple[str, str, str]] = set()
+    first = True
+    for obj in itertools.chain([md], _follow(cluster, namespace, name, interval)):
+        line = plain_line(obj)
+        canary = (obj.get("status") or {}).get("canary") or {}
+        if canary:
+            line += f" step={int(canary.get('step', -1)) + 1}/{len(steps(obj))}"
+        if (obj.get("spec") or {}).get("paused") is True:
+            line += " spec.paused=true"
+        stamp = time.strftime("%H:%M:%S")
+        if line != last_line:
+            print(f"{stamp} {namespace}/{name} {line}", flush=True)
+            last_line = line
+        for event in _events_or_none(cluster, obj) or []:
+            key = (event["time"], event["reason"], event["message"])
+            if key in seen:
+                continue
+            seen.add(key)
+            if not first:
+                print(f"{stamp} {namespace}/{name} event {event['type']} {event['reason']}: {event['message']}",
+                      flush=True)
+        first = False
+
+
+def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
+    md = cluster.get(namespace, args.name)
+    events = cluster.events(md)
+    status = md.get("status") or {}
+    stable, canary = status.get("stable") or {}, status.get("canary") or {}
+    console = console_for(250)
+    head = f"{namespace}/{args.name}: stable {stable.get('version') or '-'}"
+    if canary:
+        head += (f", canary {canary.get('version')} {canary.get('state')} at {canary.get('weight', 0)}% "
+                 f"(started {canary.get('startedAt', '?')})")
+    console.print(head)
+    console.print()
+    console.print("EVENTS (oldest first; the API server keeps events for about an hour)", style="bold")
+    if events:
+        table = _plain_table("TIME", "TYPE", "REASON", "MESSAGE")
+        for event in events:
+            count = f" (x{event['count']}, last {event['last']})" if int(event.get("count") or 1) > 1 else ""
+            table.add_row(event["time"], Text(event["type"], style="yellow" if event["type"] == "Warning" else ""),
+                          event["reason"], event["message"] + count)
+        console.print(table)
+    else:
+        console.print("none")
+    console.print()
+    analyses = canary.get("analyses") or []
+    console.print("ANALYSES (status.canary.analyses: the last 10 measurements, oldest first)", style="bold")
+    if analyses:
+        table = _plain_table("TIME", "METRIC", "VALUE", "THRESHOLD", "VERDICT", "DETAIL")
+        for record in analyses:
+            verdict = str(record.get("verdict", ""))
+            value = record.get("value")
+            table.add_row(str(record.get("time", "")), str(record.get("metric", "")),
+                          "-" if value is None else f"{value:.4g}", str(record.get("threshold", "")),
+                          Text(verdict, style=VERDICT_STYLE.get(verdict, "")), str(record.get("detail", "")))
+        console.print(table)
+    else:
+        console.print("none (no canary in progress)" if not canary else "none yet")
+    return 0
+
+
+def cmd_action(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
+    action, name = args.command, args.name
+    md = cluster.get(namespace, name)
+    reason = actions.why_not(md, action)
+    if reason and not args.force:
+        raise CliError(f"cannot {action} {_ref(namespace, name)}: {reason} (--force sends it anyway)")
+    pending = ((md.get("metadata") or {}).get("annotations") or {}).get(actions.ANNOTATION)
+    body = actions.patch(md, action)
+    cluster.patch(namespace, name, body)
+    canary = (md.get("status") or {}).get("canary") or {}
+    version = canary.get("version", "?")
+    said = {
+        "promote": f"promote requested: the operator promotes canary {version}",
+        "abort": f"abort requested: the operator rolls canary {version} back",
+        "retry": f"retry requested: the operator restarts canary {version} from its first step",
+        "pause": "paused (spec.paused=true)" + (f": canary {version} holds at {canary.get('weight', 0)}%"
+                                                if canary else ": the next canary will hold at its start"),
+        "resume": "resumed (spec.paused=false)",
+    }[action]
+    if action == "resume" and "metadata" in body:
+        said += f" and the resume action set (the canary was paused by {canary.get('pausedBy')})"
+    print(f"{_ref(namespace, name)}: {said}")
+    if pending and "metadata" in body:
+        print(f"note: replaced the pending action {pending!r} that the operator had not consumed yet",
+              file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ parser
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("-n", "--namespace", default=default,
+                        help="namespace (default: the kubeconfig context's namespace, else default)")
+    parser.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    parser.add_argument("--context", default=default, help="kubeconfig context (default: the current context)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Inspect and steer modelpilot ModelDeployment rollouts.")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ls = sub.add_parser("list", aliases=["ls"], help="ModelDeployments with their canary step, weight and verdict")
+    _common(ls, suppress=True)
+    ls.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
+    ls.set_defaults(func=cmd_list, command="list")
+
+    st = sub.add_parser("status", help="versions, weight, last analysis, conditions and recent events")
+    _common(st, suppress=True)
+    st.add_argument("name")
+    st.add_argument("-w", "--watch", action="store_true", help="keep redrawing as the rollout moves (Ctrl-C stops)")
+    st.add_argument("--interval", type=float, default=2, help="with --watch: refresh events every N seconds (2)")
+    st.set_defaults(func=cmd_status)
+
+    for action in actions.ACTIONS:
+        act = sub.add_parser(action, help=ACTION_HELP[action])
+        _common(act, suppress=True)
+        act.add_argument("name")
+        act.add_argument("--force", action="store_true", help="send it even when the state says it does nothing")
+        act.set_defaults(func=cmd_action)
+
+    hist = sub.add_parser("history", help="the rollout's events in time order, and its analyses")
+    _common(hist, suppress=True)
+    hist.add_argument("name")
+    hist.set_defaults(func=cmd_history)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cluster = Cluster(connect(args.kubeconfig, args.context))
+        namespace = args.namespace or cluster.target.namespace
+        return int(args.func(cluster, args, namespace))
+    except CliError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
