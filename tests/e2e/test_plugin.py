@@ -21,6 +21,7 @@ from kubernetes import client
 
 from tests import argocd_lua
 from tests.e2e import mdep
+from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle, wait_for
 
 BIN = Path(sys.executable).parent
@@ -104,11 +105,14 @@ def canary_spec(name: str, **analysis: Any) -> dict[str, Any]:
 
 
 def test_list_status_history_and_kubectl_wait(cluster: ClusterHandle, custom: client.CustomObjectsApi,
-                                              namespace: str, operator: Any, tmp_path: Path) -> None:
+                                              namespace: str, operator: OperatorProcess, tmp_path: Path) -> None:
     mdep.create(custom, namespace, mdep.simple("alpha", "v1"))
     waited = cluster.kubectl("wait", "--for=condition=Ready", "mdep/alpha", "-n", namespace, "--timeout=90s",
                              check=False, timeout=120)
-    assert waited.returncode == 0, waited.stderr
+    if waited.returncode != 0:
+        status = (mdep.get(custom, namespace, "alpha") or {}).get("status")
+        tail = "\n".join(operator.logs().splitlines()[-40:])
+        pytest.fail(f"{waited.stderr}status: {status}\noperator log tail:\n{tail}")
     assert "condition met" in waited.stdout
     live = mdep.wait_condition(custom, namespace, "alpha", "Ready", "True")
     assert argocd_lua.health(live)["status"] == "Healthy"
@@ -211,7 +215,7 @@ class Watcher:
 
 
 def test_rollout_steered_with_the_plugin(cluster: ClusterHandle, custom: client.CustomObjectsApi,
-                                         core: client.CoreV1Api, namespace: str, operator: Any) -> None:
+                                         core: client.CoreV1Api, namespace: str, operator: OperatorProcess) -> None:
     """Prometheus is unreachable for the shared operator: every analysis is a provider error, and
     with onProviderError: Pause the canary stops for an action after the second one."""
     ns, name = namespace, "beta"

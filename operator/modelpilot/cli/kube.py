@@ -23,7 +23,7 @@ from kubernetes.config.config_exception import ConfigException
 
 GROUP, VERSION, PLURAL, KIND = "modelpilot.io", "v1alpha1", "modeldeployments", "ModelDeployment"
 RESOURCE = f"{PLURAL}.{GROUP}"
-CRD_HINT = "install it with `kubectl apply -f crds/` or the Helm chart"
+CRD_HINT = "install the Helm chart, or `kubectl apply -f crds/` from the modelpilot repository"
 FIELD_MANAGER = "kubectl-modelpilot"
 # (connect, read) seconds: a dead or black-holed server fails in seconds, not minutes.
 TIMEOUT = (5.0, 30.0)

@@ -158,7 +158,9 @@ def status_view(md: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | Non
     if (md.get("spec") or {}).get("paused") is True:
         notes.append("spec.paused: true (kubectl modelpilot resume to continue)")
     observed, generation = status.get("observedGeneration"), meta.get("generation")
-    if observed is None or (generation is not None and observed < generation):
+    if observed is None:
+        notes.append("no status yet: waiting for the operator (is it running and watching this namespace?)")
+    elif generation is not None and observed < generation:
         notes.append(f"the operator has not observed generation {generation} yet (status is of {observed})")
     if status.get("url"):
         notes.append(f"url: {status['url']}")
