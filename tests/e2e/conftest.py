@@ -7,6 +7,7 @@ import fcntl
 import os
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,8 +107,20 @@ def make_namespace(core: client.CoreV1Api, prefix: str, test_name: str, labels: 
 def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest, worker_id_prefix: str) -> Iterator[str]:
     """A fresh namespace per test, so tests run concurrently without seeing each other."""
     name = make_namespace(core, worker_id_prefix, request.node.name)
+    if "operator" in request.fixturenames:
+        wait_watched(request.getfixturevalue("operator"), name)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+def wait_watched(operator: OperatorProcess, namespace: str, timeout: float = 240) -> None:
+    """Wait until the worker's operator watches a new namespace. Kopf notices a namespace that
+    matches its pattern at once, but its API scan has been seen to take ~90 s while other tests
+    create CRDs; tests of the operator's behaviour should not start before it is looking."""
+    needle = f"modelpilot.io in '{namespace}'"
+    deadline = time.monotonic() + timeout
+    while needle not in operator.logs() and time.monotonic() < deadline:
+        time.sleep(0.3)
 
 
 @pytest.fixture
