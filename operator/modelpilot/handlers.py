@@ -45,8 +45,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False
     # One replica with the Recreate strategy; no KopfPeering objects are needed.
     settings.peering.standalone = True
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    settings.watching.server_timeout = int(config.watch_timeout)  # the API server wants an integer
+    settings.watching.client_timeout = config.watch_timeout + 30
     settings.watching.connect_timeout = 10
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60

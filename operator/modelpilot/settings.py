@@ -37,6 +37,9 @@ class OperatorSettings:
     cluster_domain: str = "cluster.local"
     scrape_interval: float = 15.0  # of the Prometheus that scrapes the model servers: sets the query window
     query_timeout: float = 5.0
+    # Each watch request ends after this and is re-established from the last resourceVersion (no
+    # relist). Short, because a stalled stream (seen for Namespace watches) then heals quickly.
+    watch_timeout: float = 60.0
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -52,4 +55,5 @@ class OperatorSettings:
             cluster_domain=_env("CLUSTER_DOMAIN", cls.cluster_domain),
             scrape_interval=_float("SCRAPE_INTERVAL", cls.scrape_interval),
             query_timeout=_float("QUERY_TIMEOUT", cls.query_timeout),
+            watch_timeout=_float("WATCH_TIMEOUT", cls.watch_timeout),
         )

@@ -211,6 +211,8 @@ def test_faulty_version_rolled_back_by_error_rate(env: Env) -> None:
 
 def test_latency_regressions_rolled_back(env: Env) -> None:
     """Absolute: slower than latency-p99.max. Relative: under the limit but slower than stable."""
+    # The runtime predicts one request at a time: keep the slow canaries below their capacity.
+    env.world.loadgen.set_rate(15)
     # The runtime predicts one request at a time, so a slow model also answers fewer requests.
     start_v1(env, min_requests=3, metrics=[{"name": "error-rate", "max": 1}, {"name": "latency-p99", "max": 250},
                            {"name": "slower-than-stable", "template": "latency-p99",
@@ -223,10 +225,10 @@ def test_latency_regressions_rolled_back(env: Env) -> None:
     # Under the absolute limit (raised for this version, so CPU contention on the test machine
     # cannot make it fail), but several times slower than stable.
     mdep.patch_spec(env.custom, env.namespace, NAME, {
-        "model": {"version": "v3", "uri": env.model("slow", delay_seconds=0.015)},
+        "model": {"version": "v3", "uri": env.model("slow", delay_seconds=0.1)},
         "rollout": {"canary": {"analysis": {"metrics": [
             {"name": "error-rate", "max": 1}, {"name": "latency-p99", "max": 1000},
-            {"name": "slower-than-stable", "template": "latency-p99", "compareToStable": {"maxRatio": 3}}]}}}})
+            {"name": "slower-than-stable", "template": "latency-p99", "compareToStable": {"maxRatio": 2}}]}}}})
     canary = env.wait_canary(lambda c: c.get("version") == "v3" and c.get("state") == "RolledBack",
                              "rollback of the relatively slow version")
     v3 = [a for a in canary["analyses"] if a["time"] >= canary["startedAt"]]
