@@ -21,9 +21,9 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), MODELPILOT_RESYNC_SECONDS=str(self.resync_seconds),
-                   MODELPILOT_METRICS_PORT="0", MODELPILOT_WATCH_TIMEOUT="10",
-                   **self.extra_env)
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+               "MODELPILOT_RESYNC_SECONDS": str(self.resync_seconds), "MODELPILOT_METRICS_PORT": "0",
+               "MODELPILOT_WATCH_TIMEOUT": "10", **self.extra_env}
         cmd = [sys.executable, "-m", "modelpilot.cli.main", "operator", "--log-format", "full", "--verbose"]
         for ns in self.namespaces:
             cmd += ["--namespace", ns]
