@@ -91,3 +91,16 @@ def test_explain_shows_documented_fields(cluster: ClusterHandle, crd: str) -> No
     assert "Inconclusive" in out and "enum: Wait, Pause, Fail" in out
     short = cluster.kubectl("get", "mdep", "-A").returncode
     assert short == 0
+
+
+@pytest.mark.parametrize("hostile", ['fraud"} or vector(1) #', "fraud}", "Fraud", "a b"])
+def test_hostile_name_never_reaches_a_query(cluster: ClusterHandle, crd: str, namespace: str, hostile: str) -> None:
+    """Query templates get {{name}} and {{namespace}}: values the API server validates first, so a
+    value that could close a PromQL string or add an expression is rejected before any query (the
+    renderer refuses it too: tests/unit/test_analysis.py)."""
+    obj = copy.deepcopy(VALID)
+    obj["metadata"]["name"] = hostile
+    obj["spec"]["rollout"] = {"canary": {"analysis": {"metrics": [
+        {"name": "custom-x", "query": 'sum(rate(x{app="{{name}}"}[{{window}}]))', "max": 1}]}}}
+    code, output = server_create(cluster, namespace, obj)
+    assert code != 0 and ("metadata.name" in output or "invalid" in output.lower()), output

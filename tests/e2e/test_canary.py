@@ -368,7 +368,12 @@ def test_manual_actions_and_spec_paused(env: Env) -> None:
 
 
 def test_gateway_api_weights_follow_steps_exactly(env: Env) -> None:
-    start_v1(env, steps=(10, 30, 60), gateway=True)
+    # A custom PromQL template beside the built-ins: placeholders filled with validated values.
+    custom_errors = ('sum(rate(modelpilot_requests_total{namespace="{{namespace}}", model_deployment="{{name}}", '
+                     'track="{{track}}", code=~"5.."}[{{window}}])) or vector(0)')
+    start_v1(env, steps=(10, 30, 60), gateway=True,
+             metrics=[{"name": "error-rate", "max": 1},
+                      {"name": "errors-per-second", "query": custom_errors, "max": 0.5}])
     routes = client.CustomObjectsApi(env.custom.api_client)
 
     def weights() -> tuple[int, int] | None:
@@ -398,6 +403,8 @@ def test_gateway_api_weights_follow_steps_exactly(env: Env) -> None:
     wait_for(observe, timeout=150, interval=0.2, what="promotion through the HTTPRoute")
     assert seen[0] == (100, 0) and seen[-1] == (100, 0)
     assert [w for w in seen if w != (100, 0)] == [(90, 10), (70, 30), (40, 60)], seen
-    # The load generator followed the route: the canary got about 60% at the last step.
+    # The load generator followed the route, and the custom query measured the canary.
     canary_requests = env.world.loadgen.totals().get("canary", {}).get("sent", 0)
     assert canary_requests > 0
+    passed = [e.message for e in env.events() if e.reason in ("StepAdvanced", "Promoting")]
+    assert passed and all("errors-per-second=0 (limit <= 0.5)" in m for m in passed), passed
