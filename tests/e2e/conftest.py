@@ -141,10 +141,36 @@ def crd(cluster: ClusterHandle) -> str:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: ClusterHandle, crd: str, worker_id_prefix: str,
+def operator(cluster: ClusterHandle, crd: str, worker_id_prefix: str, core: client.CoreV1Api,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    """This worker's operator, watching only this worker's namespaces."""
+    """This worker's operator, watching only this worker's namespaces; yielded once it demonstrably
+    picks up new namespaces."""
     proc = OperatorProcess(kubeconfig=cluster.kubeconfig, namespaces=[f"{worker_id_prefix}-*"],
                            log_path=tmp_path_factory.mktemp("operator") / "operator.log").start()
+    wait_namespace_watch(proc, core, worker_id_prefix)
     yield proc
     proc.stop()
+
+
+def wait_namespace_watch(proc: OperatorProcess, core: client.CoreV1Api, prefix: str) -> None:
+    """Kopf 1.45 lists namespaces, then lists again when its namespace watch starts, and ignores the
+    second list (kopf/_core/reactor/observation.py, process_discovered_namespace_event): a namespace
+    created between the two is not watched until it changes. So probe: create namespaces matching
+    the pattern until the operator opens streams in one (the first probe may fall in the gap)."""
+    deadline = time.monotonic() + 120
+    while "Starting the watch-stream for namespaces.v1" not in proc.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    probes = []
+    try:
+        while time.monotonic() < deadline:
+            probe = make_namespace(core, prefix, "operator-probe")
+            probes.append(probe)
+            until = time.monotonic() + 10
+            while time.monotonic() < until:
+                if f"modelpilot.io in '{probe}'" in proc.logs():
+                    return
+                time.sleep(0.2)
+        raise RuntimeError(f"the operator never watched a new namespace:\n{proc.logs()[-3000:]}")
+    finally:
+        for probe in probes:
+            core.delete_namespace(probe, propagation_policy="Background")
