@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from modelpilot import metrics
@@ -42,7 +42,7 @@ from modelpilot.resources import (
     serving_revision,
     unwanted_children,
 )
-from modelpilot.rollout.machine import AnalysisResult, CanaryState, Decision, Event, Observation, analysis_due, decide
+from modelpilot.rollout.machine import AnalysisResult, CanaryState, Decision, Observation, analysis_due, decide
 from modelpilot.rollout.state import config_from_spec, from_status, to_status
 from modelpilot.routing import build_httproute, canary_replicas
 from modelpilot.settings import OperatorSettings
@@ -110,7 +110,6 @@ class Plan:
     decision: Decision
     action: str | None = None
     analysed: AnalysisResult | None = None
-    events: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -192,7 +191,7 @@ class Reconciler:
         self._record_metrics(namespace, name, decision, plan.analysed)
 
         # Status.
-        stable_after = self.kube.get("apps/v1", "Deployment", namespace, name) if children else stable_live
+        stable_after = self.kube.get("apps/v1", "Deployment", namespace, name)  # after this tick's applies
         pods = self.kube.list("v1", "Pod", namespace, label_selector=f"app.kubernetes.io/name={name},{MANAGED_BY}")
         stable_pods = [p for p in pods if (p["metadata"].get("labels") or {}).get("modelpilot.io/track") != "canary"]
         canary = decision.canary
@@ -249,10 +248,9 @@ class Reconciler:
             analysis=analysed,
         )
         decision = decide(config, canary, observation, now)
-        if decision.promote or (decision.outcome == "promoted"):
-            stable_spec = spec
-        if decision.canary is not None and decision.canary.state == "Promoting":
-            stable_spec = spec  # the stable Deployment takes the canary's template until it has rolled out
+        promoting = decision.canary is not None and decision.canary.state == "Promoting"
+        if promoting or decision.outcome == "promoted":
+            stable_spec = spec  # the stable Deployment takes the canary's (= the current) template
         return Plan(stable_spec=stable_spec, decision=decision, action=action, analysed=analysed)
 
     def _stable_replicas(self, spec: ModelDeploymentSpec, stable_live: dict[str, Any] | None) -> int:

@@ -124,9 +124,6 @@ class Kube:
         body = self.request("GET", _path(api_version, kind, namespace), query=query)
         return list(body.get("items") or [])
 
-    def list_nodes(self) -> list[dict[str, Any]]:
-        return list((self.request("GET", "/api/v1/nodes") or {}).get("items") or [])
-
     # -- writes ------------------------------------------------------------------------------
     def apply(self, obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply, forcing ownership of exactly the fields in `obj`."""
