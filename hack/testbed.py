@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dataplane
+import netns
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,11 +79,12 @@ def port_is_open(port: int) -> bool:
 # Nodes
 # --------------------------------------------------------------------------------------------
 
-def _node(name: str, cpu: str, memory: str, labels: dict[str, str], gpus: int = 0,
-          taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
+def _node(name: str, index: int, cpu: str, memory: str, labels: dict[str, str], gpus: int = 0,
+          taints: list[dict[str, str]] | None = None, pods: int = 110) -> dict[str, Any]:
+    capacity = {"cpu": cpu, "memory": memory, "pods": str(pods)}
     if gpus:
         capacity["nvidia.com/gpu"] = str(gpus)
+    pod_cidr = node_pod_cidr(index)
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -96,26 +100,68 @@ def _node(name: str, cpu: str, memory: str, labels: dict[str, str], gpus: int = 
                 **labels,
             },
         },
-        "spec": {"taints": taints or []},
+        # kwok takes pod IPs from the node's podCIDR; the namespace routes 10.244.0.0/16 locally.
+        "spec": {"taints": taints or [], "podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
         # The API server keeps status on create and kwok only fills capacity when absent,
         # so the extended resource stays advertised.
         "status": {"capacity": capacity, "allocatable": dict(capacity)},
     }
 
 
+def node_pod_cidr(index: int) -> str:
+    """Node `index` (1-based) gets 10.244.<index>.0/24: 254 pod IPs."""
+    if not 1 <= index <= 255:
+        raise ValueError(f"node index {index} is outside 10.244.1-255.0/24")
+    return f"10.244.{index}.0/24"
+
+
+CPU_NODES = 12  # x 250 pods: room for 3,000 serving pods (a /24 holds 254 pod IPs)
+CPU_LABELS = {"modelpilot.io/pool": "cpu"}
+
+
+def cpu_node(index: int, name: str | None = None) -> dict[str, Any]:
+    return _node(name or f"cpu-{index}", index, "32", "128Gi", CPU_LABELS, pods=250)
+
+
 def testbed_nodes() -> list[dict[str, Any]]:
-    """Two CPU nodes, two 4xA100 nodes and one 1xL4 node, tainted like real GPU pools."""
-    cpu_labels = {"modelpilot.io/pool": "cpu"}
-    return [
-        _node("cpu-1", "8", "32Gi", cpu_labels),
-        _node("cpu-2", "8", "32Gi", cpu_labels),
-        _node("gpu-a100-1", "32", "256Gi", {GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB",
-              "modelpilot.io/pool": "gpu"}, gpus=4, taints=[GPU_TAINT]),
-        _node("gpu-a100-2", "32", "256Gi", {GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB",
-              "modelpilot.io/pool": "gpu"}, gpus=4, taints=[GPU_TAINT]),
-        _node("gpu-l4-1", "16", "64Gi", {GPU_PRODUCT_LABEL: "NVIDIA-L4", "modelpilot.io/pool": "gpu"},
-              gpus=1, taints=[GPU_TAINT]),
+    """CPU nodes (CPU_NODES x 250 pods), two 4xA100 nodes and one 1xL4 node, tainted like real
+    GPU pools. Node i has pod CIDR 10.244.i.0/24; GPU nodes come first so their CIDRs never move."""
+    gpu = {"modelpilot.io/pool": "gpu"}
+    nodes = [
+        _node("gpu-a100-1", 1, "32", "256Gi", {GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB", **gpu},
+              gpus=4, taints=[GPU_TAINT]),
+        _node("gpu-a100-2", 2, "32", "256Gi", {GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB", **gpu},
+              gpus=4, taints=[GPU_TAINT]),
+        _node("gpu-l4-1", 3, "16", "64Gi", {GPU_PRODUCT_LABEL: "NVIDIA-L4", **gpu}, gpus=1, taints=[GPU_TAINT]),
     ]
+    return nodes + [cpu_node(10 + i, f"cpu-{i}") for i in range(1, CPU_NODES + 1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Pod readiness (KWOK stages)
+# --------------------------------------------------------------------------------------------
+
+_BY_PROCESS = f'.spec.containers.[].env.[] | select( .name == "{dataplane.READINESS_ENV}" ) | .value'
+
+
+def kwok_stages(stage_dir: Path) -> list[dict[str, Any]]:
+    """kwokctl's default stages plus `pod-ready-by-process` (see dataplane.READINESS_ENV)."""
+    stages = [yaml.safe_load((stage_dir / f"{name}.yaml").read_text()) for name in
+              ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete")]
+    ready = next(s for s in stages if s["metadata"]["name"] == "pod-ready")
+    by_process = json.loads(json.dumps(ready))
+    ready["spec"]["selector"]["matchExpressions"].append({"key": _BY_PROCESS, "operator": "NotIn",
+                                                          "values": ["process"]})
+    by_process["metadata"]["name"] = "pod-ready-by-process"
+    by_process["spec"]["selector"]["matchExpressions"].append({"key": _BY_PROCESS, "operator": "In",
+                                                               "values": ["process"]})
+    template = by_process["spec"]["next"]["statusTemplate"]
+    template = re.sub(r'status: "True"\n(\s*)type: (Ready|ContainersReady)\n',
+                      r'status: "False"\n\1reason: ContainersNotReady\n\1type: \2\n', template)
+    # Only the main containers' `ready: true` lines: init containers stay as they were.
+    head, sep, tail = template.partition("initContainerStatuses:")
+    by_process["spec"]["next"]["statusTemplate"] = head.replace("ready: true", "ready: false") + sep + tail
+    return [*stages, by_process]
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +188,20 @@ class Cluster:
     name: str = DEFAULT_NAME
     bin_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The network namespace the cluster lives in (default: the one named after `workdir`).
+    netns_name: str | None = None
+    # kube-proxy and the gateway. A second cluster inside another one's namespace must go
+    # without: two kube-proxies would overwrite each other's rules.
+    dataplane: bool = True
+
+    @property
+    def netns(self) -> str:
+        return self.netns_name or netns.name_for(self.workdir)
+
+    def inside_env(self) -> dict[str, str]:
+        """The environment of a command run inside the test bed (`hack/testbed.py exec`)."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), netns.ENV_MARK: self.netns,
+                "MODELPILOT_CLUSTER_DIR": str(self.workdir)}
 
     @property
     def kubeconfig(self) -> Path:
@@ -192,6 +252,9 @@ class Cluster:
 
     def up(self) -> None:
         """Start the cluster (or reuse the running one), then make sure CRDs and nodes exist."""
+        if not netns.inside(self.netns):
+            raise RuntimeError(f"the test bed runs inside the network namespace {self.netns}: "
+                               "use `python hack/testbed.py up` or `hack/testbed.py exec -- CMD`")
         started = time.monotonic()
         if self.is_up():
             log(f"cluster {self.name} already running ({self.kubeconfig})")
@@ -203,6 +266,8 @@ class Cluster:
             log(f"control plane up in {time.monotonic() - started:.1f}s")
         self._install_gateway_api()
         self._ensure_nodes()
+        if self.dataplane:
+            dataplane.start(self)
         log(f"cluster {self.name} ready in {time.monotonic() - started:.1f}s; "
             f"export KUBECONFIG={self.kubeconfig}")
 
@@ -233,11 +298,16 @@ class Cluster:
                 # There is no default route on these machines: without this the API server
                 # cannot pick an address to advertise and refuses to start.
                 {"name": "kube-apiserver",
-                 "extraArgs": [{"key": "advertise-address", "value": "127.0.0.1"}]},
+                 "extraArgs": [{"key": "advertise-address", "value": "127.0.0.1"},
+                               # A /16 leaves room for thousands of Services (scale tests).
+                               {"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR}]},
+                {"name": "kube-controller-manager",
+                 "extraArgs": [{"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR}]},
             ],
         }
         config_path = self.workdir / "kwokctl.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        stages = kwok_stages(Path(self.bin("kwok")).parent.parent / "kwok-stages")
+        config_path.write_text(yaml.safe_dump_all([config, *stages], sort_keys=False))
         log(f"creating cluster {self.name} (kwokctl, binary runtime, Kubernetes {pinned['KUBE_VERSION']})")
         result = self.kwokctl("create", "cluster", "--config", str(config_path),
                               "--kubeconfig", str(self.kubeconfig), "--wait", "3m", check=False)
@@ -260,6 +330,24 @@ class Cluster:
             docs = "\n---\n".join(yaml.safe_dump(n) for n in missing)
             self.kubectl("create", "-f", "-", input=docs)
         self.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "node", "--all")
+
+    def add_cpu_nodes(self, count: int) -> list[str]:
+        """Add `count` CPU nodes (250 pods each) after the highest pod CIDR in use; returns names."""
+        nodes = yaml.safe_load(self.kubectl("get", "nodes", "-o", "yaml").stdout)["items"]
+        used = [int(n["spec"]["podCIDR"].split(".")[2]) for n in nodes if (n.get("spec") or {}).get("podCIDR")]
+        first = max(used, default=0) + 1
+        added = [cpu_node(i, f"cpu-extra-{i}") for i in range(first, first + count)]
+        if added:
+            self.kubectl("create", "-f", "-", input="\n---\n".join(yaml.safe_dump(n) for n in added))
+            self.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "node", "--all")
+        return [n["metadata"]["name"] for n in added]
+
+    def show_nodes(self) -> None:
+        self.kubectl("get", "nodes", "-o",
+                     "custom-columns=NAME:.metadata.name,GPUS:.status.allocatable.nvidia\\.com/gpu,"
+                     "PRODUCT:.metadata.labels.nvidia\\.com/gpu\\.product,CPU:.status.allocatable.cpu,"
+                     "PODS:.status.allocatable.pods,POD-CIDR:.spec.podCIDR,TAINTS:.spec.taints[*].key,"
+                     "STATUS:.status.conditions[?(@.type=='Ready')].status", capture=False)
 
     def processes(self) -> list[int]:
         """PIDs of the processes kwokctl started for this cluster (from its pid files)."""
@@ -456,14 +544,22 @@ def prometheus(config: dict[str, Any], workdir: Path | None = None) -> Iterator[
 # CLI
 # --------------------------------------------------------------------------------------------
 
+# Commands that act on the running test bed, so they run inside its network namespace.
+INSIDE = {"up", "down", "status", "nodes", "add-nodes", "exec"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["build", "bin", "up", "down", "status", "nodes"])
+    parser.add_argument("command", choices=["build", "bin", *sorted(INSIDE)])
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("MODELPILOT_CLUSTER_DIR",
                                                                              DEFAULT_WORKDIR)))
     parser.add_argument("--name", default=DEFAULT_NAME)
+    parser.add_argument("--count", type=int, default=1, help="add-nodes: how many CPU nodes to add")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help="exec: the command (after --)")
     args = parser.parse_args(argv)
     cluster = Cluster(workdir=args.workdir.resolve(), name=args.name)
+    if args.command in INSIDE and not netns.inside(cluster.netns):
+        return _run_inside(cluster, sys.argv if argv is None else [sys.argv[0], *argv], args)
     if args.command == "build":
         print(binaries(build=True))
     elif args.command == "bin":
@@ -476,12 +572,34 @@ def main(argv: list[str] | None = None) -> int:
         print("up" if cluster.is_up() else "down")
         return 0 if cluster.is_up() else 1
     elif args.command == "nodes":
-        cluster.kubectl("get", "nodes", "-L", GPU_PRODUCT_LABEL, "-o",
-                        "custom-columns=NAME:.metadata.name,GPUS:.status.allocatable.nvidia\\.com/gpu,"
-                        "PRODUCT:.metadata.labels.nvidia\\.com/gpu\\.product,CPU:.status.allocatable.cpu,"
-                        "MEMORY:.status.allocatable.memory,TAINTS:.spec.taints[*].key,"
-                        "STATUS:.status.conditions[?(@.type=='Ready')].status", capture=False)
+        cluster.show_nodes()
+    elif args.command == "add-nodes":
+        cluster.add_cpu_nodes(args.count)
+        cluster.show_nodes()
+    elif args.command == "exec":
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not command:
+            parser.error("exec needs a command: hack/testbed.py exec -- CMD ARGS...")
+        os.execvpe(command[0], command, cluster.inside_env())
     return 0
+
+
+def _run_inside(cluster: Cluster, argv: list[str], args: argparse.Namespace) -> int:
+    """Run this same command again inside the test bed's namespace (created when missing)."""
+    if args.command == "down" and not netns.exists(cluster.netns):
+        cluster.down()
+        return 0
+    netns.ensure(cluster.netns)
+    if args.command == "exec":  # straight into the namespace: no Python in between
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if command:
+            wrapped = netns.wrap(cluster.netns, command)
+            os.execvpe(wrapped[0], wrapped, cluster.inside_env())
+    command = netns.wrap(cluster.netns, [sys.executable, str(Path(argv[0]).resolve()), *argv[1:]])
+    code = subprocess.run(command, env=cluster.inside_env()).returncode
+    if args.command == "down":
+        netns.delete(cluster.netns)
+    return code
 
 
 if __name__ == "__main__":

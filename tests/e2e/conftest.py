@@ -20,6 +20,8 @@ from tests.e2e.support import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
+import dataplane  # noqa: E402
+import netns  # noqa: E402
 import testbed  # noqa: E402
 
 
@@ -48,6 +50,10 @@ def cluster() -> ClusterHandle:
         return external
     workdir = Path(os.environ.get("MODELPILOT_CLUSTER_DIR", ROOT / ".cluster")).resolve()
     local = testbed.Cluster(workdir=workdir)
+    if not netns.inside(local.netns):
+        pytest.exit(f"the local test bed lives in the network namespace {local.netns}: run the suite with "
+                    "`make e2e` or `python hack/testbed.py exec -- pytest tests/e2e` (or set "
+                    "MODELPILOT_E2E_KUBECONFIG for another cluster)", returncode=2)
     workdir.parent.mkdir(parents=True, exist_ok=True)
     # xdist workers share one cluster: the first brings it up, the others wait on the lock.
     with open(workdir.parent / f".{workdir.name}.lock", "w") as lock:
@@ -56,8 +62,10 @@ def cluster() -> ClusterHandle:
             local.up()
         else:
             local.bin_dir = testbed.binaries(build=False)
+    gateway = (dataplane.read_info(workdir) or {}).get("gateway")
     return ClusterHandle(kubeconfig=local.kubeconfig, kubectl_binary=local.bin("kubectl"),
-                         helm_binary=local.bin("helm"), local=True, audit_log=local.audit_log)
+                         helm_binary=local.bin("helm"), local=True, audit_log=local.audit_log,
+                         gateway=(gateway["host"], int(gateway["port"])) if gateway else None)
 
 
 @pytest.fixture(scope="session")

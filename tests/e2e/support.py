@@ -34,6 +34,7 @@ class ClusterHandle:
     helm_binary: str | None
     local: bool  # True for the repo's own test bed (pinned versions, KWOK GPU nodes)
     audit_log: Path | None = None
+    gateway: tuple[str, int] | None = None  # the shared Gateway's listener (the test bed's data plane)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dataplane
 import pytest
 from kubernetes import client
 
@@ -109,7 +110,8 @@ class Env:
 
 def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, ...] = (20, 50),
          failure_threshold: int = 2, progress_deadline: str = "60s", min_requests: int = 10,
-         metrics: list[dict[str, Any]] | None = None, gateway: bool = False, **analysis: Any) -> dict[str, Any]:
+         metrics: list[dict[str, Any]] | None = None, gateway: str | None = None, **analysis: Any) -> dict[str, Any]:
+    """`gateway`: the hostname of an HTTPRoute on the test bed's shared Gateway (gatewayAPI mode)."""
     canary: dict[str, Any] = {
         "steps": list(steps), "interval": f"{INTERVAL}s", "initialDelay": f"{INTERVAL}s",
         "failureThreshold": failure_threshold, "progressDeadline": progress_deadline,
@@ -118,9 +120,11 @@ def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, 
     if metrics is not None:
         canary["analysis"]["metrics"] = metrics
     if gateway:
-        canary["trafficRouting"] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}], "hostnames": ["fraud.example.com"]}}
+        canary["trafficRouting"] = {"gatewayAPI": {"parentRefs": [dataplane.gateway_parent_ref()],
+                                                   "hostnames": [gateway]}}
     return {"apiVersion": f"{mdep.GROUP}/{mdep.VERSION}", "kind": "ModelDeployment", "metadata": {"name": NAME},
             "spec": {"model": {"version": version, "uri": uri, "format": "sklearn"}, "replicas": replicas,
+                     "runtime": dataplane.bridged_runtime(),
                      "rollout": {"strategy": "Canary", "canary": canary}}}
 
 
@@ -371,7 +375,7 @@ def test_gateway_api_weights_follow_steps_exactly(env: Env) -> None:
     # A custom PromQL template beside the built-ins: placeholders filled with validated values.
     custom_errors = ('sum(rate(modelpilot_requests_total{namespace="{{namespace}}", model_deployment="{{name}}", '
                      'track="{{track}}", code=~"5.."}[{{window}}])) or vector(0)')
-    start_v1(env, steps=(10, 30, 60), gateway=True,
+    start_v1(env, steps=(10, 30, 60), gateway=f"{NAME}.{env.namespace}.test",
              metrics=[{"name": "error-rate", "max": 1},
                       {"name": "errors-per-second", "query": custom_errors, "max": 0.5}])
     routes = client.CustomObjectsApi(env.custom.api_client)

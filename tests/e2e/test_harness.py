@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dataplane
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -47,11 +48,18 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-def spec_of(uri: str, version: str, replicas: int = 1, gateway: bool = False) -> ModelDeploymentSpec:
-    raw: dict[str, Any] = {"model": {"version": version, "uri": uri, "format": "sklearn"}, "replicas": replicas}
+def spec_of(uri: str, version: str, replicas: int = 1, gateway: str | None = None) -> ModelDeploymentSpec:
+    """`gateway`: a hostname on the test bed's shared Gateway (gatewayAPI mode)."""
+    raw: dict[str, Any] = {"model": {"version": version, "uri": uri, "format": "sklearn"}, "replicas": replicas,
+                           "runtime": dataplane.bridged_runtime()}
     if gateway:
-        raw["rollout"] = {"canary": {"trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}}}
+        raw["rollout"] = {"canary": {"trafficRouting": {"gatewayAPI": {
+            "parentRefs": [dataplane.gateway_parent_ref()], "hostnames": [gateway]}}}}
     return ModelDeploymentSpec.model_validate(raw)
+
+
+def host_of(namespace: str) -> str:
+    return f"{NAME}.{namespace}.test"
 
 
 def unowned(obj: dict[str, Any]) -> dict[str, Any]:
@@ -81,15 +89,15 @@ def scale(api_client: client.ApiClient, namespace: str, deployment: str, replica
     client.AppsV1Api(api_client).patch_namespaced_deployment(deployment, namespace, {"spec": {"replicas": replicas}})
 
 
-def metrics_text(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+def metrics_text(address: str) -> str:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
         return str(response.read().decode())
 
 
 def pod_dict(spec: ModelDeploymentSpec, track: Track = "stable", namespace: str = "ns") -> dict[str, Any]:
     template = build_pod_template(spec, name=NAME, namespace=namespace, track=track, settings=BuildSettings())
     meta = {**template["metadata"], "name": f"{NAME}-abc-123", "namespace": namespace, "uid": "1234-5678"}
-    return {"metadata": meta, "spec": copy.deepcopy(template["spec"])}
+    return {"metadata": meta, "spec": copy.deepcopy(template["spec"]), "status": {"podIP": "10.244.1.7"}}
 
 
 @pytest.fixture
@@ -102,9 +110,9 @@ def gateway_api(cluster: ClusterHandle) -> None:
 # ------------------------------------------------------------------------------------ the pod plan
 
 
-def test_plan_runs_the_template_with_host_paths_and_a_loopback_port(tmp_path: Path) -> None:
+def test_plan_runs_the_template_with_host_paths_on_the_pod_ip(tmp_path: Path) -> None:
     spec = spec_of("file:///models/iris/model.joblib", "v7")
-    plan = plan_pod(pod_dict(spec, "canary"), root=tmp_path, port=41234, bin_dir=BIN, base_env={"PATH": "/bin"})
+    plan = plan_pod(pod_dict(spec, "canary"), root=tmp_path, bin_dir=BIN, base_env={"PATH": "/bin"})
 
     assert plan.problems == []
     model_dir = str(plan.volumes["model"])
@@ -113,16 +121,18 @@ def test_plan_runs_the_template_with_host_paths_and_a_loopback_port(tmp_path: Pa
     assert fetch.argv == [str(BIN / "modelpilot"), "fetch", "file:///models/iris/model.joblib", model_dir]
     assert fetch.env["MODELPILOT_MODEL_DIR"] == model_dir
     assert plan.server is not None
-    assert plan.server.argv == [str(BIN / "modelpilot"), "serve", "--model-dir", model_dir, "--port", "41234",
-                                "--host", "127.0.0.1"]
+    assert plan.server.argv == [str(BIN / "modelpilot"), "serve", "--model-dir", model_dir, "--port", "8000",
+                                "--host", "10.244.1.7"]
+    assert (plan.host, plan.port) == ("10.244.1.7", 8000)
     env = plan.server.env
     assert env["MODELPILOT_TRACK"] == "canary"
     assert env["MODELPILOT_MODEL_VERSION"] == "v7"
     assert env["MODELPILOT_MODEL_NAME"] == NAME
-    assert env["MODELPILOT_PORT"] == "41234"
+    assert env["MODELPILOT_PORT"] == "8000"
+    assert env["MODELPILOT_POD_NAME"] == f"{NAME}-abc-123"  # the downward API, as the kubelet fills it
     assert env["TMPDIR"] == str(plan.volumes["tmp"])
     assert env["PATH"] == "/bin"
-    assert plan.container_port == 8080
+    assert plan.container_port == 8000
     assert plan.ready_path == "/v2/health/ready"
 
 
@@ -194,10 +204,10 @@ def test_processes_follow_the_pods(api_client: client.ApiClient, core: client.Co
     apply_stable(api_client, ns, spec_of(models["good"], "2026-01-01", replicas=2))
     with PodProcessBridge(api_client, ns, workdir=tmp_path) as bridge:
         serving = wait_serving(bridge, {"stable": 2})
-        ports = {p.process.port for p in serving if p.process}
-        assert len(ports) == 2
-        for port in ports:
-            text = metrics_text(port)  # the process got the template's env: its metric labels say so
+        addresses = {p.process.address for p in serving if p.process}
+        assert len(addresses) == 2 and all(a.startswith("10.244.") for a in addresses), addresses
+        for address in addresses:
+            text = metrics_text(address)  # the process got the template's env: its metric labels say so
             assert 'modelpilot_model_ready{model="iris",model_deployment="iris",track="stable",' \
                    'version="2026-01-01"} 1.0' in text
         wait_for(lambda: apps.read_namespaced_deployment(NAME, ns).status.ready_replicas == 2,
@@ -206,8 +216,8 @@ def test_processes_follow_the_pods(api_client: client.ApiClient, core: client.Co
         scale(api_client, ns, NAME, 1)
         wait_for(lambda: len(bridge.registry()) == 1, timeout=60, what="one process left")
         [left] = bridge.registry().values()
-        gone = ports - {left.port}
-        wait_for(lambda: all(not _port_open(p) for p in gone), timeout=30, what="the removed pod's server exits")
+        gone = addresses - {left.address}
+        wait_for(lambda: all(not _open(a) for a in gone), timeout=30, what="the removed pod's server exits")
 
         # A server that dies is not restarted by magic: its pod turns NotReady, like a failed probe.
         assert left.pid is not None
@@ -287,11 +297,11 @@ def test_prometheus_scrapes_every_server_with_namespace_and_pod(
                                "version", "track", "code"}
         assert (labels["namespace"], labels["track"], labels["code"]) == (ns, pod.track, "200")
         assert labels["version"] == ("v1" if pod.track == "stable" else "v2")
-        assert labels["instance"] == f"127.0.0.1:{pod.process.port if pod.process else None}"
+        assert labels["instance"] == (pod.process.address if pod.process else None)
 
     # Every answered request is counted by a server and scraped: the totals agree exactly.
     world.loadgen.pause()
-    wait_for(lambda: world.loadgen._in_flight == 0, what="no request in flight")
+    wait_for(lambda: world.loadgen.in_flight == 0, what="no request in flight")
     for track in ("stable", "canary"):
         answered = world.loadgen.outcomes(track=track)[200]
         wait_for(lambda t=track, n=answered: world.requests_seen_by_prometheus(t, "200") == n, timeout=30,
@@ -332,12 +342,13 @@ def test_a_shared_prometheus_separates_worlds_by_namespace(
 
 def test_replica_ratio_split_follows_ready_pods(api_client: client.ApiClient, solo_namespace: str,
                                                models: dict[str, str], canary_world: WorldFactory) -> None:
+    """Through the Service's ClusterIP: kube-proxy spreads connections over the ready endpoints."""
     ns = solo_namespace
     apply_stable(api_client, ns, spec_of(models["good"], "v1", replicas=3))
     apply_canary(api_client, ns, spec_of(models["good"], "v2"), replicas=1)
     world = canary_world(ns, NAME, rate=60)
     world.wait_serving(stable=3, canary=1)
-    assert world.loadgen.routing.mode == "replicas"
+    assert world.loadgen.wait_resolved().kind == "service"
     split = world.wait_split({"stable": 0.75, "canary": 0.25}, tolerance=0.08, seconds=10)
     assert split["canary"] < 0.4
 
@@ -356,10 +367,11 @@ def test_replica_ratio_split_follows_ready_pods(api_client: client.ApiClient, so
 def test_httproute_weights_split_and_follow_changes(api_client: client.ApiClient, custom: client.CustomObjectsApi,
                                                     solo_namespace: str, models: dict[str, str],
                                                     canary_world: WorldFactory, gateway_api: None) -> None:
+    """Through the gateway: envoy applies the HTTPRoute's weights per request."""
     ns = solo_namespace
-    stable_spec = spec_of(models["good"], "v1", replicas=2, gateway=True)
+    stable_spec = spec_of(models["good"], "v1", replicas=2, gateway=host_of(ns))
     apply_stable(api_client, ns, stable_spec)  # Service `iris` selects stable only in this mode
-    apply_canary(api_client, ns, spec_of(models["good"], "v2", gateway=True), replicas=1)
+    apply_canary(api_client, ns, spec_of(models["good"], "v2", gateway=host_of(ns)), replicas=1)
     gateway = stable_spec.rollout.canary.traffic_routing.gateway_api
     assert gateway is not None
     route = unowned(build_httproute(NAME, ns, OWNER, gateway, weight=20))
@@ -367,7 +379,8 @@ def test_httproute_weights_split_and_follow_changes(api_client: client.ApiClient
 
     world = canary_world(ns, NAME, rate=60)
     world.wait_serving(stable=2, canary=1)
-    wait_for(lambda: world.loadgen.routing.mode == "gatewayAPI", what="gatewayAPI mode")
+    wait_for(lambda: world.loadgen.entry.kind == "gateway", what="requests through the gateway")
+    assert world.loadgen.entry.host_header == host_of(ns)
     # 2 stable pods and 1 canary pod would give the canary a third by replicas; the route says 20%.
     world.wait_split({"stable": 0.8, "canary": 0.2}, tolerance=0.07, seconds=10)
 
@@ -385,16 +398,16 @@ def test_httproute_weights_split_and_follow_changes(api_client: client.ApiClient
     wait_for(lambda: world.requests_seen_by_prometheus("canary", "200") > 0, timeout=30, what="canary series")
 
     custom.delete_namespaced_custom_object(*GATEWAY[:2], ns, GATEWAY[2], NAME)
-    wait_for(lambda: world.loadgen.routing.mode == "replicas", what="back to the Service without a route")
+    wait_for(lambda: world.loadgen.entry.kind == "service", what="back to the Service without a route")
     world.wait_split({"stable": 1.0}, tolerance=0.0, seconds=3)
 
 
-def test_a_backend_without_ready_pods_is_counted_not_sent(api_client: client.ApiClient,
-                                                          custom: client.CustomObjectsApi, solo_namespace: str,
-                                                          models: dict[str, str], canary_world: WorldFactory,
-                                                          gateway_api: None) -> None:
+def test_a_backend_without_ready_pods_gets_the_gateways_503(api_client: client.ApiClient,
+                                                            custom: client.CustomObjectsApi, solo_namespace: str,
+                                                            models: dict[str, str], canary_world: WorldFactory,
+                                                            gateway_api: None) -> None:
     ns = solo_namespace
-    spec = spec_of(models["good"], "v1", gateway=True)
+    spec = spec_of(models["good"], "v1", gateway=host_of(ns))
     apply_stable(api_client, ns, spec)  # no canary Deployment at all
     gateway = spec.rollout.canary.traffic_routing.gateway_api
     assert gateway is not None
@@ -402,10 +415,14 @@ def test_a_backend_without_ready_pods_is_counted_not_sent(api_client: client.Api
                                            unowned(build_httproute(NAME, ns, OWNER, gateway, weight=50)))
     world = canary_world(ns, NAME, rate=40)
     world.wait_serving(stable=1)
-    wait_for(lambda: world.loadgen.outcomes(track="canary").get("no-endpoints", 0) > 20,
-             what="canary share counted as no-endpoints")
-    assert world.loadgen.outcomes(track="canary").keys() == {"no-endpoints"}
-    assert world.loadgen.outcomes(track="stable").keys() == {200}
+    wait_for(lambda: world.loadgen.entry.kind == "gateway", what="requests through the gateway")
+    # Envoy answers the canary's half itself: no pod named in the response, so no track.
+    wait_for(lambda: world.loadgen.outcomes(track="none").get(503, 0) > 20, what="the gateway's own 503s")
+    wait_for(lambda: world.loadgen.outcomes(seconds=5, track="stable").get(200, 0) > 20, what="stable answering")
+    assert set(world.loadgen.outcomes(seconds=5, track="none")) <= {503}
+    assert set(world.loadgen.outcomes(seconds=5, track="stable")) == {200}
+    split = world.traffic_split(5)
+    assert abs(split.get("none", 0) - 0.5) < 0.2, split
 
 
 # ------------------------------------------------------------------------------------ small helpers
@@ -420,12 +437,13 @@ def _pod(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
         raise
 
 
-def _port_open(port: int) -> bool:
+def _open(address: str) -> bool:
     import socket
 
+    host, port = address.rsplit(":", 1)
     with socket.socket() as s:
         s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, int(port))) == 0
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,8 @@ PORT_NAME = "http"
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 
+DRAIN_SECONDS = 5
+
 # Secret keys passed to the fetch init container as env variables of the same name. All are
 # optional except the two S3 keys for s3:// URIs, whose absence should fail visibly at pod start
 # (CreateContainerConfigError naming the key) rather than as an anonymous-access error.
@@ -152,6 +154,11 @@ def _server_container(
         _env("MODELPILOT_NAMESPACE", namespace),
         _env("MODELPILOT_PORT", str(runtime.port)),
         _env("MODELPILOT_TRACK", track),
+        # After SIGTERM the runtime keeps serving (not ready) this long, so gateways and kube-proxy
+        # drop the endpoint before the port closes: no refused connections on scale-down.
+        _env("MODELPILOT_DRAIN_SECONDS", str(DRAIN_SECONDS)),
+        # The runtime names the answering pod in a response header (x-modelpilot-pod).
+        {"name": "MODELPILOT_POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
         *(_env(e.name, e.value) for e in runtime.env),
     ]
     container["ports"] = [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]

@@ -35,6 +35,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# Every response names the pod that answered, so a client behind a gateway or a Service can
+# tell which backend (and so which track) served it.
+POD_HEADER = b"x-modelpilot-pod"
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -137,8 +140,10 @@ class InferenceApp:
         *,
         max_body_bytes: int = 64 * 1024 * 1024,
         predict_mode: str = "auto",
+        pod_name: str = "",
     ) -> None:
         self.state = state
+        self._identity = [(POD_HEADER, pod_name.encode("latin-1", "replace"))] if pod_name else []
         self.metrics = metrics
         self.loader = loader
         self.max_body_bytes = max_body_bytes
@@ -196,7 +201,19 @@ class InferenceApp:
             log.info("model %s loaded in %.2fs (%s)", self.state.name, time.perf_counter() - started, model.platform)
 
     # --- routing ------------------------------------------------------------------------------
+    def _identified(self, send: Send) -> Send:
+        identity = self._identity
+
+        async def send_identified(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *identity]}
+            await send(message)
+
+        return send_identified
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._identity:
+            send = self._identified(send)
         path: str = scope["path"]
         method: str = scope["method"]
         if path in self._infer_paths:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -46,6 +47,7 @@ class ServeConfig:
     log_level: str
     access_log: bool
     predict_mode: str = "auto"
+    pod_name: str = ""  # sent back in x-modelpilot-pod
 
 
 class ConfigError(ValueError):
@@ -114,6 +116,8 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
         log_level=pick(args.log_level, "MODELPILOT_LOG_LEVEL", "info").lower(),
         access_log=bool(args.access_log),
         predict_mode=_predict_mode(pick(args.predict_mode, "MODELPILOT_PREDICT_MODE", "auto")),
+        # In a pod the hostname is the pod name; the downward API variable wins where they differ.
+        pod_name=pick(None, "MODELPILOT_POD_NAME") or socket.gethostname(),
     )
 
 
@@ -175,7 +179,8 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
             state.reason = "loading the model"
         return load_model(config.model_dir, config.format)
 
-    return InferenceApp(state, metrics, loader, predict_mode=config.predict_mode), state, metrics
+    app = InferenceApp(state, metrics, loader, predict_mode=config.predict_mode, pod_name=config.pod_name)
+    return app, state, metrics
 
 
 def _event_loop() -> str:

@@ -1,5 +1,5 @@
-"""The e2e canary harness: real model-server processes for KWOK pods, Prometheus scraping them,
-and traffic split by what the API server says (issue 5, "How the e2e tests get real metrics").
+"""The e2e canary harness: real model-server processes for KWOK pods (bound to their pod IPs),
+Prometheus scraping them, and traffic through the real data plane (Envoy Gateway, kube-proxy).
 
     from tests.e2e.harness.fixtures import canary_world  # noqa: F401  (fixture)
 
@@ -9,27 +9,27 @@ and traffic split by what the API server says (issue 5, "How the e2e tests get r
         ...create the ModelDeployment...
         world.wait_serving(stable=2)                  # processes ready, load generator routing to them
         world.wait_split({"stable": 0.8, "canary": 0.2}, tolerance=0.07)
-        world.loadgen.outcomes(track="canary")        # Counter of HTTP codes / no-endpoints / errors
+        world.loadgen.outcomes(track="canary")        # Counter of HTTP codes / dropped / errors
 
 Parts, usable alone: PodProcessBridge (kubelet stand-in: runs the pod template's containers,
 owns pod readiness, writes file_sd targets), PrometheusHub (Prometheus over file_sd; stop/start
-keep port and data), LoadGenerator (OIP v2 traffic by HTTPRoute weights or by the Service's
-Ready pods). Fixtures: tests.e2e.harness.fixtures (canary_world, worker_prometheus).
+keep port and data), LoadGenerator (OIP v2 traffic to the gateway or the Service's ClusterIP,
+counted per track of the answering pod). Fixtures: tests.e2e.harness.fixtures (canary_world, worker_prometheus).
 
 Known limits: KWOK marks a new pod Ready an instant before the bridge can say otherwise;
 Prometheus applies target changes at most every 5 s; the harness runs pods only on KWOK nodes.
 """
 
 from tests.e2e.harness.bridge import PodProcessBridge, PodView, wait_serving
-from tests.e2e.harness.loadgen import Backend, LoadGenerator, Request, Routing, iris_payload
+from tests.e2e.harness.loadgen import Entry, LoadGenerator, Request, iris_payload
 from tests.e2e.harness.process import PodProcess, ProcessInfo
 from tests.e2e.harness.prometheus import PrometheusHub, write_targets
 from tests.e2e.harness.template import ProcessPlan, plan_pod
 from tests.e2e.harness.world import CanaryWorld
 
 __all__ = [
-    "Backend",
     "CanaryWorld",
+    "Entry",
     "LoadGenerator",
     "PodProcess",
     "PodProcessBridge",
@@ -38,7 +38,6 @@ __all__ = [
     "ProcessPlan",
     "PrometheusHub",
     "Request",
-    "Routing",
     "iris_payload",
     "plan_pod",
     "wait_serving",

@@ -3,8 +3,10 @@
 KWOK binds pods and marks them Running but runs nothing. For every Running pod labelled
 `app.kubernetes.io/managed-by=modelpilot` the bridge plans the pod's containers
 (harness.template) and runs them as real processes (harness.process): the init containers, then
-the server on a free loopback port. It keeps a file_sd file of the pods' servers for Prometheus,
-with the labels a PodMonitor adds (`namespace`, `pod`), and a registry for the load generator.
+the server on the pod's own IP (`status.podIP`, from the node's podCIDR) and containerPort, as in
+a real pod. It keeps a file_sd file of the pods' servers for Prometheus, with the labels a
+PodMonitor adds (`namespace`, `pod`). Traffic reaches them the real way: through the gateway or
+a Service, from the EndpointSlices the controller-manager builds out of the pods' Ready condition.
 Prometheus applies file_sd changes at most every 5 s (its discovery manager throttles them, not
 configurable), so a target appears or goes up to ~5 s after the file changes.
 
@@ -26,6 +28,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -34,11 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dataplane
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.harness.process import PodProcess, ProcessInfo, wait_stopped
-from tests.e2e.harness.prometheus import PrometheusHub, write_targets
+from tests.e2e.harness.prometheus import PrometheusHub, write_targets  # puts hack/ on sys.path
 from tests.e2e.harness.template import plan_pod
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelpilot"
@@ -50,12 +54,14 @@ DEFAULT_BIN_DIR = ROOT / ".venv" / "bin"
 Obj = dict[str, Any]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def condition(pod: Obj, kind: str) -> str | None:
@@ -133,12 +139,14 @@ class PodProcessBridge:
         self._kwok_nodes: dict[str, bool] = {}
         self.events_path = self.workdir / "events.log"
         self._processes: dict[str, PodProcess] = {}  # pod name -> process
+        self._stopping: list[PodProcess] = []  # stopped, maybe still holding their address
+        self._labels: dict[str, dict[str, str]] = {}  # every pod name ever seen -> its labels
         self._pods: dict[str, Obj] = {}  # pod name -> last seen pod (dict, camelCase)
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._targets: list[tuple[int, dict[str, str]]] | None = None
+        self._targets: list[tuple[str, dict[str, str]]] | None = None
         self._started_total = 0
         self.errors: list[str] = []
 
@@ -188,6 +196,11 @@ class PodProcessBridge:
                             process=self._processes[name].info() if name in self._processes else None)
                     for name, pod in self._pods.items()]
 
+    def labels_of(self, pod: str) -> dict[str, str] | None:
+        """The labels of a pod seen at any time since start (also one deleted since)."""
+        with self._lock:
+            return self._labels.get(pod)
+
     def process(self, pod: str) -> PodProcess | None:
         with self._lock:
             return self._processes.get(pod)
@@ -202,7 +215,7 @@ class PodProcessBridge:
         lines = [f"bridge {self.namespace} (workdir {self.workdir}):"]
         for view in sorted(self.pods(), key=lambda v: v.name):
             proc = view.process
-            what = (f"port {proc.port} {proc.state} live={proc.live} ready={proc.ready}: {proc.reason}"
+            what = (f"{proc.address} {proc.state} live={proc.live} ready={proc.ready}: {proc.reason}"
                     if proc else "no process")
             lines.append(f"  {view.name} [{view.track}] api_ready={view.api_ready} {what}")
         lines += [f"  error: {e}" for e in self.errors[-5:]]
@@ -257,6 +270,8 @@ class PodProcessBridge:
     def _wanted(self, pod: Obj) -> bool:
         if not (is_running(pod) if self.reflect_readiness else is_ready(pod)):
             return False
+        if not (pod.get("status") or {}).get("podIP"):
+            return False
         return not self.only_kwok_nodes or self._kwok_node((pod.get("spec") or {}).get("nodeName"))
 
     def _kwok_node(self, node: str | None) -> bool:
@@ -279,21 +294,34 @@ class PodProcessBridge:
         pods = self._list()
         with self._lock:
             self._pods = pods
+            self._labels.update({name: dict(p["metadata"].get("labels") or {}) for name, p in pods.items()})
             for name, process in list(self._processes.items()):
                 pod = pods.get(name)
                 if pod is None or not self._wanted(pod) or pod["metadata"]["uid"] != process.plan.uid:
                     why = "gone" if pod is None else "not running/ready or replaced"
                     self._log(f"{name}: pod {why}; stopping its process")
                     process.stop()
+                    self._stopping.append(process)
                     del self._processes[name]
+            self._stopping = [p for p in self._stopping if not p.stopped]
             for name, pod in pods.items():
-                if name not in self._processes and self._wanted(pod):
+                if name not in self._processes and self._wanted(pod) and self._address_free(pod):
                     self._start(pod)
             processes = dict(self._processes)
         if self.reflect_readiness:
             for name, process in processes.items():
                 self._sync_ready(pods[name], process)
         self._write_targets(processes)
+
+    def _address_free(self, pod: Obj) -> bool:
+        """kwok hands a deleted pod's IP to the next pod at once, while the old pod's process
+        (of this bridge or of another test's) may still drain on it: wait until it let go."""
+        ip = str((pod.get("status") or {}).get("podIP"))
+        if any(p.plan.host == ip for p in self._stopping):
+            return False
+        ports = [int(p["containerPort"]) for c in (pod.get("spec") or {}).get("containers") or []
+                 for p in c.get("ports") or [] if p.get("containerPort")]
+        return all(_bindable(ip, port) for port in ports)
 
     def _start(self, pod: Obj) -> None:
         name = pod["metadata"]["name"]
@@ -302,13 +330,15 @@ class PodProcessBridge:
             shutil.rmtree(root, ignore_errors=True)
         base_env = {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
                     "HOME": str(root), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
-        plan = plan_pod(pod, root=root, port=_free_port(), bin_dir=self.bin_dir, base_env=base_env,
-                        pvc_dirs=self.pvc_dirs)
+        plan = plan_pod(pod, root=root, bin_dir=self.bin_dir, base_env=base_env, pvc_dirs=self.pvc_dirs)
+        if plan.port in dataplane.RESERVED_PORTS:
+            plan.problems.append(f"port {plan.port} is taken on every address by the test bed's gateway: "
+                                 f"give the pods another port (spec.runtime.port: {dataplane.POD_PORT})")
         for note in plan.notes:
             self._log(f"{name}: note: {note}")
         for problem in plan.problems:
             self._log(f"{name}: template problem: {problem}")
-        self._log(f"{name}: starting on port {plan.port}"
+        self._log(f"{name}: starting on {plan.host}:{plan.port}"
                   + (f": {' '.join(plan.server.argv)}" if plan.server else ""))
         process = PodProcess(plan, root / "logs", grace=self.grace, on_change=self._wake.set, event_log=self._log)
         self._processes[name] = process.start()
@@ -350,7 +380,7 @@ class PodProcessBridge:
         # Like a PodMonitor, every pod with a process is a target from the start (a scrape fails
         # until it listens): Prometheus applies discovery changes only every 5 s, so registering
         # early means the server is scraped soon after it starts.
-        targets = sorted((p.port, {"namespace": self.namespace, "pod": name})
+        targets = sorted((f"{p.plan.host}:{p.port}", {"namespace": self.namespace, "pod": name})
                          for name, p in processes.items() if p.plan.server is not None)
         if targets != self._targets:
             write_targets(self.targets_file, targets)

@@ -20,6 +20,7 @@ from kubernetes import client
 
 from tests.e2e.harness.prometheus import PrometheusHub
 from tests.e2e.harness.world import CanaryWorld
+from tests.e2e.support import ClusterHandle
 
 WorldFactory = Callable[..., CanaryWorld]
 
@@ -32,11 +33,12 @@ def worker_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom
 
 
 @pytest.fixture
-def canary_world(api_client: client.ApiClient, tmp_path: Path) -> Iterator[WorldFactory]:
+def canary_world(api_client: client.ApiClient, cluster: ClusterHandle, tmp_path: Path) -> Iterator[WorldFactory]:
     worlds: list[CanaryWorld] = []
 
     def make(namespace: str, name: str, **kwargs: Any) -> CanaryWorld:
         kwargs.setdefault("workdir", tmp_path / f"world-{name}-{len(worlds)}")
+        kwargs.setdefault("gateway", cluster.gateway)
         world = CanaryWorld(api_client, namespace, name, **kwargs)
         worlds.append(world)
         return world.start()

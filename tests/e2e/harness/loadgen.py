@@ -1,22 +1,23 @@
-"""LoadGenerator: Open Inference Protocol v2 traffic split the way the cluster says.
+"""LoadGenerator: Open Inference Protocol v2 traffic through the cluster's real data plane.
 
-It stands in for the gateway and the Service, and reads the split only from the API server:
+It routes nothing itself. Like a client, it only picks its entry point, re-resolved every
+`poll_interval` seconds (a DNS lookup's stand-in):
 
-- gatewayAPI mode (an HTTPRoute `<name>` exists, gateway.networking.k8s.io/v1): the first rule
-  with backendRefs; a backend Service is chosen by weight (a missing weight is 1, as in the Gateway
-  API), then a pod uniformly among the pods that Service's live `spec.selector` matches;
-- replicas mode (no such HTTPRoute): a pod uniformly among the pods the Service `<name>` selects.
+- gateway: when the ModelDeployment publishes an HTTPRoute `<name>`, requests go to the
+  gateway's listener (Envoy Gateway, `gateway=(host, port)`) with the route's first hostname as
+  the Host header, on kept-alive connections (envoy splits by weight per request);
+- service: otherwise to the ClusterIP of the Service `<name>` (kube-proxy's rules pick an
+  endpoint), on a new connection per request, since kube-proxy balances connections.
 
-Only pods that are Ready in the API *and* whose process answers its readiness probe take
-traffic, as with Service endpoints; the routing is re-read every `poll_interval` seconds, and a
-pod whose process the bridge stops leaves at once. A chosen backend without any such pod gives
-the outcome `no-endpoints` (a real gateway answers 5xx), and the request is not sent.
+Which pod answered comes back in the runtime's `x-modelpilot-pod` response header; its track
+and version come from the pod's labels (the bridge remembers every pod it has seen). A request
+that no pod answered (the gateway's own 503 when a backend has no endpoint, a refused
+connection) has the track `none`.
 
-Requests are released open-loop at `rate` per second to `workers` threads (keep-alive
-connections) and routed when a worker sends them. When `max_in_flight` requests are queued or
-running, the next one is `dropped` (still routed, to name the track that lost it) rather than
-queued without bound behind a slow model. Every routed request is recorded with its time,
-track, pod and outcome: an HTTP status code, `no-endpoints`, `dropped`, or
+Requests are released open-loop at `rate` per second to `workers` threads. When `max_in_flight`
+requests are queued or running, the next one is `dropped` (track `none`) rather than queued
+without bound behind a slow model. Every request is recorded with its time, track, pod and
+outcome: an HTTP status code, `dropped`, `no-entry` (nothing to send to yet) or
 `error:<ExceptionName>` (connection errors and timeouts are counted, never raised).
 """
 
@@ -28,63 +29,54 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.harness.bridge import PodProcessBridge, PodView, matches
+from tests.e2e.harness.bridge import TRACK_LABEL, PodProcessBridge
 
 GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
-TRACK_LABEL = "modelpilot.io/track"
+POD_HEADER = "x-modelpilot-pod"
+VERSION_LABEL = "modelpilot.io/version"
+NO_TRACK = "none"
 
 Outcome = int | str
 Payload = Callable[[list[dict[str, Any]]], dict[str, Any]]
 DEFAULT_INPUTS = [{"name": "input-0", "datatype": "FP64", "shape": [1, 4]}]
 
 
-@dataclass
-class Backend:
-    """One backend of the current routing: a Service, its weight and the pods that may serve."""
+@dataclass(frozen=True)
+class Entry:
+    """Where requests go now."""
 
-    service: str
-    weight: int
-    track: str  # the track its selector names, else the Service name
-    pods: list[PodView]
-
-
-@dataclass
-class Routing:
-    mode: str  # "gatewayAPI" | "replicas" | "none"
-    backends: list[Backend]
-    read_at: float
+    kind: str  # "gateway" | "service" | "none"
+    host: str = ""  # address to connect to
+    port: int = 0
+    host_header: str | None = None
+    keepalive: bool = False
+    read_at: float = 0.0
     error: str | None = None
 
-    def weights(self) -> dict[str, int]:
-        """Backend track -> weight (gatewayAPI) or -> serving pod count (replicas)."""
-        if self.mode == "gatewayAPI":
-            return {b.track: b.weight for b in self.backends}
-        out: Counter[str] = Counter()
-        for backend in self.backends:
-            out.update(p.track for p in backend.pods)
-        return dict(out)
+    def describe(self) -> str:
+        if self.kind == "none":
+            return f"no entry ({self.error})"
+        header = f" Host: {self.host_header}" if self.host_header else ""
+        return f"{self.kind} {self.host}:{self.port}{header}"
 
 
 @dataclass
 class Request:
     sent_at: float  # time.monotonic()
-    track: str
-    pod: str | None
+    entry: str  # Entry.kind it went to
+    track: str = NO_TRACK  # of the pod that answered
+    pod: str | None = None
+    version: str | None = None
     outcome: Outcome | None = None  # None while in flight
     seconds: float | None = None
-
-
-@dataclass
-class _Inputs:
-    specs: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_INPUTS))
 
 
 def iris_payload(inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -111,22 +103,27 @@ def iris_payload(inputs: list[dict[str, Any]]) -> dict[str, Any]:
 class LoadGenerator:
     """Sends inference requests for ModelDeployment `name` in `namespace` at `rate` per second.
 
+    gateway: (address, port) of the gateway's listener; without it an HTTPRoute is ignored and
+        traffic goes to the Service.
     model_name: the model in the URL, /v2/models/{model_name}/infer; defaults to `name`, the name a
         client of the ModelDeployment uses (a server that calls its model otherwise answers 404).
-    wait_for_endpoints: send nothing until some pod serves for the first time.
-    payload: builds a request body from the model's declared inputs (from /v2/models/{model_name},
-        read once per pod; the iris default [1,4] FP64 `input-0` when that fails).
+    wait_for_endpoints: send nothing until the model first answers its readiness check through
+        the entry point.
+    payload: builds a request body from the model's declared inputs (read once through the entry
+        from /v2/models/{model_name}; the iris default [1,4] FP64 `input-0` when that fails).
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, bridge: PodProcessBridge, *,
-                 rate: float = 50.0, model_name: str | None = None, workers: int = 16, max_in_flight: int = 64,
-                 timeout: float = 10.0, poll_interval: float = 0.5, payload: Payload = iris_payload,
-                 history_seconds: float = 900.0, wait_for_endpoints: bool = True) -> None:
+                 gateway: tuple[str, int] | None = None, rate: float = 50.0, model_name: str | None = None,
+                 workers: int = 16, max_in_flight: int = 64, timeout: float = 10.0, poll_interval: float = 0.5,
+                 payload: Payload = iris_payload, history_seconds: float = 900.0,
+                 wait_for_endpoints: bool = True) -> None:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self.name = name
         self.bridge = bridge
+        self.gateway = gateway
         self.rate = rate
         self.model_name = model_name or name
         self.workers = workers
@@ -136,25 +133,25 @@ class LoadGenerator:
         self.payload = payload
         self.history_seconds = history_seconds
         self.wait_for_endpoints = wait_for_endpoints
-        self.routing = Routing(mode="none", backends=[], read_at=0.0, error="not read yet")
-        self.sent: Counter[str] = Counter()  # track -> requests routed to it
+        self.entry = Entry("none", error="not resolved yet")
+        self.sent: Counter[str] = Counter()  # track -> requests it answered (or none)
         self.responses: dict[str, Counter[Outcome]] = {}  # track -> outcome -> count
         self._history: deque[Request] = deque()
         self._lock = threading.Lock()
         self._in_flight = 0
         self._paused = threading.Event()
         self._stop = threading.Event()
-        self._routed = threading.Event()
+        self._resolved = threading.Event()
         self._threads: list[threading.Thread] = []
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
-        self._inputs: dict[str, _Inputs] = {}  # pod uid -> declared inputs
+        self._inputs: list[dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------------------- control
 
     def start(self) -> LoadGenerator:
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"load-{self.name}")
-        for target, label in ((self._route_loop, "route"), (self._dispatch_loop, "dispatch")):
+        for target, label in ((self._resolve_loop, "resolve"), (self._dispatch_loop, "dispatch")):
             thread = threading.Thread(target=target, name=f"load-{label}-{self.name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -183,25 +180,30 @@ class LoadGenerator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
     # ------------------------------------------------------------------------------- results
 
     def requests(self, seconds: float | None = None, track: str | None = None) -> list[Request]:
-        """Routed requests of the last `seconds` (all kept history when None), oldest first."""
+        """Requests of the last `seconds` (all kept history when None), oldest first."""
         since = time.monotonic() - seconds if seconds is not None else float("-inf")
         with self._lock:
             return [r for r in self._history if r.sent_at >= since and (track is None or r.track == track)]
 
     def traffic_split(self, seconds: float = 10.0, *, answered_only: bool = False) -> dict[str, float]:
-        """Share of the requests routed to each track in the last `seconds` (sums to 1; {} when
-        none). `answered_only` counts only requests that got an HTTP response."""
+        """Share of the requests of the last `seconds` per track of the answering pod (`none`:
+        no pod answered); sums to 1, {} when none. `answered_only` counts only requests a pod
+        answered."""
         picked = [r for r in self.requests(seconds)
-                  if not answered_only or isinstance(r.outcome, int)]
+                  if r.outcome is not None and (not answered_only or r.pod is not None)]
         counts = Counter(r.track for r in picked)
         total = sum(counts.values())
         return {track: n / total for track, n in sorted(counts.items())} if total else {}
 
     def outcomes(self, seconds: float | None = None, track: str | None = None) -> Counter[Outcome]:
-        """Outcome -> count (HTTP codes as ints; no-endpoints, dropped, error:...) of finished requests."""
+        """Outcome -> count (HTTP codes as ints; dropped, no-entry, error:...) of finished requests."""
         return Counter(r.outcome for r in self.requests(seconds, track) if r.outcome is not None)
 
     def error_ratio(self, seconds: float, track: str) -> float | None:
@@ -209,126 +211,72 @@ class LoadGenerator:
         codes = [r.outcome for r in self.requests(seconds, track) if isinstance(r.outcome, int)]
         return sum(1 for c in codes if c >= 500) / len(codes) if codes else None
 
+    def pods_answering(self, seconds: float) -> Counter[str]:
+        """Pod name -> requests it answered in the last `seconds`."""
+        return Counter(r.pod for r in self.requests(seconds) if r.pod is not None)
+
     def totals(self) -> dict[str, dict[str, Any]]:
-        """Since start: per track, requests routed and outcome counts."""
+        """Since start: per track, requests it answered ("sent") and outcome counts."""
         with self._lock:
             return {track: {"sent": self.sent[track], "outcomes": dict(self.responses.get(track, {}))}
                     for track in sorted(self.sent)}
 
-    def wait_routed(self, timeout: float = 30.0) -> Routing:
-        """Wait until the routing has been read once; returns it."""
-        self._routed.wait(timeout)
-        return self.routing
+    def wait_resolved(self, timeout: float = 30.0) -> Entry:
+        """Wait until the entry point has been resolved once; returns it."""
+        self._resolved.wait(timeout)
+        return self.entry
 
     def describe(self) -> str:
-        routing = self.routing
-        backends = ", ".join(f"{b.service}(w={b.weight}, serving={[p.name for p in b.pods]})"
-                             for b in routing.backends)
-        return (f"loadgen {self.namespace}/{self.name} rate={self.rate}/s mode={routing.mode} [{backends}]"
-                f"{' error=' + routing.error if routing.error else ''}\n  totals: {self.totals()}")
+        return (f"loadgen {self.namespace}/{self.name} rate={self.rate}/s entry={self.entry.describe()}\n"
+                f"  totals: {self.totals()}")
 
-    # ------------------------------------------------------------------------------- routing
+    # ------------------------------------------------------------------------------- entry point
 
-    def read_routing(self) -> Routing:
-        """The split as the API server says now (exposed for tests)."""
-        pods = [p for p in self.bridge.pods() if p.serving]
+    def resolve(self) -> Entry:
+        """The entry point as the API server says now (exposed for tests)."""
+        now = time.monotonic()
+        route = self._route() if self.gateway is not None else None
+        if route is not None and self.gateway is not None:
+            hostnames = (route.get("spec") or {}).get("hostnames") or []
+            return Entry("gateway", self.gateway[0], self.gateway[1], host_header=hostnames[0] if hostnames else None,
+                         keepalive=True, read_at=now)
         try:
-            route = self.custom.get_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, self.namespace,
-                                                              HTTPROUTES, self.name)
+            service = self.core.read_namespaced_service(self.name, self.namespace)
         except ApiException as err:
             if err.status != 404:
                 raise
-            route = None
-        if route is None:
-            service = self._service(self.name)
-            if service is None:
-                return Routing("none", [], time.monotonic(), error=f"no Service {self.name} and no HTTPRoute")
-            return Routing("replicas", [self._backend(service, 1, pods)], time.monotonic())
-        rules = [r for r in (route.get("spec") or {}).get("rules") or [] if r.get("backendRefs")]
-        backends = []
-        for ref in rules[0]["backendRefs"] if rules else []:
-            weight = int(ref.get("weight", 1))
-            if ref.get("kind", "Service") != "Service" or ref.get("group", "") not in ("", "core"):
-                backends.append(Backend(ref.get("name", "?"), weight, ref.get("name", "?"), []))
-                continue
-            service = self._service(ref["name"]) if ref.get("namespace", self.namespace) == self.namespace else None
-            if service is None:
-                backends.append(Backend(ref["name"], weight, ref["name"], []))
-            else:
-                backends.append(self._backend(service, weight, pods))
-        return Routing("gatewayAPI", backends, time.monotonic(),
-                       error=None if backends else f"HTTPRoute {self.name} has no backendRefs")
+            return Entry("none", read_at=now, error=f"no Service {self.name}")
+        ip, ports = service.spec.cluster_ip, service.spec.ports or []
+        if not ip or ip == "None" or not ports:
+            return Entry("none", read_at=now, error=f"Service {self.name} has no ClusterIP or port")
+        return Entry("service", ip, int(ports[0].port), read_at=now)
 
-    def _service(self, name: str) -> dict[str, Any] | None:
+    def _route(self) -> dict[str, Any] | None:
         try:
-            service = self.core.read_namespaced_service(name, self.namespace)
+            return dict(self.custom.get_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, self.namespace,
+                                                                 HTTPROUTES, self.name))
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
-        return dict(self.core.api_client.sanitize_for_serialization(service))
 
-    @staticmethod
-    def _backend(service: dict[str, Any], weight: int, pods: Iterable[PodView]) -> Backend:
-        selector = (service.get("spec") or {}).get("selector") or {}
-        name = service["metadata"]["name"]
-        return Backend(service=name, weight=weight, track=selector.get(TRACK_LABEL, name),
-                       pods=[p for p in pods if matches(selector, p.labels)])
-
-    def _route_loop(self) -> None:
+    def _resolve_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.routing = self.read_routing()
-            except Exception as err:  # keep the last routing; say why it is stale
-                self.routing = Routing(self.routing.mode, self.routing.backends, self.routing.read_at,
-                                       error=f"reading the routing: {err!r}")
-            self._routed.set()
+                self.entry = self.resolve()
+            except Exception as err:  # keep the last entry; say why it is stale
+                self.entry = Entry(self.entry.kind, self.entry.host, self.entry.port, self.entry.host_header,
+                                   self.entry.keepalive, self.entry.read_at, error=f"resolving: {err!r}")
+            self._resolved.set()
             self._stop.wait(self.poll_interval)
 
     # ------------------------------------------------------------------------------- sending
 
-    def _live(self, pods: list[PodView]) -> list[tuple[PodView, int]]:
-        """The pods whose process is ready right now, with its port: a pod the bridge is stopping
-        leaves at once, not at the next routing read."""
-        live = []
-        for pod in pods:
-            process = self.bridge.process(pod.name)
-            if process is not None and process.ready and process.plan.uid == pod.uid:
-                live.append((pod, process.port))
-        return live
-
-    def _choose(self) -> tuple[str, PodView | None, int]:
-        """(track, pod, port) for the next request; pod None when the backend has no endpoint."""
-        routing = self.routing
-        backends = [b for b in routing.backends if b.weight > 0]
-        if not backends:
-            return "none", None, 0
-        backend = backends[0] if routing.mode == "replicas" else \
-            random.choices(backends, weights=[b.weight for b in backends])[0]
-        live = self._live(backend.pods)
-        if not live:
-            return ("none" if routing.mode == "replicas" else backend.track), None, 0
-        pod, port = random.choice(live)
-        return pod.track or backend.track, pod, port
-
-    def _record(self, request: Request) -> None:
-        with self._lock:
-            self._history.append(request)
-            self.sent[request.track] += 1
-            horizon = request.sent_at - self.history_seconds
-            while self._history and self._history[0].sent_at < horizon:
-                self._history.popleft()
-
-    def _finish(self, request: Request, outcome: Outcome) -> None:
-        with self._lock:
-            request.outcome = outcome
-            self.responses.setdefault(request.track, Counter())[outcome] += 1
-
     def _dispatch_loop(self) -> None:
-        # Like clients that start calling once the model is up: nothing is sent (or counted as
-        # no-endpoints) before the first pod serves; after that, every routing gap counts.
-        while self.wait_for_endpoints and not any(self._live(b.pods) for b in self.routing.backends):
-            if self._stop.wait(0.1):
+        # Like clients that start calling once the model is up: nothing is sent before the model
+        # answers through the entry point; after that, every gap counts.
+        while self.wait_for_endpoints and not self._entry_answers():
+            if self._stop.wait(0.2):
                 return
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -345,9 +293,8 @@ class LoadGenerator:
                 full = self._in_flight >= self.max_in_flight
                 if not full:
                     self._in_flight += 1
-            if full:  # routed now only to say which track lost it
-                track, pod, _ = self._choose()
-                request = Request(sent_at=now, track=track, pod=pod.name if pod else None)
+            if full:
+                request = Request(sent_at=now, entry=self.entry.kind)
                 self._record(request)
                 self._finish(request, "dropped")
                 continue
@@ -357,71 +304,105 @@ class LoadGenerator:
             except RuntimeError:  # shut down meanwhile
                 return
 
+    def _record(self, request: Request) -> None:
+        with self._lock:
+            self._history.append(request)
+            horizon = request.sent_at - self.history_seconds
+            while self._history and self._history[0].sent_at < horizon:
+                self._history.popleft()
+
+    def _finish(self, request: Request, outcome: Outcome, pod: str | None = None) -> None:
+        labels = (self.bridge.labels_of(pod) or {}) if pod else {}
+        with self._lock:
+            request.pod = pod
+            request.track = labels.get(TRACK_LABEL, "unknown") if pod else NO_TRACK
+            request.version = labels.get(VERSION_LABEL)
+            request.outcome = outcome
+            self.sent[request.track] += 1
+            self.responses.setdefault(request.track, Counter())[outcome] += 1
+
     def _send(self) -> None:
-        """Route (at send time, so a queued request never goes to a pod gone meanwhile) and send."""
         try:
-            track, pod, port = self._choose()
+            entry = self.entry
             started = time.monotonic()
-            request = Request(sent_at=started, track=track, pod=pod.name if pod else None)
+            request = Request(sent_at=started, entry=entry.kind)
             self._record(request)
-            if pod is None:
-                outcome: Outcome = "no-endpoints"
-            else:
-                try:
-                    body = json.dumps(self.payload(self._inputs_of(pod, port))).encode()
-                    status, _ = self._http(port, "POST", f"/v2/models/{self.model_name}/infer", body)
-                    outcome = status
-                except Exception as err:
-                    outcome = f"error:{type(err).__name__}"
-                request.seconds = time.monotonic() - started
-            self._finish(request, outcome)
+            if entry.kind == "none":
+                self._finish(request, "no-entry")
+                return
+            pod: str | None = None
+            try:
+                body = json.dumps(self.payload(self._model_inputs(entry))).encode()
+                status, headers, _ = self._http(entry, "POST", f"/v2/models/{self.model_name}/infer", body)
+                outcome: Outcome = status
+                pod = headers.get(POD_HEADER)
+            except Exception as err:
+                outcome = f"error:{type(err).__name__}"
+            request.seconds = time.monotonic() - started
+            self._finish(request, outcome, pod)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def _connection(self, port: int) -> http.client.HTTPConnection:
-        conns: dict[int, http.client.HTTPConnection] = getattr(self._local, "conns", None) or {}
+    def _entry_answers(self) -> bool:
+        """Whether the model answers its readiness check through the current entry point."""
+        entry = self.entry
+        if entry.kind == "none":
+            return False
+        try:
+            status, _, _ = self._http(entry, "GET", f"/v2/models/{self.model_name}/ready", None)
+        except (OSError, http.client.HTTPException):
+            return False
+        return status == 200
+
+    def _model_inputs(self, entry: Entry) -> list[dict[str, Any]]:
+        if self._inputs is None:
+            try:
+                status, _, body = self._http(entry, "GET", f"/v2/models/{self.model_name}", None)
+                declared = json.loads(body).get("inputs") if status == 200 else None
+            except (OSError, http.client.HTTPException, ValueError):
+                declared = None
+            if not declared:
+                return list(DEFAULT_INPUTS)  # ask again next time
+            self._inputs = declared
+        return self._inputs
+
+    def _connection(self, entry: Entry) -> http.client.HTTPConnection:
+        conns: dict[tuple[str, int], http.client.HTTPConnection] = getattr(self._local, "conns", None) or {}
         self._local.conns = conns
-        conn = conns.get(port)
+        key = (entry.host, entry.port)
+        conn = conns.get(key)
         if conn is None:
-            conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
+            conn = conns[key] = http.client.HTTPConnection(entry.host, entry.port, timeout=self.timeout)
         return conn
 
-    def _drop_connection(self, port: int) -> None:
-        conns = getattr(self._local, "conns", {})
-        conn = conns.pop(port, None)
+    def _drop_connection(self, entry: Entry) -> None:
+        conn = getattr(self._local, "conns", {}).pop((entry.host, entry.port), None)
         if conn is not None:
             conn.close()
 
-    def _inputs_of(self, pod: PodView, port: int) -> list[dict[str, Any]]:
-        known = self._inputs.get(pod.uid)
-        if known is None:
-            known = _Inputs()
-            try:
-                status, body = self._http(port, "GET", f"/v2/models/{self.model_name}", None)
-                if status == 200:
-                    declared = json.loads(body).get("inputs")
-                    if declared:
-                        known.specs = declared
-            except (OSError, http.client.HTTPException, ValueError):
-                pass
-            self._inputs[pod.uid] = known
-        return known.specs
-
-    def _http(self, port: int, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+    def _http(self, entry: Entry, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if entry.host_header:
+            headers["Host"] = entry.host_header
+        if not entry.keepalive:
+            headers["Connection"] = "close"
         for attempt in (0, 1):
-            conn = self._connection(port)
+            conn = self._connection(entry)
             try:
-                headers = {"Content-Type": "application/json"} if body is not None else {}
                 conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
-                return response.status, response.read()
+                data = response.read()
+                found = {k.lower(): v for k, v in response.getheaders()}
+                if not entry.keepalive:
+                    self._drop_connection(entry)
+                return response.status, found, data
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 # A kept-alive connection the server closed meanwhile: retry once on a new one.
-                self._drop_connection(port)
-                if attempt:
+                self._drop_connection(entry)
+                if attempt or not entry.keepalive:
                     raise
             except Exception:
-                self._drop_connection(port)
+                self._drop_connection(entry)
                 raise
         raise AssertionError("unreachable")

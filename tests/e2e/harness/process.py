@@ -39,6 +39,7 @@ class ProcessInfo:
     pod: str
     uid: str
     track: str
+    host: str  # the pod IP the server binds
     port: int
     state: str  # pending | init | starting | running | failed | exited | stopped
     live: bool
@@ -46,6 +47,10 @@ class ProcessInfo:
     reason: str
     pid: int | None
     log_dir: Path
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class PodProcess:
@@ -82,7 +87,8 @@ class PodProcess:
 
     def info(self) -> ProcessInfo:
         proc = self._proc
-        return ProcessInfo(pod=self.plan.pod, uid=self.plan.uid, track=self.track, port=self.plan.port,
+        return ProcessInfo(pod=self.plan.pod, uid=self.plan.uid, track=self.track, host=self.plan.host,
+                           port=self.plan.port,
                            state=self.state, live=self.live, ready=self.ready, reason=self.reason,
                            pid=proc.pid if proc else None, log_dir=self.log_dir)
 
@@ -174,7 +180,7 @@ class PodProcess:
                           reason=f"server exited {code} (see {plan.server.name}.log)")
                 self._stop.wait()
                 return
-            live = _port_open(plan.port)
+            live = _port_open(plan.host, plan.port)
             ready, why = self._probe() if live else (False, "port not open")
             if plan.problems:
                 ready, why = False, "; ".join(plan.problems)
@@ -185,7 +191,7 @@ class PodProcess:
         path = self.plan.ready_path
         if path is None:
             return True, "port open (no HTTP readiness probe)"
-        conn = http.client.HTTPConnection("127.0.0.1", self.plan.port, timeout=2)
+        conn = http.client.HTTPConnection(self.plan.host, self.plan.port, timeout=2)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
@@ -214,10 +220,10 @@ class PodProcess:
         self.returncode = proc.returncode
 
 
-def _port_open(port: int) -> bool:
+def _port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def wait_stopped(processes: list[PodProcess], timeout: float) -> None:

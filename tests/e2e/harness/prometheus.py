@@ -25,12 +25,12 @@ if str(ROOT / "hack") not in sys.path:
     sys.path.insert(0, str(ROOT / "hack"))
 import testbed  # noqa: E402
 
-Target = tuple[int, dict[str, str]]  # (loopback port, target labels)
+Target = tuple[str, dict[str, str]]  # ("podIP:port", target labels)
 
 
 def write_targets(path: Path, targets: list[Target]) -> None:
     """Atomically replace a file_sd file (Prometheus must never read half a file)."""
-    groups = [{"targets": [f"127.0.0.1:{port}"], "labels": labels} for port, labels in sorted(targets)]
+    groups = [{"targets": [address], "labels": labels} for address, labels in sorted(targets)]
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(groups, indent=1))
     os.replace(tmp, path)

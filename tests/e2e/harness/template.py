@@ -3,8 +3,9 @@
 Pure apart from creating the per-pod volume directories. Nothing about the runtime is assumed
 beyond what the pod spec says: volumes become per-pod directories, every path under a mount is
 rewritten to that directory, `$(VAR)` references are expanded like the kubelet does, the command
-is looked up in `bin_dir` (which stands in for the image), and the serving port is remapped to a
-free loopback port. A template that could not work in a real pod (a port the probe does not
+is looked up in `bin_dir` (which stands in for the image), and the server binds the pod's own IP
+(`status.podIP`, routed locally inside the test bed's network namespace) on its containerPort.
+A template that could not work in a real pod (a port the probe does not
 target, a mount that is missing, no command) is reported in `problems`, which keeps the process
 from ever being considered ready, as a failing readiness probe would.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 Obj = dict[str, Any]
 
-POD_IP = "127.0.0.1"
+LOOPBACK = "127.0.0.1"  # where a pod without an IP yet would bind (plans for unit tests)
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -43,7 +44,8 @@ class ProcessPlan:
     labels: dict[str, str]
     init: list[ContainerPlan]
     server: ContainerPlan | None
-    port: int  # host port the server listens on
+    host: str  # the address the server binds: the pod IP
+    port: int  # the port the server listens on
     container_port: int | None  # the port the pod template declares
     ready_path: str | None  # HTTP path of the readiness probe; None: ready once the port accepts
     volumes: dict[str, Path]
@@ -64,6 +66,10 @@ def expand_refs(text: str, env: Mapping[str, str]) -> str:
     return _VAR_REF.sub(sub, text)
 
 
+def pod_ip(pod: Obj) -> str:
+    return str((pod.get("status") or {}).get("podIP") or LOOPBACK)
+
+
 def field_ref(pod: Obj, path: str) -> str | None:
     """The value of an env `fieldRef` (the downward API subset a model server would use)."""
     meta = pod.get("metadata") or {}
@@ -73,8 +79,8 @@ def field_ref(pod: Obj, path: str) -> str | None:
         "metadata.uid": meta.get("uid"),
         "spec.nodeName": (pod.get("spec") or {}).get("nodeName"),
         "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName"),
-        "status.podIP": POD_IP,
-        "status.hostIP": POD_IP,
+        "status.podIP": pod_ip(pod),
+        "status.hostIP": str((pod.get("status") or {}).get("hostIP") or pod_ip(pod)),
     }
     if path in simple:
         value = simple[path]
@@ -212,7 +218,7 @@ def _set_flag(argv: list[str], flag: str, value: str) -> None:
         argv[index] = value if argv[index - 1] == flag else f"{flag}={value}"
 
 
-def plan_pod(pod: Obj, *, root: Path, port: int, bin_dir: Path, base_env: Mapping[str, str],
+def plan_pod(pod: Obj, *, root: Path, bin_dir: Path, base_env: Mapping[str, str], port: int | None = None,
              pvc_dirs: Mapping[str, Path] | None = None, server_container: str | None = None,
              port_env: str = "MODELPILOT_PORT") -> ProcessPlan:
     """The processes for `pod` (a dict as the API returns it, camelCase keys).
@@ -220,8 +226,8 @@ def plan_pod(pod: Obj, *, root: Path, port: int, bin_dir: Path, base_env: Mappin
     The server container is `server_container` when given, else the only/first container. Its
     port: the containerPort its readiness probe targets; the value of `--port` (or of
     `port_env` when the args have no `--port`) must equal it, else the plan has a problem (a
-    real pod would never pass its probe). Either way the process listens on `port` and binds
-    127.0.0.1 (`--host`).
+    real pod would never pass its probe). The process binds the pod IP (`--host`) on that port,
+    or on `port` when given (a test that runs a pod without a pod IP).
     """
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -257,6 +263,8 @@ def plan_pod(pod: Obj, *, root: Path, port: int, bin_dir: Path, base_env: Mappin
     server: ContainerPlan | None = None
     container_port: int | None = None
     ready_path: str | None = None
+    listen = port or 0
+    host = pod_ip(pod)
     if not chosen:
         problems.append(f"no container {server_container or ''} to serve".replace("  ", " "))
     else:
@@ -272,11 +280,12 @@ def plan_pod(pod: Obj, *, root: Path, port: int, bin_dir: Path, base_env: Mappin
             elif container_port is not None and declared != str(container_port):
                 problems.append(f"the server listens on port {declared} but the pod declares/probes "
                                 f"containerPort {container_port}")
+            listen = port or container_port or (int(declared) if declared and declared.isdigit() else 8080)
             if flag is not None or declared is None:
-                _set_flag(argv, "--port", str(port))
+                _set_flag(argv, "--port", str(listen))
             if port_env in env:
-                env[port_env] = str(port)
-            _set_flag(argv, "--host", "127.0.0.1")
+                env[port_env] = str(listen)
+            _set_flag(argv, "--host", host)
             server = ContainerPlan(name=plan.name, argv=argv, env=env, cwd=root)
     return ProcessPlan(
         namespace=str(meta.get("namespace", "")),
@@ -285,7 +294,8 @@ def plan_pod(pod: Obj, *, root: Path, port: int, bin_dir: Path, base_env: Mappin
         labels=dict(meta.get("labels") or {}),
         init=init,
         server=server,
-        port=port,
+        host=host,
+        port=listen,
         container_port=container_port,
         ready_path=ready_path,
         volumes=volumes,

@@ -18,7 +18,8 @@ from tests.e2e.harness.prometheus import PrometheusHub
 class CanaryWorld:
     """Everything a canary e2e test needs around the operator, for ModelDeployment `name` in
     `namespace`: real model-server processes for its pods, a Prometheus scraping them (its own,
-    or a shared `prometheus` hub), and traffic split by what the API server says.
+    or a shared `prometheus` hub), and traffic sent through the real data plane (the gateway at
+    `gateway` when the ModelDeployment has an HTTPRoute, else the Service's ClusterIP).
 
     `start()` starts Prometheus (when owned), the bridge and the load generator (paused when
     `load=False`); `stop()` stops them in reverse order. Also a context manager.
@@ -28,7 +29,7 @@ class CanaryWorld:
                  prometheus: PrometheusHub | None = None, rate: float = 50.0, load: bool = True,
                  model_name: str | None = None, reflect_readiness: bool = True,
                  pvc_dirs: Mapping[str, Path] | None = None, payload: Payload = iris_payload,
-                 grace: float = 10.0) -> None:
+                 grace: float = 10.0, gateway: tuple[str, int] | None = None) -> None:
         self.namespace = namespace
         self.name = name
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"world-{namespace}-"))
@@ -38,8 +39,9 @@ class CanaryWorld:
         self.bridge = PodProcessBridge(api_client, namespace, workdir=self.workdir / "pods",
                                        prometheus=self.prometheus, reflect_readiness=reflect_readiness,
                                        pvc_dirs=pvc_dirs, grace=grace)
-        self.loadgen = LoadGenerator(api_client, namespace, name, self.bridge, rate=rate, model_name=model_name,
-                                     payload=payload)
+        self.loadgen = LoadGenerator(api_client, namespace, name, self.bridge, gateway=gateway, rate=rate,
+                                     model_name=model_name, payload=payload)
+        self.discovery = client.DiscoveryV1Api(api_client)
         self._load = load
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -89,14 +91,24 @@ class CanaryWorld:
         return [p for p in self.bridge.pods() if p.serving]
 
     def wait_serving(self, timeout: float = 90.0, **counts: int) -> list[PodView]:
-        """wait_serving(stable=3, canary=1): until exactly that many pods per track serve, and
-        the load generator has re-read the routing since (so it can send to them)."""
+        """wait_serving(stable=3, canary=1): until exactly that many pods per track serve, the
+        EndpointSlices list each of them as ready, and the load generator has re-resolved its
+        entry point since (so its traffic can reach them)."""
         pods = wait_serving(self.bridge, counts, timeout)
+        wanted = {p.process.host for p in pods if p.process is not None}
+        deadline = time.monotonic() + 30
+        while not wanted <= self.ready_endpoints() and time.monotonic() < deadline:
+            time.sleep(0.2)
         since = time.monotonic()
-        deadline = since + 30
-        while self.loadgen.routing.read_at <= since and time.monotonic() < deadline:
+        while self.loadgen.entry.read_at <= since and time.monotonic() < deadline:
             time.sleep(0.1)
         return pods
+
+    def ready_endpoints(self) -> set[str]:
+        """Addresses the namespace's EndpointSlices list as ready (what the data plane sends to)."""
+        slices = self.discovery.list_namespaced_endpoint_slice(self.namespace).items
+        return {address for s in slices for e in s.endpoints or []
+                if e.conditions is None or e.conditions.ready is not False for address in e.addresses}
 
     def wait_split(self, expected: Mapping[str, float], *, tolerance: float = 0.1, seconds: float = 8.0,
                    timeout: float = 60.0) -> dict[str, float]:
