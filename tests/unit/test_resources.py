@@ -318,6 +318,8 @@ def test_server_env_and_probes() -> None:
         "MODELPILOT_NAMESPACE": "ml",
         "MODELPILOT_PORT": "9090",
         "MODELPILOT_TRACK": "stable",
+        "MODELPILOT_DRAIN_SECONDS": "5",
+        "MODELPILOT_POD_NAME": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
     }
     assert container["ports"] == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
@@ -362,7 +364,7 @@ def test_storage_secret_only_on_the_init_container() -> None:
         "secretKeyRef": {"name": "creds", "key": "AWS_ACCESS_KEY_ID", "optional": False}
     }
     assert fetch["AWS_ENDPOINT_URL"]["secretKeyRef"]["optional"] is True
-    assert not any("valueFrom" in e for e in server(deployment)["env"])
+    assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in server(deployment)["env"])
 
 
 def test_pvc_mounts_the_claim_read_only_without_download() -> None:
