@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.e2e.harness.bridge import PodProcessBridge, PodView, wait_serving
-from tests.e2e.harness.loadgen import LoadGenerator, Payload, iris_payload
+from tests.e2e.harness.loadgen import LoadGenerator, Payload, Request, iris_payload
 from tests.e2e.harness.prometheus import PrometheusHub
 
 
@@ -124,6 +124,18 @@ class CanaryWorld:
             time.sleep(0.5)
         raise AssertionError(f"split over {seconds}s never within {tolerance} of {dict(expected)}: last {split}\n"
                              f"{self.describe()}")
+
+    def measure(self, count: int, timeout: float = 120.0) -> list[Request]:
+        """The next `count` requests sent from now on, once every one of them has finished."""
+        since = time.monotonic()
+        deadline = since + timeout
+        while True:
+            sent = [r for r in self.loadgen.requests() if r.sent_at >= since]
+            if len(sent) >= count and all(r.outcome is not None for r in sent[:count]):
+                return sent[:count]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(sent)} of {count} requests in {timeout:.0f}s\n{self.describe()}")
+            time.sleep(0.2)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         return self.prometheus.query(promql)
