@@ -11,7 +11,7 @@ E2E_WORKERS ?= 4
 KUBECTL = $$($(PY) hack/testbed.py bin)/kubectl
 # The local test bed lives in a network namespace of its own (docs/testbed.md): commands that talk
 # to it run inside. With KUBECONFIG / MODELPILOT_E2E_KUBECONFIG pointing elsewhere, nothing is wrapped.
-INSIDE = $(PY) hack/testbed.py exec --workdir $(CLUSTER_DIR) --
+INSIDE = $(PY) hack/testbed.py --workdir $(CLUSTER_DIR) exec --
 PYTEST_ARGS ?=
 
 .PHONY: help

@@ -25,11 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT))
 
+import dataplane  # noqa: E402
 import testbed  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
-from rich.console import Console  # noqa: E402
+from rich.console import Console, Group  # noqa: E402
 from rich.live import Live  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from modelpilot.analysis.builtin import BUILTIN  # noqa: E402
 from modelpilot.analysis.provider import PrometheusProvider, ProviderError  # noqa: E402
@@ -39,6 +41,7 @@ from modelpilot.cli.view import render as render_view  # noqa: E402
 from modelpilot.server import testmodels  # noqa: E402
 
 NAMESPACE, EXAMPLES_NAMESPACE, NAME = "demo", "examples", "fraud"
+HOSTNAME = f"{NAME}.{NAMESPACE}.test"
 GROUP, VERSION, PLURAL = "modelpilot.io", "v1alpha1", "modeldeployments"
 PHASE_TIMEOUT = 240.0
 console = Console(soft_wrap=True)
@@ -55,7 +58,12 @@ def manifest(version: str, uri: str) -> dict[str, Any]:
         "spec": {
             "model": {"version": version, "uri": uri, "format": "sklearn"},
             "replicas": 2,
+            # Pods the harness runs as real processes, on a port clear of the gateway's own.
+            "runtime": dataplane.bridged_runtime(),
             "rollout": {"strategy": "Canary", "canary": {
+                # Through the test bed's real gateway: envoy applies the weights per request.
+                "trafficRouting": {"gatewayAPI": {"parentRefs": [dataplane.gateway_parent_ref()],
+                                                  "hostnames": [HOSTNAME]}},
                 "steps": [20, 50], "interval": "5s", "initialDelay": "5s", "failureThreshold": 2,
                 "progressDeadline": "2m",
                 "analysis": {"minRequests": 10, "metrics": [
@@ -154,6 +162,17 @@ class Demo:
                     values[track][metric] = None
         return values
 
+    def measured(self, obj: dict[str, Any]) -> str:
+        """The split measured at the client (answering pods, last 5 s) beside the operator's weight."""
+        try:
+            body = json.loads((self.work / "world" / "split.json").read_text())
+        except (OSError, ValueError):
+            return "measured: (no traffic yet)"
+        weight = int(((obj.get("status") or {}).get("canary") or {}).get("weight") or 0)
+        split = body.get("split") or {}
+        parts = ", ".join(f"{track} {share * 100:.1f}%" for track, share in sorted(split.items()))
+        return f"weight {weight}% -> measured through {body.get('entry')}: {parts} of {body.get('requests')} requests"
+
     def watch(self, title: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         """Show the rollout live until `done(obj)`; plain lines when stdout is not a terminal."""
         say(title)
@@ -163,7 +182,7 @@ class Demo:
             with Live(console=console, refresh_per_second=2) as live:
                 while time.monotonic() < deadline:
                     obj = self._get() or {}
-                    live.update(render_view(obj, self.live_metrics()))
+                    live.update(Group(render_view(obj, self.live_metrics()), Text(self.measured(obj))))
                     if done(obj):
                         return obj
                     time.sleep(1)
@@ -175,6 +194,7 @@ class Demo:
                 status_part = line.split(" stable.")[0]
                 if status_part != last:
                     print(f"    {time.strftime('%H:%M:%S')} {line}", flush=True)
+                    print(f"             {self.measured(obj)}", flush=True)
                     last = status_part
                 if done(obj):
                     return obj
@@ -212,13 +232,27 @@ class Demo:
                                                    {"spec": {"model": {"version": "v3", "uri": uris["v3"]}}})
         self.watch("canary v3: expect promotion through 20% and 50%", stable_is("v3"))
         console.print("    [green]promoted:[/] v3 is stable, the canary is at zero")
+        self.wait_measured("stable", 1.0)
+        console.print(f"    {self.measured(self._get() or {})}")
         return True
+
+    def wait_measured(self, track: str, share: float, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if json.loads((self.work / "world" / "split.json").read_text())["split"].get(track) == share:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.5)
 
     def epilogue(self) -> None:
         kubeconfig = self.cluster.kubeconfig
         selector = f'namespace="{NAMESPACE}", model_deployment="{NAME}"'
         console.print()
-        console.print(f"Explore:  export KUBECONFIG={kubeconfig}")
+        console.print("Explore:  make shell   (inside the test bed's network namespace, KUBECONFIG set), then")
+        console.print(f"          curl -H 'Host: {HOSTNAME}' http://127.0.0.1:{dataplane.GATEWAY_PORT}/v2/models/{NAME}"
+                      f"  (through the gateway; kubeconfig {kubeconfig})")
         console.print(f"          kubectl -n {NAMESPACE} get mdep,deploy,pods; kubectl -n {NAMESPACE} describe mdep "
                       f"{NAME}; kubectl -n {EXAMPLES_NAMESPACE} get mdep")
         console.print(f"Prometheus: {self.prometheus_url}  (queries to copy:)")

@@ -1,6 +1,7 @@
 """The demo's world as a background process: real model servers for the pods of one namespace,
-a Prometheus scraping them, and traffic split the way the API server says (the e2e harness, run
-standalone). `make cluster-down` stops it with the cluster.
+a Prometheus scraping them, and traffic through the test bed's gateway (or the Service's
+ClusterIP) (the e2e harness, run standalone). Every second it writes the measured split to
+<workdir>/split.json. `make cluster-down` stops it with the cluster.
 
     python hack/world.py --namespace demo --name fraud --workdir .cluster/world
 """
@@ -16,7 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "hack"))
 
+import dataplane  # noqa: E402
 from kubernetes import config  # noqa: E402
 
 from tests.e2e.harness.world import CanaryWorld  # noqa: E402
@@ -32,13 +35,20 @@ def main() -> int:
     args = parser.parse_args()
 
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
-    world = CanaryWorld(api_client, args.namespace, args.name, workdir=args.workdir, rate=args.rate).start()
+    gateway = (dataplane.read_info(Path(args.kubeconfig).parent) or {}).get("gateway")
+    world = CanaryWorld(api_client, args.namespace, args.name, workdir=args.workdir, rate=args.rate,
+                        gateway=(gateway["host"], int(gateway["port"])) if gateway else None).start()
     # Tell the parent where Prometheus is, then serve until told to stop.
     (args.workdir / "world.json").write_text(json.dumps({"prometheus": world.prometheus_url}))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    split_file = args.workdir / "split.json"
+    while not stop.wait(1.0):
+        recent = [r for r in world.loadgen.requests(5) if r.outcome is not None]
+        body = {"entry": world.loadgen.entry.describe(), "requests": len(recent), "split": world.traffic_split(5)}
+        split_file.with_suffix(".tmp").write_text(json.dumps(body))
+        split_file.with_suffix(".tmp").replace(split_file)
     world.stop()
     return 0
 
