@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from kubernetes import client
 from tests.e2e.support import ClusterHandle, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
+import netns
 import testbed
 
 A100 = "NVIDIA-A100-SXM4-80GB"
@@ -214,9 +216,16 @@ def test_helm_version(cluster: ClusterHandle) -> None:
         assert out.startswith("v3.")
 
 
+def local_cluster_netns() -> str:
+    return os.environ.get(netns.ENV_MARK) or netns.name_for(testbed.DEFAULT_WORKDIR)
+
+
 def test_cluster_down_leaves_nothing(local_cluster: ClusterHandle, tmp_path: Path) -> None:
     """A second, throw-away cluster: up, then down; no process and no port may survive."""
-    second = testbed.Cluster(workdir=tmp_path / "second", name="modelpilot-down-test")
+    # In this test bed's network namespace, without a data plane of its own (a second kube-proxy
+    # would rewrite the first one's rules).
+    second = testbed.Cluster(workdir=tmp_path / "second", name="modelpilot-down-test",
+                             netns_name=local_cluster_netns(), dataplane=False)
     second.up()
     try:
         second.up()  # calling it twice is harmless: the running cluster is reused
@@ -225,7 +234,7 @@ def test_cluster_down_leaves_nothing(local_cluster: ClusterHandle, tmp_path: Pat
         listening = [p for p in ports if testbed.port_is_open(p)]
         assert len(listening) >= 3, (ports, listening)  # at least etcd and the API server
         nodes = yaml.safe_load(second.kubectl("get", "nodes", "-o", "yaml").stdout)["items"]
-        assert len(nodes) == 5
+        assert len(nodes) == len(testbed.testbed_nodes())
     finally:
         second.down()
     assert not [p for p in pids if testbed._alive(p)]
