@@ -1,35 +1,51 @@
-"""Kopf wiring: thin. Watches feed one operator-wide scheduler; the scheduler runs `reconcile`.
+"""Kopf wiring: thin. The watches feed the cache and wake ModelDeployments; one operator-wide
+scheduler runs the reconciles.
 
-Only `@kopf.on.event` handlers are used: they keep no state on the objects (no finalizers, no
-`kopf.zalando.org/*` annotations, no status fields), so deleting a ModelDeployment never waits for
-the operator and GitOps tools see exactly the object the user wrote. Periodic work comes from
-`modelpilot.scheduler`, not from per-object timers or daemons (which would add finalizers).
+- `@kopf.index` handlers put every object of every watched kind into the cache (`modelpilot.cache`).
+  They keep nothing in Kopf's own indices; they are indices because Kopf holds back every other
+  handler until all of them have seen the initial listing, so no reconcile ever starts on a
+  half-filled cache (which would re-create children that exist).
+- `@kopf.on.event` handlers drop deleted objects from the cache and wake the owning
+  ModelDeployment. They keep no state on the objects (no finalizers, no `kopf.zalando.org/*`
+  annotations, no status fields), so deleting a ModelDeployment never waits for the operator and
+  GitOps tools see exactly the object the user wrote.
+- Periodic work comes from `modelpilot.scheduler`, not from per-object timers or daemons (which
+  would add finalizers).
+
 Run with `kopf run -m modelpilot.handlers` or `modelpilot operator`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import kopf
 
 from modelpilot import metrics
-from modelpilot.k8s.client import GROUP, PLURAL, VERSION, Kube
-from modelpilot.reconciler import Reconciler
+from modelpilot.api.models import GROUP, KIND, PLURAL, VERSION
+from modelpilot.cache import Store
+from modelpilot.control.reconciler import Key, Reconciler
+from modelpilot.k8s.client import Kube
+from modelpilot.resources.labels import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from modelpilot.scheduler import Scheduler
 from modelpilot.settings import OperatorSettings
 
 log = logging.getLogger("modelpilot.handlers")
 
-Key = tuple[str, str]  # (namespace, name)
-MANAGED = {"app.kubernetes.io/managed-by": "modelpilot"}
+MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
+CHILD_KINDS = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
+)
 
 
 class _Runtime:
-    """What the handlers share; built at startup so importing this module has no side effects."""
+    """What the handlers share; the store exists from import (pure), the rest from startup."""
 
+    store: Store = Store()
     scheduler: Scheduler[Key] | None = None
     reconciler: Reconciler | None = None
 
@@ -53,46 +69,78 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.error_backoffs = (0.2, 0.5, 1, 2, 5, 10)
     settings.networking.enforce_retry_after = True
 
-    reconciler = Reconciler(kube=Kube.from_environment(), settings=config)
-
-    async def reconcile(key: Key) -> float | None:
-        with metrics.RECONCILE_SECONDS.time():
-            try:
-                delay = await asyncio.to_thread(reconciler.reconcile, *key)
-            except Exception:
-                metrics.RECONCILES.labels("error").inc()
-                raise
-        metrics.RECONCILES.labels("ok").inc()
-        return delay
-
-    scheduler: Scheduler[Key] = Scheduler(reconcile, resync_seconds=config.resync_seconds, workers=config.workers)
+    runtime.store = Store()
+    scheduler: Scheduler[Key] = Scheduler(_reconcile, resync_seconds=config.resync_seconds, workers=config.workers)
+    reconciler = Reconciler(kube=Kube.from_environment(), settings=config, store=runtime.store,
+                            wake=scheduler.enqueue)
+    runtime.scheduler, runtime.reconciler = scheduler, reconciler
     scheduler.start()
     metrics.serve(config.metrics_port)
-    runtime.scheduler, runtime.reconciler = scheduler, reconciler
-    log.info("modelpilot started: resync=%ss workers=%s namespaces=%s", config.resync_seconds, config.workers,
-             ",".join(config.namespaces) or "*")
+    log.info("modelpilot started: resync=%ss workers=%s analyses=%s namespaces=%s", config.resync_seconds,
+             config.workers, config.analysis_concurrency, ",".join(config.namespaces) or "*")
+
+
+async def _reconcile(key: Key) -> float | None:
+    assert runtime.reconciler is not None
+    with metrics.RECONCILE_SECONDS.time():
+        try:
+            delay = await runtime.reconciler.reconcile(key)
+        except Exception:
+            metrics.RECONCILES.labels("error").inc()
+            raise
+    metrics.RECONCILES.labels("ok").inc()
+    metrics.CACHED_OBJECTS.set(len(runtime.store))
+    return delay
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     if runtime.scheduler is not None:
         await runtime.scheduler.stop()
+    if runtime.reconciler is not None:
+        await runtime.reconciler.stop()
 
 
+# -- the cache ------------------------------------------------------------------------------------
+async def _cache(body: kopf.Body, **_: Any) -> None:
+    runtime.store.put(body)
+    return None  # nothing for Kopf's own index
+
+
+kopf.index(GROUP, VERSION, PLURAL, id="modeldeployments_cache")(_cache)
+kopf.index("", "v1", "pods", labels=MANAGED, id="pods_cache")(_cache)
+for _group, _version, _plural in CHILD_KINDS:
+    kopf.index(_group, _version, _plural, labels=MANAGED, id=f"{_plural}_cache")(_cache)
+
+
+def _track(event: dict[str, Any], body: kopf.Body) -> bool:
+    """Keep the cache in step with one event; True when the object still exists."""
+    if event.get("type") == "DELETED":
+        runtime.store.remove(body)
+        return False
+    runtime.store.put(body)
+    return True
+
+
+# -- waking ModelDeployments ----------------------------------------------------------------------
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def modeldeployment_event(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
+async def modeldeployment_event(event: dict[str, Any], body: kopf.Body, name: str, namespace: str,
+                                **_: Any) -> None:
+    exists = _track(event, body)
     scheduler = runtime.scheduler
     if scheduler is None:
         return
-    if event.get("type") == "DELETED":
-        scheduler.forget((namespace, name))
-    else:
+    if exists:
         scheduler.track((namespace, name))
+    else:
+        scheduler.forget((namespace, name))
+        if runtime.reconciler is not None:
+            runtime.reconciler.forget((namespace, name))
 
 
 def _owner_name(body: kopf.Body) -> str | None:
     for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "ModelDeployment" and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
             return str(ref.get("name"))
     return None
 
@@ -102,19 +150,21 @@ def _owner_name(body: kopf.Body) -> str | None:
 @kopf.on.event("", "v1", "services", labels=MANAGED, id="service_event")
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, id="hpa_event")
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED, id="httproute_event")
-async def child_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    scheduler = runtime.scheduler
-    owner = _owner_name(body)
-    if scheduler is not None and owner is not None and namespace is not None \
-            and (namespace, owner) in scheduler.known:
-        scheduler.enqueue((namespace, owner))
+async def child_event(event: dict[str, Any], body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    _track(event, body)
+    _wake(namespace, _owner_name(body))
 
 
 # Pods are not owned by the ModelDeployment (their ReplicaSet is), so they map by label; their
-# scheduling state feeds the InsufficientAccelerator condition.
+# scheduling state feeds the InsufficientAccelerator condition and readiness the canary.
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-async def pod_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+async def pod_event(event: dict[str, Any], body: kopf.Body, labels: kopf.Labels, namespace: str | None,
+                    **_: Any) -> None:
+    _track(event, body)
+    _wake(namespace, labels.get(LABEL_NAME))
+
+
+def _wake(namespace: str | None, owner: str | None) -> None:
     scheduler = runtime.scheduler
-    owner = labels.get("app.kubernetes.io/name")
-    if scheduler is not None and owner and namespace and (namespace, owner) in scheduler.known:
+    if scheduler is not None and owner and namespace and (namespace, owner) in scheduler:
         scheduler.enqueue((namespace, owner))

@@ -26,3 +26,22 @@ ANALYSIS_VALUE = Gauge("modelpilot_analysis_value", "The last measured value of 
 PROMOTIONS = Counter("modelpilot_promotions_total", "Canaries promoted to stable.", ["namespace", "name"])
 ROLLBACKS = Counter("modelpilot_rollbacks_total", "Canaries rolled back (failed analyses, deadline, errors, abort).",
                     ["namespace", "name"])
+ANALYSIS_LATENESS = Histogram(
+    "modelpilot_analysis_lateness_seconds", "How long after its due time a canary analysis started.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+CACHED_OBJECTS = Gauge("modelpilot_cached_objects", "Objects held in the operator's watch cache.")
+
+_PER_OBJECT = (CANARY_WEIGHT, CANARY_STATE, ANALYSES, ANALYSIS_VALUE, PROMOTIONS, ROLLBACKS)
+
+
+def forget_object(namespace: str, name: str) -> None:
+    """Drop every series of a ModelDeployment that is gone, so deleted objects leave no series."""
+    for metric in _PER_OBJECT:
+        labelnames = metric._labelnames  # the label order remove() expects
+        seen: set[tuple[str, ...]] = set()
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.labels.get("namespace") == namespace and sample.labels.get("name") == name:
+                    seen.add(tuple(sample.labels[label] for label in labelnames))
+        for values in seen:
+            metric.remove(*values)

@@ -50,6 +50,9 @@ class Scheduler(Generic[K]):
     def known(self) -> frozenset[K]:
         return frozenset(self._known)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._known
+
     def track(self, key: K) -> None:
         """A key exists (seen on the watch): reconcile it now and on every resync."""
         self._known.add(key)

@@ -32,7 +32,10 @@ class OperatorSettings:
     runtime_image: str = "ghcr.io/modelpilot/runtime:0.1.0"
     namespaces: tuple[str, ...] = field(default_factory=tuple)  # empty: every namespace
     resync_seconds: float = 60.0
-    workers: int = 4
+    # Reconciles in flight at once, and the I/O threads their writes run in.
+    workers: int = 16
+    # Canary analyses in flight at once (each runs its queries one after another).
+    analysis_concurrency: int = 8
     metrics_port: int = 8090
     cluster_domain: str = "cluster.local"
     scrape_interval: float = 15.0  # of the Prometheus that scrapes the model servers: sets the query window
@@ -51,6 +54,7 @@ class OperatorSettings:
             namespaces=namespaces,
             resync_seconds=_float("RESYNC_SECONDS", cls.resync_seconds),
             workers=int(_float("WORKERS", cls.workers)),
+            analysis_concurrency=int(_float("ANALYSIS_CONCURRENCY", cls.analysis_concurrency)),
             metrics_port=int(_env("METRICS_PORT", str(cls.metrics_port))),
             cluster_domain=_env("CLUSTER_DOMAIN", cls.cluster_domain),
             scrape_interval=_float("SCRAPE_INTERVAL", cls.scrape_interval),

@@ -66,6 +66,16 @@ ModelFormat = Literal["sklearn", "xgboost", "onnx", "custom"]
 Vendor = Literal["nvidia", "amd", "intel"]
 Track = Literal["stable", "canary"]
 BUILTIN_METRICS = ("error-rate", "latency-p99")
+# Metric providers an analysis can name; each has a module under modelpilot/analysis/ registered in
+# modelpilot.analysis.providers (a unit test keeps the two in step).
+METRIC_PROVIDERS = ("prometheus",)
+
+# The status enums, defined once: the state machine, the status builder and the CRD use these.
+Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
+CanaryPhase = Literal["Progressing", "Paused", "Promoting", "RolledBack"]
+Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
+PausedBy = Literal["spec", "inconclusive", "provider-error"]
+MetricProvider = Literal["prometheus"]
 
 # Env vars the operator sets on the serving container; users may not set them (see Runtime.env).
 RESERVED_ENV = (
@@ -546,6 +556,11 @@ class Analysis(_Model):
         ge=1,
         le=100,
     )
+    provider: MetricProvider = Field(
+        default="prometheus",
+        description="The metric provider that answers the queries: prometheus (the operator's configured "
+        "Prometheus; default).",
+    )
     metrics: list[Metric] = Field(
         default_factory=_default_metrics,
         description="The checks; names unique. Default: error-rate max 1 (percent) and latency-p99 max 500 (ms).",
@@ -791,7 +806,7 @@ class AnalysisRecord(_StatusModel):
     threshold: str | None = Field(
         default=None, description="The limit it was judged against, e.g. '<= 1' or 'ratio <= 1.2'.", max_length=128
     )
-    verdict: Literal["Pass", "Fail", "Inconclusive", "Error"] = Field(
+    verdict: Verdict = Field(
         description="Pass, Fail, Inconclusive (no data or too few requests) or Error (provider error)."
     )
     detail: str | None = Field(
@@ -804,7 +819,7 @@ class AnalysisRecord(_StatusModel):
 class CanaryStatus(_StatusModel):
     """The rollout in progress, if any."""
 
-    state: Literal["Progressing", "Paused", "Promoting", "RolledBack"] | None = Field(
+    state: CanaryPhase | None = Field(
         default=None,
         description="Progressing (waiting for Ready, then analysing), Paused (spec.paused or a policy; needs an "
         "action), Promoting (stable takes the canary's template) or RolledBack (until a new revision or retry).",
@@ -823,7 +838,7 @@ class CanaryStatus(_StatusModel):
         default=None, description="Start or last step change: progressDeadline counts from here."
     )
     last_analysis_at: datetime | None = Field(default=None, description="When the last analysis ran.")
-    paused_by: Literal["spec", "inconclusive", "provider-error"] | None = Field(
+    paused_by: PausedBy | None = Field(
         default=None, description="What paused the canary (state Paused)."
     )
     reason: str | None = Field(default=None, description="CamelCase reason of the last decision.", max_length=64)
@@ -865,7 +880,7 @@ class ModelDeploymentStatus(_StatusModel):
     """Observed state, written only by the operator through the status subresource."""
 
     observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.", ge=0)
-    phase: Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"] | None = Field(
+    phase: Phase | None = Field(
         default=None, description="Summary: Pending, Progressing, Ready, Degraded or Failed."
     )
     stable: StableStatus | None = Field(default=None, description="The revision serving production traffic.")

@@ -20,16 +20,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelpilot import __version__
+from modelpilot.api.models import GROUP, KIND, PLURAL, VERSION
 from modelpilot.metrics import API_WRITES
+from modelpilot.resources.common import FIELD_MANAGER
 
-FIELD_MANAGER = "modelpilot"
 # Sets only the first replica count of an autoscaled Deployment; the HPA owns it from then on.
 BOOTSTRAP_FIELD_MANAGER = "modelpilot-bootstrap"
 USER_AGENT = f"modelpilot/{__version__}"
-GROUP = "modelpilot.io"
-VERSION = "v1alpha1"
-PLURAL = "modeldeployments"
-KIND = "ModelDeployment"
+# Writes run from a thread pool of this size (the reconciler's I/O threads): one connection each.
+CONNECTIONS = 32
 
 log = logging.getLogger("modelpilot.k8s")
 
@@ -76,11 +75,13 @@ class Kube:
 
     @classmethod
     def from_environment(cls) -> Kube:
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            config.load_kube_config()
-        return cls(client.ApiClient())
+            config.load_kube_config(client_configuration=configuration)
+        configuration.connection_pool_maxsize = CONNECTIONS
+        return cls(client.ApiClient(configuration))
 
     def _count(self, write: str) -> None:
         self.writes += 1
@@ -144,12 +145,21 @@ class Kube:
                 return False
             raise
 
-    def remove_annotation(self, api_version: str, kind: str, namespace: str, name: str, key: str) -> None:
-        """Consume a one-shot annotation (e.g. modelpilot.io/action) with a merge patch."""
+    def remove_annotation(self, api_version: str, kind: str, namespace: str, name: str, key: str,
+                          value: str) -> dict[str, Any] | None:
+        """Consume a one-shot annotation (e.g. modelpilot.io/action) only while it still holds
+        `value`: a JSON patch whose test fails (422) when someone wrote a new value meanwhile, which
+        then stays for the next tick. Returns the patched object, or None when nothing was removed."""
+        pointer = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        ops = [{"op": "test", "path": pointer, "value": value}, {"op": "remove", "path": pointer}]
         self._count("annotation")
-        self.request("PATCH", _path(api_version, kind, namespace, name),
-                     body={"metadata": {"annotations": {key: None}}}, content_type="application/merge-patch+json",
-                     query=[("fieldManager", FIELD_MANAGER)])
+        try:
+            return self.request("PATCH", _path(api_version, kind, namespace, name), body=ops,
+                                content_type="application/json-patch+json", query=[("fieldManager", FIELD_MANAGER)])
+        except ApiException as err:
+            if err.status in (404, 409, 422):
+                return None
+            raise
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource; keys set to None are removed."""

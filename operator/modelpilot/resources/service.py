@@ -1,5 +1,8 @@
-"""The Services: `<name>` (what clients call), `<name>-stable` and `<name>-canary` (per track,
-for metrics, debugging and Gateway API backends)."""
+"""The Services: `<name>` (what clients call, with a ClusterIP), `<name>-stable` and
+`<name>-canary` (per track: Gateway API backends, debugging). The per-track Services are headless:
+gateways and Prometheus reach pods through their EndpointSlices, never through a virtual IP, so
+giving them one would only spend the cluster's Service range (a /16 per cluster, 3 IPs per
+ModelDeployment otherwise)."""
 
 from __future__ import annotations
 
@@ -24,16 +27,20 @@ def service_url(name: str, namespace: str, cluster_domain: str = "cluster.local"
 
 
 def _service(
-    name: str, namespace: str, owner: Mapping[str, Any], labels: dict[str, str], selector: dict[str, str]
+    name: str, namespace: str, owner: Mapping[str, Any], labels: dict[str, str], selector: dict[str, str],
+    headless: bool = False,
 ) -> Obj:
+    spec: dict[str, Any] = {
+        "selector": selector,
+        "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": object_meta(name, namespace, labels, owner),
-        "spec": {
-            "selector": selector,
-            "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
-        },
+        "spec": spec,
     }
 
 
@@ -47,15 +54,16 @@ def build_services(
 ) -> list[Obj]:
     """`<name>`, `<name>-stable`, `<name>-canary`, in that order.
 
-    With replica routing `<name>` selects both tracks (traffic splits by pod count); with Gateway
-    API routing it selects stable only, so in-cluster callers that bypass the gateway never reach
+    With replica routing `<name>` selects both tracks (traffic splits by pod count); with any
+    other router it selects stable only, so in-cluster callers that bypass the router never reach
     an unproven canary.
     """
     del settings  # same signature as the other builders; Services need no operator setting
-    gateway = spec.rollout.canary.traffic_routing.gateway_api is not None
-    main_selector = selector_labels(name, "stable" if gateway else None)
+    by_pods = spec.rollout.canary.traffic_routing.mode == "replicas"
+    main_selector = selector_labels(name, None if by_pods else "stable")
     services = [_service(service_name(name), namespace, owner, common_labels(name), main_selector)]
     for track in ("stable", "canary"):
         labels = {**common_labels(name), LABEL_TRACK: track}
-        services.append(_service(service_name(name, track), namespace, owner, labels, selector_labels(name, track)))
+        services.append(_service(service_name(name, track), namespace, owner, labels, selector_labels(name, track),
+                                 headless=True))
     return services

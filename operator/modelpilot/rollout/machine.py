@@ -19,8 +19,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-State = Literal["Progressing", "Paused", "Promoting", "RolledBack"]
-Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
+from modelpilot.api.models import CanaryPhase as State
+from modelpilot.api.models import Verdict
+
 Action = Literal["promote", "abort", "retry", "resume"]
 ACTIONS: tuple[str, ...] = ("promote", "abort", "retry", "resume")
 MAX_ANALYSES = 10

@@ -1,6 +1,16 @@
-"""Traffic routers: the replica ratio (no dependencies) and Gateway API HTTPRoute weights. Pure."""
+"""Traffic routers behind one interface (routing/base.py), chosen by trafficRouting's mode. Pure."""
 
-from modelpilot.routing.gateway import build_httproute
-from modelpilot.routing.replicas import canary_replicas
+from modelpilot.api.models import ModelDeploymentSpec
+from modelpilot.routing.base import ChildRef, RouteContext, Router
+from modelpilot.routing.gateway import GatewayAPIRouter, build_httproute
+from modelpilot.routing.replicas import ReplicasRouter, canary_replicas
 
-__all__ = ["build_httproute", "canary_replicas"]
+# mode -> router; TrafficRouting.mode names one of these.
+ROUTERS: dict[str, Router] = {router.mode: router for router in (ReplicasRouter(), GatewayAPIRouter())}
+
+
+def router_for(spec: ModelDeploymentSpec) -> Router:
+    return ROUTERS[spec.rollout.canary.traffic_routing.mode]
+
+
+__all__ = ["ROUTERS", "ChildRef", "RouteContext", "Router", "build_httproute", "canary_replicas", "router_for"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from modelpilot.routing.base import ChildRef, Obj, RouteContext
+
 
 def canary_replicas(stable_replicas: int, weight: int) -> int:
     if weight <= 0:
@@ -22,3 +24,16 @@ def effective_weight(stable_ready: int, canary_ready: int) -> int:
     """The share of traffic the canary really gets with this router, in percent."""
     total = stable_ready + canary_ready
     return round(100 * canary_ready / total) if total else 0
+
+
+class ReplicasRouter:
+    mode = "replicas"
+
+    def children(self, ctx: RouteContext, weight: int) -> list[Obj]:
+        return []  # the Service <name> already selects both tracks
+
+    def child_refs(self, name: str) -> list[ChildRef]:
+        return []
+
+    def canary_replicas(self, stable_replicas: int, weight: int, first_step: int) -> int:
+        return canary_replicas(stable_replicas, weight)

@@ -1,0 +1,87 @@
+"""Analyses run beside the reconciles, never inside them.
+
+A reconcile that finds an analysis due hands it here and returns at once; the queries run in a
+thread pool of `concurrency` threads (the bound on concurrent analyses), each query with the
+provider's own timeout. When one finishes, its result is kept for the ModelDeployment and the
+`done` callback wakes it, so the next reconcile takes the result and decides. A slow or dead
+metric provider only delays the analyses that wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from modelpilot import metrics
+from modelpilot.rollout.machine import AnalysisResult, Measurement
+
+log = logging.getLogger("modelpilot.analysis")
+
+Key = Hashable
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished analysis and the canary it was for (revision, start), to match it on take."""
+
+    revision: str
+    started_at: dt.datetime
+    result: AnalysisResult
+
+
+# Runs one analysis, given the time it starts (the measurements' timestamp).
+Job = Callable[[dt.datetime], AnalysisResult]
+
+
+class AnalysisRunner:
+    def __init__(self, concurrency: int, done: Callable[[Key], None],
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="modelpilot-analysis")
+        self._done = done
+        self._clock = clock
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._finished: dict[Key, Finished] = {}
+
+    def busy(self, key: Key) -> bool:
+        return key in self._running
+
+    def take(self, key: Key) -> Finished | None:
+        return self._finished.pop(key, None)
+
+    def submit(self, key: Key, revision: str, started_at: dt.datetime, due: dt.datetime, job: Job) -> None:
+        """Start one analysis for `key` unless one is running; its result waits for `take`."""
+        if key in self._running:
+            return
+        self._running[key] = asyncio.get_running_loop().create_task(
+            self._run(key, revision, started_at, due, job), name=f"analysis {key}")
+
+    async def _run(self, key: Key, revision: str, started_at: dt.datetime, due: dt.datetime, job: Job) -> None:
+        try:
+            start = self._clock()
+            metrics.ANALYSIS_LATENESS.observe(max(0.0, (start - due).total_seconds()))
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(self._pool, job, start)
+            except Exception as err:  # a bug in a provider must not stop the rollout's clock
+                log.exception("analysis of %s failed", key)
+                result = AnalysisResult("Error", (Measurement(start, "analysis", None, "", "Error",
+                                                              f"{type(err).__name__}: {err}"[:300]),))
+            self._finished[key] = Finished(revision, started_at, result)
+        finally:
+            self._running.pop(key, None)
+        self._done(key)
+
+    def forget(self, key: Key) -> None:
+        task = self._running.pop(key, None)
+        if task is not None:
+            task.cancel()
+        self._finished.pop(key, None)
+
+    async def stop(self) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)

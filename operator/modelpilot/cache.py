@@ -1,0 +1,123 @@
+"""The operator's in-memory view of the cluster, fed by its watches and by its own writes (pure).
+
+The reconciler observes from here, never from GETs: the watches (Kopf, one per kind) put every
+event in, and every write the operator makes puts the API server's answer in, so a tick that
+follows a write sees what it wrote even before the watch event arrives (read-after-write).
+
+Objects are kept per (apiVersion, kind, namespace, name). A put only wins when its
+resourceVersion is not older than what is held, so a late watch event can never undo a newer write;
+deletions leave a short-lived tombstone for the same reason. resourceVersions are compared as
+integers (etcd revisions); one that is not an integer always wins, the conservative choice.
+`managedFields` are dropped on the way in: they are the largest part of most objects and the
+operator never reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+Ref = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
+
+LABEL_NAME = "app.kubernetes.io/name"
+MAX_TOMBSTONES = 20_000
+
+
+def ref_of(obj: Mapping[str, Any]) -> Ref:
+    meta = obj.get("metadata") or {}
+    return (str(obj.get("apiVersion", "")), str(obj.get("kind", "")), str(meta.get("namespace", "")),
+            str(meta.get("name", "")))
+
+
+def _version(obj: Mapping[str, Any]) -> int | None:
+    raw = (obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def slim(obj: Mapping[str, Any]) -> Obj:
+    """A plain copy without managedFields (and without Kopf's wrappers)."""
+    out = {key: value for key, value in obj.items() if key != "metadata"}
+    meta = {key: value for key, value in (obj.get("metadata") or {}).items() if key != "managedFields"}
+    out["metadata"] = meta
+    return out
+
+
+@dataclass
+class Store:
+    """Objects by reference, plus an index of pods by (namespace, app.kubernetes.io/name)."""
+
+    objects: dict[Ref, Obj] = field(default_factory=dict)
+    tombstones: dict[Ref, int] = field(default_factory=dict)
+    pods: dict[tuple[str, str], dict[str, Obj]] = field(default_factory=dict)
+    _pod_app: dict[Ref, tuple[str, str]] = field(default_factory=dict)
+
+    def _newer(self, ref: Ref, obj: Mapping[str, Any]) -> bool:
+        incoming = _version(obj)
+        if incoming is None:
+            return True
+        held = self.objects.get(ref)
+        held_version = _version(held) if held is not None else self.tombstones.get(ref)
+        return held_version is None or incoming >= held_version
+
+    def put(self, obj: Mapping[str, Any]) -> bool:
+        """Keep `obj` unless an equal or newer version is already held; True when it was kept."""
+        ref = ref_of(obj)
+        if not self._newer(ref, obj):
+            return False
+        kept = slim(obj)
+        self.objects[ref] = kept
+        self.tombstones.pop(ref, None)
+        if ref[1] == "Pod":
+            self._index_pod(ref, kept)
+        return True
+
+    def remove(self, obj: Mapping[str, Any]) -> None:
+        """The object is gone (a DELETED event, or our own delete)."""
+        ref = ref_of(obj)
+        if not self._newer(ref, obj):
+            return
+        self.objects.pop(ref, None)
+        version = _version(obj)
+        if version is not None:
+            # resourceVersions only grow, so a tombstone never hides a re-created object; it only
+            # has to outlive the late events of the deleted one. Bounded: the oldest half goes.
+            if len(self.tombstones) >= MAX_TOMBSTONES:
+                for old in list(self.tombstones)[: MAX_TOMBSTONES // 2]:
+                    del self.tombstones[old]
+            self.tombstones[ref] = version
+        if ref[1] == "Pod":
+            self._unindex_pod(ref)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        return self.objects.get((api_version, kind, namespace, name))
+
+    def pods_of(self, namespace: str, app: str) -> list[Obj]:
+        return list(self.pods.get((namespace, app), {}).values())
+
+    def of_kind(self, api_version: str, kind: str) -> Iterator[Obj]:
+        return (obj for ref, obj in self.objects.items() if ref[0] == api_version and ref[1] == kind)
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def _index_pod(self, ref: Ref, pod: Obj) -> None:
+        self._unindex_pod(ref)
+        app = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_NAME)
+        if app:
+            key = (ref[2], app)
+            self.pods.setdefault(key, {})[ref[3]] = pod
+            self._pod_app[ref] = key
+
+    def _unindex_pod(self, ref: Ref) -> None:
+        key = self._pod_app.pop(ref, None)
+        if key is None:
+            return
+        members = self.pods.get(key, {})
+        members.pop(ref[3], None)
+        if not members:
+            self.pods.pop(key, None)

@@ -1,0 +1,1 @@
+"""The reconcile of a ModelDeployment: observe (cache) -> analyse -> plan (pure) -> execute."""

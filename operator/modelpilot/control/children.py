@@ -1,0 +1,121 @@
+"""The children part of a plan (pure): desired children at this tick's weight, which of them differ
+from what is live, and which owned children must go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelpilot.api.models import ModelDeploymentSpec
+from modelpilot.control.observe import ChildRef, Observed, owned_by, possible_children
+from modelpilot.control.tick import Tick
+from modelpilot.drift import differences
+from modelpilot.resources import BuildSettings, build_deployment, desired_children, desired_replicas
+from modelpilot.routing import ROUTERS, RouteContext, router_for
+
+ANNOTATION_WEIGHT = "modelpilot.io/canary-weight"
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Children:
+    apply: tuple[Obj, ...] = ()
+    bootstrap: tuple[Obj, ...] = ()
+    delete: tuple[ChildRef, ...] = ()
+    decisions: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+def _ref(obj: Obj) -> ChildRef:
+    return obj["apiVersion"], obj["kind"], obj["metadata"]["name"]
+
+
+def stable_replicas(spec: ModelDeploymentSpec, stable_live: Obj | None) -> int:
+    wanted = desired_replicas(spec)
+    if wanted is not None:
+        return wanted
+    live = ((stable_live or {}).get("spec") or {}).get("replicas")
+    return int(live or (spec.autoscaling.min_replicas if spec.autoscaling else 1))
+
+
+def wanted_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, owner: dict[str, Any],
+                    build: BuildSettings) -> list[Obj]:
+    """Stable Deployment, Services, HPA (from the stable spec), the canary Deployment, the router's."""
+    name, namespace = observed.name, observed.namespace
+    decision = tick.decision
+    children = desired_children(tick.stable_spec, name=name, namespace=namespace, owner=owner, settings=build)
+    router = router_for(spec)
+    canary_live = observed.child("apps/v1", "Deployment", f"{name}-canary")
+    if decision.canary_running:
+        assert decision.canary is not None
+        first_step = spec.rollout.canary.steps[0]
+        weight = decision.canary.weight if decision.canary.step >= 0 else first_step
+        stable = stable_replicas(spec, observed.child("apps/v1", "Deployment", name))
+        canary = build_deployment(spec, name=name, namespace=namespace, owner=owner, settings=build, track="canary",
+                                  replicas=router.canary_replicas(stable, weight, first_step))
+        # The weight these replicas were sized for, on the same object (for people and tests).
+        canary["metadata"].setdefault("annotations", {})[ANNOTATION_WEIGHT] = str(decision.weight)
+        children.append(canary)
+    elif canary_live is not None and (canary_live.get("spec") or {}).get("replicas", 0) != 0:
+        # The canary scales to zero; its Deployment stays (cheap, and a retry reuses it).
+        children.append(build_deployment(spec, name=name, namespace=namespace, owner=owner, settings=build,
+                                         track="canary", replicas=0))
+    ctx = RouteContext(name=name, namespace=namespace, owner=owner, spec=spec)
+    children += router.children(ctx, decision.weight)
+    return children
+
+
+def _needs_replacement(desired: Obj, live: Obj) -> bool:
+    """A Service whose ClusterIP must change (to or from headless): the field is immutable."""
+    if desired["kind"] != "Service":
+        return False
+    want = desired["spec"].get("clusterIP")
+    have = (live.get("spec") or {}).get("clusterIP")
+    return (want == "None") != (have == "None")
+
+
+def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, owner: dict[str, Any],
+                  build: BuildSettings) -> Children:
+    uid = owner["uid"]
+    apply: list[Obj] = []
+    bootstrap: list[Obj] = []
+    delete: list[ChildRef] = []
+    decisions: list[tuple[str, dict[str, Any]]] = []
+    wanted = wanted_children(observed, spec, tick, owner, build)
+    for child in wanted:
+        ref = _ref(child)
+        live = observed.children.get(ref)
+        if live is None:
+            if child["kind"] == "Deployment" and spec.autoscaling is not None and "replicas" not in child["spec"]:
+                # Start an autoscaled Deployment at minReplicas (an HPA without metrics yet would
+                # leave it at 1) under a separate field manager, so the operator's own apply
+                # never owns replicas and never fights the HPA.
+                bootstrap.append({**child, "spec": {**child["spec"],
+                                                    "replicas": spec.autoscaling.min_replicas or 1}})
+            apply.append(child)
+            decisions.append(("created", {"kind": ref[1], "child": ref[2]}))
+        elif owned_by(live, uid) and _needs_replacement(child, live):
+            delete.append(ref)  # re-created by the next tick, once the delete is seen
+            decisions.append(("replaced", {"kind": ref[1], "child": ref[2], "why": "clusterIP is immutable"}))
+        else:
+            drift = differences(child, live)
+            if drift:
+                apply.append(child)
+                decisions.append(("applied", {"kind": ref[1], "child": ref[2], "fields": ",".join(drift[:5])}))
+    wanted_refs = {_ref(c) for c in wanted}
+    for ref in _unwanted(observed.name, spec):
+        live = observed.children.get(ref)
+        if ref not in wanted_refs and live is not None and owned_by(live, uid):
+            delete.append(ref)
+            decisions.append(("deleted", {"kind": ref[1], "child": ref[2], "why": "no longer in the spec"}))
+    return Children(tuple(apply), tuple(bootstrap), tuple(delete), tuple(decisions))
+
+
+def _unwanted(name: str, spec: ModelDeploymentSpec) -> list[ChildRef]:
+    """Children that may exist from an earlier spec: the HPA once autoscaling is removed, and what
+    other routers create once the router changes."""
+    current = set(router_for(spec).child_refs(name))
+    refs = [ref for router in ROUTERS.values() for ref in router.child_refs(name) if ref not in current]
+    if spec.autoscaling is None:
+        refs.append(("autoscaling/v2", "HorizontalPodAutoscaler", name))
+    assert all(ref in possible_children(name) for ref in refs)
+    return refs

@@ -1,0 +1,60 @@
+"""Execute a plan: the only place a reconcile writes (thin; runs in the reconciler's I/O threads).
+
+Order: children first (the Deployment before anything else, so a new ModelDeployment starts
+serving as early as possible), then deletions, then status, then the consumed action, then Events.
+Status is written before the action annotation is removed, so a decision taken on an action is
+recorded before the action disappears, and the removal only succeeds while the annotation still
+holds the value this tick acted on (an action written meanwhile stays for the next tick). Every
+object the API server returns goes back to the cache (read-after-write).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpilot.api.models import API_VERSION, KIND
+from modelpilot.control.observe import ChildRef
+from modelpilot.control.plan import Plan
+from modelpilot.k8s.client import BOOTSTRAP_FIELD_MANAGER, Kube
+from modelpilot.resources import ANNOTATION_ACTION
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    written: list[Obj] = field(default_factory=list)  # as the API server returned them
+    deleted: list[Obj] = field(default_factory=list)  # stand-ins: apiVersion, kind, metadata
+
+
+def _first_deployments(objs: tuple[Obj, ...]) -> list[Obj]:
+    return sorted(objs, key=lambda o: o["kind"] != "Deployment")
+
+
+def execute(kube: Kube, md: Obj, plan: Plan) -> Outcome:
+    meta = md["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    outcome = Outcome()
+    for obj in plan.bootstrap:
+        kube.apply(obj, field_manager=BOOTSTRAP_FIELD_MANAGER)
+    for obj in _first_deployments(plan.apply):
+        outcome.written.append(kube.apply(obj))
+    for api_version, kind, child in plan.delete:
+        _delete(kube, namespace, (api_version, kind, child), outcome)
+    if plan.status is not None:
+        outcome.written.append(kube.patch_status(namespace, name, plan.status))
+    if plan.consume_action is not None:
+        patched = kube.remove_annotation(API_VERSION, KIND, namespace, name, ANNOTATION_ACTION, plan.consume_action)
+        if patched is not None:
+            outcome.written.append(patched)
+    for event in plan.events:
+        kube.post_event(md, event.type, event.reason, event.message)
+    return outcome
+
+
+def _delete(kube: Kube, namespace: str, ref: ChildRef, outcome: Outcome) -> None:
+    api_version, kind, name = ref
+    kube.delete(api_version, kind, namespace, name)
+    outcome.deleted.append({"apiVersion": api_version, "kind": kind,
+                            "metadata": {"namespace": namespace, "name": name}})

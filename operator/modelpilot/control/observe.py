@@ -1,0 +1,72 @@
+"""Observe: one ModelDeployment and everything it may own, read from the cache (pure, no I/O).
+
+The reconciler never GETs in steady state: the watches keep the Store current and the operator's
+own writes are put back into it, so this snapshot is as fresh as a GET would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpilot.api.models import API_VERSION, KIND
+from modelpilot.cache import Obj, Store
+from modelpilot.resources.labels import LABEL_MANAGED_BY, MANAGED_BY
+from modelpilot.routing import ROUTERS
+
+ChildRef = tuple[str, str, str]  # apiVersion, kind, name
+
+
+def possible_children(name: str) -> list[ChildRef]:
+    """Every child a ModelDeployment `name` may own, whatever its spec."""
+    refs: list[ChildRef] = [
+        ("apps/v1", "Deployment", name),
+        ("apps/v1", "Deployment", f"{name}-canary"),
+        ("v1", "Service", name),
+        ("v1", "Service", f"{name}-stable"),
+        ("v1", "Service", f"{name}-canary"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler", name),
+    ]
+    for router in ROUTERS.values():
+        refs += [ref for ref in router.child_refs(name) if ref not in refs]
+    return refs
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The ModelDeployment, its live children by (apiVersion, kind, name), and its pods."""
+
+    md: Obj
+    children: Mapping[ChildRef, Obj] = field(default_factory=dict)
+    pods: tuple[Obj, ...] = ()
+
+    @property
+    def namespace(self) -> str:
+        return str(self.md["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.md["metadata"]["name"])
+
+    def child(self, api_version: str, kind: str, name: str) -> Obj | None:
+        return self.children.get((api_version, kind, name))
+
+
+def observe(store: Store, namespace: str, name: str) -> Observed | None:
+    """The snapshot for one key; None when the ModelDeployment is not (or no longer) there."""
+    md = store.get(API_VERSION, KIND, namespace, name)
+    if md is None:
+        return None
+    children: dict[ChildRef, Obj] = {}
+    for ref in possible_children(name):
+        live = store.get(ref[0], ref[1], namespace, ref[2])
+        if live is not None:
+            children[ref] = live
+    pods = tuple(p for p in store.pods_of(namespace, name)
+                 if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY)
+    return Observed(md=md, children=children, pods=pods)
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])

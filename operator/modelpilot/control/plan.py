@@ -1,0 +1,160 @@
+"""plan(): what one reconcile must do, decided from an observation alone (pure).
+
+observe (the cache) -> analyse (a finished analysis, if one was due) -> plan -> execute. The plan
+lists the children to apply (only those that differ from what is live), the owned children to
+delete, the status patch (None when unchanged), the Events, the action annotation to consume, when
+to look again, and the analysis to start. A steady state plans nothing: no apply, no delete, no
+status, no Event. Nothing here imports kubernetes or kopf.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpilot.analysis.queries import QueryError, check_syntax
+from modelpilot.analysis.run import window_seconds
+from modelpilot.api.models import API_VERSION, KIND, Analysis, ModelDeploymentSpec, SpecError, parse_spec
+from modelpilot.control.children import desired_state
+from modelpilot.control.observe import ChildRef, Observed
+from modelpilot.control.report import StatusPlan, plan_status
+from modelpilot.control.tick import Tick, rollout_tick
+from modelpilot.resources import BuildSettings, accelerator_resource, canonical_serving_template, serving_revision
+from modelpilot.resources.service import service_url
+from modelpilot.rollout.machine import AnalysisResult, Decision, Event
+from modelpilot.status import Accelerator as AcceleratorView
+from modelpilot.status import Observation as StatusObservation
+from modelpilot.status import RolloutView
+
+# While an analysis runs, its completion wakes the ModelDeployment; polling faster is wasted work.
+ANALYSIS_POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    build: BuildSettings = field(default_factory=BuildSettings)
+    gpu_product_label: str = "nvidia.com/gpu.product"
+    cluster_domain: str = "cluster.local"
+    scrape_interval: float = 15.0
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """An analysis to run for the canary `revision` started at `started_at`, due at `due`."""
+
+    namespace: str
+    name: str
+    revision: str
+    started_at: dt.datetime
+    due: dt.datetime
+    analysis: Analysis
+    window: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    apply: tuple[dict[str, Any], ...] = ()
+    bootstrap: tuple[dict[str, Any], ...] = ()  # a new autoscaled Deployment's first replica count
+    delete: tuple[ChildRef, ...] = ()
+    status: dict[str, Any] | None = None
+    events: tuple[Event, ...] = ()
+    consume_action: str | None = None
+    requeue: float | None = None
+    analysis: AnalysisRequest | None = None
+    decisions: tuple[tuple[str, dict[str, Any]], ...] = ()  # (what, fields): one log line each
+    decision: Decision | None = None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.apply or self.bootstrap or self.delete or self.status is not None or self.events
+                    or self.consume_action)
+
+
+def check_queries(spec: ModelDeploymentSpec) -> None:
+    """What CEL cannot check: the PromQL of custom metrics. Raises SpecError naming the metric."""
+    problems = []
+    for i, metric in enumerate(spec.rollout.canary.analysis.metrics):
+        if metric.query:
+            try:
+                check_syntax(metric.query)
+            except QueryError as err:
+                problems.append(f"spec.rollout.canary.analysis.metrics[{i}].query ({metric.name}): {err}")
+    if problems:
+        raise SpecError("invalid ModelDeployment spec: " + "; ".join(problems), problems)
+
+
+def owner_of(observed: Observed) -> dict[str, Any]:
+    meta = observed.md["metadata"]
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"], "uid": meta["uid"]}
+
+
+def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
+         settings: PlanSettings | None = None) -> Plan:
+    settings = settings or PlanSettings()
+    md = observed.md
+    generation = int(md["metadata"].get("generation", 0))
+    try:
+        spec = parse_spec(md.get("spec"))
+        check_queries(spec)
+    except SpecError as err:
+        obs = StatusObservation(generation=generation, version="", revision="", stable_deployment=None,
+                                invalid_spec=str(err))
+        status = plan_status(md, obs, canary=None, stable_template=None, now=now)
+        decisions = (("invalid-spec", {"reason": str(err)}),) if status.patch is not None else ()
+        return Plan(status=status.patch, events=status.events, decisions=decisions)
+
+    tick = rollout_tick(observed, spec, dict(md.get("status") or {}), analysis, now)
+    children = desired_state(observed, spec, tick, owner_of(observed), settings.build)
+    status = _status(observed, spec, tick, settings, generation, now)
+    decision = tick.decision
+    decisions = list(children.decisions)
+    if tick.action is not None and decision.consume_action:
+        decisions.append(("action-consumed", {"action": tick.action}))
+    decisions += [(f"rollout-{e.reason}", {"message": repr(e.message)}) for e in decision.events]
+    if status.patch is not None:
+        decisions.append(("status", {"phase": status.phase, "ready": status.ready[0], "reason": status.ready[1]}))
+    request = _analysis_request(observed, spec, tick, settings)
+    requeue = decision.requeue_after
+    if request is not None:
+        requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
+    return Plan(
+        apply=children.apply, bootstrap=children.bootstrap, delete=children.delete, status=status.patch,
+        events=(*decision.events, *status.events),
+        consume_action=tick.action if tick.action is not None and decision.consume_action else None,
+        requeue=requeue, analysis=request, decisions=tuple(decisions), decision=decision,
+    )
+
+
+def _status(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, settings: PlanSettings, generation: int,
+            now: dt.datetime) -> StatusPlan:
+    stable_spec = tick.stable_spec
+    canary = tick.decision.canary
+    view = RolloutView(canary.state, canary.reason or canary.state, canary.message) if canary else None
+    acc = stable_spec.accelerator
+    accelerator = None if acc is None else AcceleratorView(
+        resource=accelerator_resource(acc), count=acc.count, product=acc.product,
+        product_label=settings.gpu_product_label)
+    stable_pods = [p for p in observed.pods
+                   if (p["metadata"].get("labels") or {}).get("modelpilot.io/track") != "canary"]
+    obs = StatusObservation(
+        generation=generation, version=stable_spec.model.version, revision=serving_revision(stable_spec),
+        stable_deployment=observed.child("apps/v1", "Deployment", observed.name), pods=stable_pods,
+        accelerator=accelerator, url=service_url(observed.name, observed.namespace, settings.cluster_domain),
+        rollout=view,
+    )
+    return plan_status(observed.md, obs, canary=canary, stable_template=canonical_serving_template(stable_spec),
+                       now=now)
+
+
+def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
+                      settings: PlanSettings) -> AnalysisRequest | None:
+    canary = tick.canary_before
+    if tick.analysis_due_at is None or canary is None:
+        return None
+    canary_spec = spec.rollout.canary
+    return AnalysisRequest(
+        namespace=observed.namespace, name=observed.name, revision=canary.revision, started_at=canary.started_at,
+        due=tick.analysis_due_at, analysis=canary_spec.analysis,
+        window=window_seconds(canary_spec.interval_seconds, settings.scrape_interval),
+    )

@@ -1,0 +1,135 @@
+"""One reconcile of a ModelDeployment, as ordered steps:
+
+observe (the watch cache) -> analyse (take a finished analysis; start a due one, never wait for
+it) -> plan (pure) -> execute (only when the plan writes; in an I/O thread) -> requeue.
+
+Runs on the event loop, where the cache lives: observing and planning are pure and quick, so the
+loop only leaves for the writes. A steady-state reconcile makes no request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from modelpilot import metrics
+from modelpilot.analysis.providers import Providers
+from modelpilot.analysis.run import run_analysis
+from modelpilot.analysis.runner import AnalysisRunner
+from modelpilot.cache import Store
+from modelpilot.control.execute import execute
+from modelpilot.control.observe import observe
+from modelpilot.control.plan import AnalysisRequest, Plan, PlanSettings, plan
+from modelpilot.k8s.client import Kube
+from modelpilot.resources import BuildSettings
+from modelpilot.rollout.machine import AnalysisResult, Decision
+from modelpilot.rollout.state import from_status
+from modelpilot.settings import OperatorSettings
+
+log = logging.getLogger("modelpilot.reconcile")
+
+Key = tuple[str, str]  # namespace, name
+
+
+def decision_log(namespace: str, name: str, what: str, fields: dict[str, Any]) -> None:
+    """One structured log line per decision, always naming the ModelDeployment."""
+    detail = " ".join(f"{k}={v}" for k, v in fields.items())
+    log.info("%s/%s %s %s", namespace, name, what, detail)
+
+
+def plan_settings(settings: OperatorSettings) -> PlanSettings:
+    build = BuildSettings(gpu_product_label=settings.gpu_product_label, runtime_image=settings.runtime_image,
+                          cluster_domain=settings.cluster_domain)
+    return PlanSettings(build=build, gpu_product_label=settings.gpu_product_label,
+                        cluster_domain=settings.cluster_domain, scrape_interval=settings.scrape_interval)
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: OperatorSettings, store: Store, wake: Callable[[Key], None],
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 providers: Providers | None = None) -> None:
+        self.kube = kube
+        self.store = store
+        self.clock = clock
+        self.settings = plan_settings(settings)
+        self.providers = providers or Providers(settings)
+        self.io = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="modelpilot-io")
+        self.analyses = AnalysisRunner(settings.analysis_concurrency, done=wake, clock=clock)
+
+    async def reconcile(self, key: Key) -> float | None:
+        namespace, name = key
+        observed = observe(self.store, namespace, name)
+        if observed is None or observed.md["metadata"].get("deletionTimestamp"):
+            self.analyses.forget(key)
+            return None  # children go with it: ownerReferences and the garbage collector
+        now = self.clock()
+        the_plan = plan(observed, self._finished_analysis(key, observed.md), now, self.settings)
+        if the_plan.analysis is not None:
+            self._start_analysis(key, the_plan.analysis)
+        for what, fields in the_plan.decisions:
+            decision_log(namespace, name, what, fields)
+        if the_plan.writes:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self.io, execute, self.kube, observed.md, the_plan)
+            for obj in outcome.written:
+                self.store.put(obj)
+            for obj in outcome.deleted:
+                self.store.remove(obj)
+        self._record_metrics(namespace, name, the_plan)
+        return the_plan.requeue
+
+    def _finished_analysis(self, key: Key, md: dict[str, Any]) -> AnalysisResult | None:
+        """A finished analysis, if it was for the canary now in status (else it is stale: dropped)."""
+        finished = self.analyses.take(key)
+        if finished is None:
+            return None
+        canary = from_status((md.get("status") or {}).get("canary"))
+        if canary is None or canary.revision != finished.revision or canary.started_at != finished.started_at:
+            return None
+        return finished.result
+
+    def _start_analysis(self, key: Key, request: AnalysisRequest) -> None:
+        if self.analyses.busy(key):
+            return
+        provider = self.providers.get(request.analysis.provider)
+        job = functools.partial(_analyse, request, provider)
+        self.analyses.submit(key, request.revision, request.started_at, request.due, job)
+
+    def _record_metrics(self, namespace: str, name: str, the_plan: Plan) -> None:
+        decision: Decision | None = the_plan.decision
+        if decision is None:
+            return
+        metrics.CANARY_WEIGHT.labels(namespace, name).set(decision.weight)
+        state = decision.canary.state if decision.canary else "None"
+        for candidate in metrics.CANARY_STATES:
+            metrics.CANARY_STATE.labels(namespace, name, candidate).set(1 if candidate == state else 0)
+        for m in decision.measured:
+            metrics.ANALYSES.labels(namespace, name, m.metric, m.verdict).inc()
+            if m.value is not None and math.isfinite(m.value):
+                metrics.ANALYSIS_VALUE.labels(namespace, name, m.metric).set(m.value)
+        if decision.outcome == "promoted":
+            metrics.PROMOTIONS.labels(namespace, name).inc()
+        elif decision.outcome == "rolled-back":
+            metrics.ROLLBACKS.labels(namespace, name).inc()
+
+    def forget(self, key: Key) -> None:
+        self.analyses.forget(key)
+        metrics.forget_object(*key)
+
+    async def stop(self) -> None:
+        await self.analyses.stop()
+        self.io.shutdown(wait=False, cancel_futures=True)
+
+
+def _analyse(request: AnalysisRequest, provider: Any, start: dt.datetime) -> AnalysisResult:
+    result = run_analysis(request.analysis, namespace=request.namespace, name=request.name, window=request.window,
+                          provider=provider, now=start)
+    decision_log(request.namespace, request.name, "analysis",
+                 {"verdict": result.verdict, "window": f"{request.window}s", "result": repr(result.summary())})
+    return result

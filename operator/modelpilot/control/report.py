@@ -1,0 +1,77 @@
+"""The status a tick writes, built from the pydantic status models (pure).
+
+The whole desired status is assembled, validated by `ModelDeploymentStatus` (the same models the
+CRD schema is generated from, so a written status always matches the CRD) and dumped from it; the
+patch is the difference from the current status, None when there is none, so a steady state
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from modelpilot.api.models import ModelDeploymentStatus
+from modelpilot.resources.labels import scale_selector
+from modelpilot.rollout.machine import CanaryState, Event
+from modelpilot.rollout.state import to_status
+from modelpilot.status import Observation, assess, merge_conditions, status_patch, transitions
+
+# Ready reasons that deserve a Warning Event rather than a Normal one.
+WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable"})
+
+
+@dataclass(frozen=True)
+class StatusPlan:
+    patch: dict[str, Any] | None
+    events: tuple[Event, ...] = ()
+    phase: str = ""
+    ready: tuple[str, str] = ("", "")  # status, reason of the Ready condition
+
+
+def typed_status(desired: dict[str, Any]) -> dict[str, Any]:
+    """`desired` through the status models: enums, bounds and field names as the CRD has them.
+    The stable template stays as built (canonical, defaults left out: it is what revisions hash)."""
+    template = (desired.get("stable") or {}).get("template")
+    out = ModelDeploymentStatus.model_validate(desired).model_dump(mode="json", by_alias=True, exclude_none=True)
+    if template is not None:
+        out["stable"]["template"] = template
+    return out
+
+
+def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None,
+                stable_template: dict[str, Any] | None, now: dt.datetime) -> StatusPlan:
+    current: dict[str, Any] = dict(md.get("status") or {})
+    name = md["metadata"]["name"]
+    result = assess(obs, current.get("stable"))
+    conditions = merge_conditions(current.get("conditions") or [], result.conditions, obs.generation, now)
+    desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
+                               "conditions": conditions, "selector": scale_selector(name)}
+    if obs.invalid_spec is not None:
+        # Keep the rollout state as it was: fixing the spec resumes where it stopped.
+        for key in ("stable", "canary"):
+            if key in current:
+                desired[key] = current[key]
+    else:
+        stable = dict(result.stable or {})
+        if stable_template is not None:
+            stable["template"] = stable_template
+        if stable:
+            desired["stable"] = stable
+        if canary is not None:
+            desired["canary"] = to_status(canary)
+    if obs.url:
+        desired["url"] = obs.url
+    patch = status_patch(current, typed_status(desired))
+    ready = next(c for c in conditions if c["type"] == "Ready")
+    if patch is None:
+        return StatusPlan(None, phase=result.phase, ready=(ready["status"], ready["reason"]))
+    # One Event per change of the Ready condition (status or reason), never one per resync;
+    # rollout decisions post their own Events.
+    events = tuple(
+        Event("Warning" if cond["reason"] in WARNING_REASONS else "Normal", cond["reason"],
+              cond["message"] or cond["reason"])
+        for cond in transitions(current.get("conditions") or [], conditions)
+        if cond["type"] == "Ready" and obs.rollout is None)
+    return StatusPlan(patch, events, result.phase, (ready["status"], ready["reason"]))
