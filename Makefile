@@ -86,7 +86,7 @@ test: venv binaries lint check-crds unit server-test e2e ## everything: set-up, 
 
 .PHONY: demo
 demo: cluster-up ## a canary demo: v1 serving, v2 rolled back, v3 promoted (stays up: make cluster-down)
-	$(INSIDE) $(PY) hack/demo.py
+	$(INSIDE) $(PY) -m hack.demo
 
 .PHONY: server-test
 server-test: venv ## model-server runtime tests (real processes on loopback; builds MinIO once, ~4 min cold)
@@ -95,4 +95,8 @@ server-test: venv ## model-server runtime tests (real processes on loopback; bui
 .PHONY: bench-server
 bench-server: venv ## the runtime vs MLServer on the same model, driven by wrk (prints a table, ~3 min)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 2; }
-	$(PY) bench/server/run.py $(BENCH_ARGS)
+	$(PY) -m bench.server.run $(BENCH_ARGS)
+
+.PHONY: bench-operator
+bench-operator: cluster-up ## the operator at scale on the test bed: latency, RSS, API requests (BENCH_ARGS="--counts 100")
+	$(INSIDE) $(PY) -m bench.operator.run $(BENCH_ARGS)

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,6 +58,10 @@ class ClusterLike(Protocol):
                 capture: bool = True) -> subprocess.CompletedProcess[str]: ...
 
 
+# testbed.start_background: (workdir, name, cmd, env=None) -> pid of a detached process.
+StartBackground = Callable[..., int]
+
+
 def info_path(workdir: Path) -> Path:
     return workdir / "dataplane.json"
 
@@ -90,16 +95,18 @@ def _listening(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def start(cluster: ClusterLike) -> dict[str, Any]:
-    """Start kube-proxy and Envoy Gateway (each only when not running yet) and the shared Gateway."""
-    from testbed import start_background
+def start(cluster: ClusterLike, *, start_background: StartBackground, envoy_version: str) -> dict[str, Any]:
+    """Start kube-proxy and Envoy Gateway (each only when not running yet) and the shared Gateway.
 
+    The test bed passes its `start_background` and the pinned envoy version (hack/versions.env):
+    this module imports nothing from hack/, as it is loaded both as `hack.dataplane` and, beside
+    the script hack/testbed.py, as `dataplane`."""
     info = read_info(cluster.workdir) or {}
     started = time.monotonic()
     if not _alive(info.get("kubeProxy", {}).get("pid")):
         info["kubeProxy"] = _start_kube_proxy(cluster, start_background)
     if not _alive(info.get("gateway", {}).get("pid")):
-        info["gateway"] = _start_envoy_gateway(cluster, start_background)
+        info["gateway"] = _start_envoy_gateway(cluster, start_background, envoy_version)
     info_path(cluster.workdir).write_text(json.dumps(info, indent=1))
     _wait_gateway_listening(cluster)
     _log(f"data plane ready in {time.monotonic() - started:.1f}s: kube-proxy ({info['kubeProxy']['mode']}), "
@@ -121,7 +128,7 @@ def _alive(pid: int | None) -> bool:
 # kube-proxy
 # --------------------------------------------------------------------------------------------
 
-def _start_kube_proxy(cluster: ClusterLike, start_background: Any) -> dict[str, Any]:
+def _start_kube_proxy(cluster: ClusterLike, start_background: StartBackground) -> dict[str, Any]:
     workdir = cluster.workdir / "kube-proxy"
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
@@ -156,17 +163,10 @@ def _host_dirs(workdir: Path) -> dict[str, str]:
             (("configHome", "config"), ("dataHome", "data"), ("stateHome", "state"), ("runtimeDir", "run"))}
 
 
-def envoy_version(cluster: ClusterLike) -> str:
-    from testbed import versions
-
-    return versions()["ENVOY_VERSION"]
-
-
-def _start_envoy_gateway(cluster: ClusterLike, start_background: Any) -> dict[str, Any]:
+def _start_envoy_gateway(cluster: ClusterLike, start_background: StartBackground, version: str) -> dict[str, Any]:
     dirs = _host_dirs(cluster.workdir)
     for directory in dirs.values():
         Path(directory).mkdir(parents=True, exist_ok=True)
-    version = envoy_version(cluster)
     # The envoy it would otherwise download: the pinned binary, where func-e looks first.
     envoy_bin = Path(dirs["dataHome"]) / "envoy-versions" / version / "bin" / "envoy"
     envoy_bin.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,9 @@
 A live view shows weight, error rate and p99 of both tracks against the thresholds (plain
 progress lines when stdout is not a terminal). Everything stays up for exploring; the last line
 states the outcome. `make cluster-down` stops it all.
+
+`make demo` runs it from the repository root, inside the test bed's network namespace:
+`python hack/testbed.py exec -- python -m hack.demo`.
 """
 
 from __future__ import annotations
@@ -21,28 +24,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from hack import dataplane, testbed
+from modelpilot.analysis.builtin import BUILTIN
+from modelpilot.analysis.provider import PrometheusProvider, ProviderError
+from modelpilot.analysis.queries import render
+from modelpilot.api.crd import CRD_NAME
+from modelpilot.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from modelpilot.cli.view import plain_line
+from modelpilot.cli.view import render as render_view
+from tests.support import testmodels
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "hack"))
-sys.path.insert(0, str(ROOT))
-
-import dataplane  # noqa: E402
-import testbed  # noqa: E402
-from kubernetes import client, config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-from rich.console import Console, Group  # noqa: E402
-from rich.live import Live  # noqa: E402
-from rich.text import Text  # noqa: E402
-
-from modelpilot.analysis.builtin import BUILTIN  # noqa: E402
-from modelpilot.analysis.provider import PrometheusProvider, ProviderError  # noqa: E402
-from modelpilot.analysis.queries import render  # noqa: E402
-from modelpilot.cli.view import plain_line  # noqa: E402
-from modelpilot.cli.view import render as render_view  # noqa: E402
-from modelpilot.server import testmodels  # noqa: E402
-
 NAMESPACE, EXAMPLES_NAMESPACE, NAME = "demo", "examples", "fraud"
 HOSTNAME = f"{NAME}.{NAMESPACE}.test"
-GROUP, VERSION, PLURAL = "modelpilot.io", "v1alpha1", "modeldeployments"
 PHASE_TIMEOUT = 240.0
 console = Console(soft_wrap=True)
 
@@ -53,7 +53,7 @@ def say(message: str) -> None:
 
 def manifest(version: str, uri: str) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment",
+        "apiVersion": API_VERSION, "kind": KIND,
         "metadata": {"name": NAME, "namespace": NAMESPACE},
         "spec": {
             "model": {"version": version, "uri": uri, "format": "sklearn"},
@@ -88,19 +88,20 @@ class Demo:
         self.cluster.up()
         say("installing the ModelDeployment CRD")
         self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                             "crd/modeldeployments.modelpilot.io")
+        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
         api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
         self.custom = client.CustomObjectsApi(api)
         for ns in (NAMESPACE, EXAMPLES_NAMESPACE):
             self.cluster.kubectl("create", "namespace", ns, check=False)
         self._fresh_start()
 
-        say("starting model servers, Prometheus and traffic for namespace demo (hack/world.py)")
+        say("starting model servers, Prometheus and traffic for namespace demo (hack.world)")
         world_dir = self.work / "world"
         (world_dir / "world.json").unlink(missing_ok=True)
         testbed.start_background(self.cluster.workdir, "world", [
-            sys.executable, str(ROOT / "hack" / "world.py"), "--namespace", NAMESPACE, "--name", NAME,
+            # A module of the package, like this one: the child inherits the working directory
+            # (the root) or PYTHONPATH that made `hack` importable here.
+            sys.executable, "-m", "hack.world", "--namespace", NAMESPACE, "--name", NAME,
             "--kubeconfig", str(self.cluster.kubeconfig), "--workdir", str(world_dir)])
         deadline = time.monotonic() + 60
         while not (world_dir / "world.json").exists():

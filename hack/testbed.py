@@ -1,8 +1,9 @@
 """The local test bed: a real Kubernetes control plane (kwokctl, binary runtime) and Prometheus.
 
-Used three ways: `python hack/testbed.py up|down|status` from the Makefile, imported by the
-e2e fixtures (tests/e2e/conftest.py), and imported by the demo. Every process it starts binds
-to 127.0.0.1 on a free port; all state lives under the work dir (default `.cluster/`).
+Used three ways: as a script, `python hack/testbed.py up|down|status|exec ...` (the Makefile, from
+any directory; `python -m hack.testbed` from the root is the same), and as the module
+`hack.testbed`, imported by the e2e fixtures (tests/e2e/conftest.py) and the demo. Every process it
+starts binds to 127.0.0.1 on a free port; all state lives under the work dir (default `.cluster/`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dataplane
-import netns
 import yaml
+
+# The siblings, whichever way this file runs (no sys.path edits either way):
+if __package__:  # the module hack.testbed: imported, or `python -m hack.testbed` from the root
+    from hack import dataplane, netns
+else:  # the script `python hack/testbed.py`: Python puts its directory, hack/, first on sys.path
+    import dataplane
+    import netns
 
 ROOT = Path(__file__).resolve().parent.parent
 HACK = ROOT / "hack"
@@ -168,13 +174,20 @@ def kwok_stages(stage_dir: Path) -> list[dict[str, Any]]:
 # Cluster
 # --------------------------------------------------------------------------------------------
 
+# The identity `make bench-operator` runs its operator as (bench/operator/): its reads are
+# audited too, so the benchmark can count them. Nothing else uses this ServiceAccount.
+BENCH_OPERATOR_NAMESPACE, BENCH_OPERATOR_SA = "modelpilot-bench", "operator"
+BENCH_OPERATOR_USER = f"system:serviceaccount:{BENCH_OPERATOR_NAMESPACE}:{BENCH_OPERATOR_SA}"
+
 # Only writes are audited: acceptance tests count an actor's writes, and reads would swell the log.
+# The one exception is the benchmark's own operator identity above.
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
         {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "Metadata", "users": [BENCH_OPERATOR_USER], "verbs": ["get", "list", "watch"]},
         {"level": "None"},
     ],
 }
@@ -267,7 +280,7 @@ class Cluster:
         self._install_gateway_api()
         self._ensure_nodes()
         if self.dataplane:
-            dataplane.start(self)
+            dataplane.start(self, start_background=start_background, envoy_version=versions()["ENVOY_VERSION"])
         log(f"cluster {self.name} ready in {time.monotonic() - started:.1f}s; "
             f"export KUBECONFIG={self.kubeconfig}")
 
@@ -559,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cluster = Cluster(workdir=args.workdir.resolve(), name=args.name)
     if args.command in INSIDE and not netns.inside(cluster.netns):
-        return _run_inside(cluster, sys.argv if argv is None else [sys.argv[0], *argv], args)
+        return _run_inside(cluster, sys.argv[1:] if argv is None else list(argv), args)
     if args.command == "build":
         print(binaries(build=True))
     elif args.command == "bin":
@@ -585,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_inside(cluster: Cluster, argv: list[str], args: argparse.Namespace) -> int:
-    """Run this same command again inside the test bed's namespace (created when missing)."""
+    """Run this same command (`argv`, without the program) again inside the test bed's namespace
+    (created when missing)."""
     if args.command == "down" and not netns.exists(cluster.netns):
         cluster.down()
         return 0
@@ -595,7 +609,9 @@ def _run_inside(cluster: Cluster, argv: list[str], args: argparse.Namespace) -> 
         if command:
             wrapped = netns.wrap(cluster.netns, command)
             os.execvpe(wrapped[0], wrapped, cluster.inside_env())
-    command = netns.wrap(cluster.netns, [sys.executable, str(Path(argv[0]).resolve()), *argv[1:]])
+    # Again as the script, by its absolute path: that works whatever the working directory and
+    # however this run was started (`python hack/testbed.py`, `python -m hack.testbed`, main()).
+    command = netns.wrap(cluster.netns, [sys.executable, str(Path(__file__).resolve()), *argv])
     code = subprocess.run(command, env=cluster.inside_env()).returncode
     if args.command == "down":
         netns.delete(cluster.netns)

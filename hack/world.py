@@ -3,7 +3,9 @@ a Prometheus scraping them, and traffic through the test bed's gateway (or the S
 ClusterIP) (the e2e harness, run standalone). Every second it writes the measured split to
 <workdir>/split.json. `make cluster-down` stops it with the cluster.
 
-    python hack/world.py --namespace demo --name fraud --workdir .cluster/world
+    python -m hack.world --namespace demo --name fraud --kubeconfig .cluster/kubeconfig --workdir .cluster/world
+
+from the repository root, inside the test bed's network namespace (that is how the demo starts it).
 """
 
 from __future__ import annotations
@@ -15,14 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "hack"))
+from kubernetes import config
 
-import dataplane  # noqa: E402
-from kubernetes import config  # noqa: E402
-
-from tests.e2e.harness.world import CanaryWorld  # noqa: E402
+from hack import dataplane
+from tests.e2e.harness.world import CanaryWorld
 
 
 def main() -> int:

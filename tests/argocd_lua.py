@@ -2,7 +2,7 @@
 which Argo CD embeds, implements Lua 5.1).
 
 Argo CD's sandbox opens only the base, table and package libraries plus a safe `os` reachable
-through require (util/lua/lua.go); here string, math, io, os, debug and the string metatable are
+through require (its Lua VM setup); here string, math, io, os, debug and the string metatable are
 removed, so a script that would fail in Argo CD fails here too. The object goes in as a global
 `obj` (JSON arrays as sequences, maps as tables) and the returned table comes back the way
 Argo CD reads it: an empty table is a JSON array, put back to a map where the input had a map

@@ -1,6 +1,6 @@
 """Throughput and latency of the modelpilot runtime vs MLServer on the same sklearn model.
 
-    make bench-server            (or: .venv/bin/python bench/server/run.py [--duration 8])
+    make bench-server            (or, from the root: .venv/bin/python -m bench.server.run [--duration 8])
 
 Both servers load the same iris LogisticRegression file and get the same V2 request from wrk
 (Debian's package) with a Lua POST script, at several concurrencies, interleaved so background
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from modelpilot.server import testmodels
 from modelpilot.server.loaders import load_model
 from modelpilot.server.protocol import conform, decode_request, infer_response
-from modelpilot.server.testing import free_port
+from tests.support import testmodels
+from tests.support.testing import free_port
 
 CACHE = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "modelpilot")) / "bench"
 MLSERVER_VENV = CACHE / "mlserver-venv"

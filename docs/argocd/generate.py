@@ -12,10 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from modelpilot.api.models import GROUP, KIND
+
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "argocd-cm.yaml"
 ACTIONS = ("promote", "abort", "retry", "pause", "resume")
-KEY = "modelpilot.io_ModelDeployment"
+KEY = f"{GROUP}_{KIND}"  # Argo CD's <group>_<kind> customization key
 
 
 def _block(text: str, indent: int) -> str:

@@ -18,10 +18,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelpilot.resources.labels import LABEL_NAME
+
 Obj = dict[str, Any]
 Ref = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
 
-LABEL_NAME = "app.kubernetes.io/name"
 MAX_TOMBSTONES = 20_000
 
 

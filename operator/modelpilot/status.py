@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelpilot.resources.labels import ANNOTATION_REVISION
+
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
 
@@ -71,7 +73,7 @@ def rolled_out(deployment: dict[str, Any], revision: str) -> tuple[bool, str]:
     """Whether the Deployment runs the current template everywhere and is available."""
     meta, spec, status = deployment.get("metadata", {}), deployment.get("spec", {}), deployment.get("status", {})
     template_revision = (spec.get("template", {}).get("metadata", {}).get("annotations") or {}).get(
-        "modelpilot.io/revision")
+        ANNOTATION_REVISION)
     if template_revision != revision:
         return False, "the Deployment does not run the current template yet"
     if status.get("observedGeneration", 0) < meta.get("generation", 0):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,14 +14,13 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from hack import dataplane, netns, testbed
+from modelpilot.api.crd import CRD_FILENAME, CRD_NAME
+from modelpilot.api.models import GROUP
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack"))
-import dataplane  # noqa: E402
-import netns  # noqa: E402
-import testbed  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -125,7 +123,7 @@ def wait_watched(operator: OperatorProcess, namespace: str, timeout: float = 240
     """Wait until the worker's operator watches a new namespace. Kopf notices a namespace that
     matches its pattern at once, but its API scan has been seen to take ~90 s while other tests
     create CRDs; tests of the operator's behaviour should not start before it is looking."""
-    needle = f"modelpilot.io in '{namespace}'"
+    needle = f"{GROUP} in '{namespace}'"
     deadline = time.monotonic() + timeout
     while needle not in operator.logs() and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -142,10 +140,10 @@ def solo_namespace(core: client.CoreV1Api, request: pytest.FixtureRequest, worke
 @pytest.fixture(scope="session")
 def crd(cluster: ClusterHandle) -> str:
     """The ModelDeployment CRD, installed (server-side apply) and Established."""
-    path = ROOT / "crds" / "modeldeployments.modelpilot.io.yaml"
+    path = ROOT / "crds" / CRD_FILENAME
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modeldeployments.modelpilot.io")
-    return "modeldeployments.modelpilot.io"
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    return CRD_NAME
 
 
 @pytest.fixture(scope="session")
@@ -162,8 +160,8 @@ def operator(cluster: ClusterHandle, crd: str, worker_id_prefix: str, core: clie
 
 def wait_namespace_watch(proc: OperatorProcess, core: client.CoreV1Api, prefix: str) -> None:
     """Kopf 1.45 lists namespaces, then lists again when its namespace watch starts, and ignores the
-    second list (kopf/_core/reactor/observation.py, process_discovered_namespace_event): a namespace
-    created between the two is not watched until it changes. So probe: create namespaces matching
+    second list (its process_discovered_namespace_event; docs/operations.md, known limitations): a
+    namespace created between the two is not watched until it changes. So probe: create namespaces matching
     the pattern until the operator opens streams in one (the first probe may fall in the gap)."""
     deadline = time.monotonic() + 120
     while "Starting the watch-stream for namespaces.v1" not in proc.logs() and time.monotonic() < deadline:
@@ -175,7 +173,7 @@ def wait_namespace_watch(proc: OperatorProcess, core: client.CoreV1Api, prefix: 
             probes.append(probe)
             until = time.monotonic() + 10
             while time.monotonic() < until:
-                if f"modelpilot.io in '{probe}'" in proc.logs():
+                if f"{GROUP} in '{probe}'" in proc.logs():
                     return
                 time.sleep(0.2)
         raise RuntimeError(f"the operator never watched a new namespace:\n{proc.logs()[-3000:]}")

@@ -10,9 +10,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelpilot.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from tests.e2e.support import wait_for
 
-GROUP, VERSION, PLURAL = "modelpilot.io", "v1alpha1", "modeldeployments"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -22,7 +22,7 @@ def example(name: str) -> dict[str, Any]:
 
 def simple(name: str, version: str = "v1", replicas: int = 1, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": name},
+        "apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name},
         "spec": {"model": {"version": version, "uri": f"file:///models/{name}", "format": "sklearn"},
                  "replicas": replicas},
     }

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
+from modelpilot.api.models import API_VERSION, KIND, SHORT_NAMES, SINGULAR
 from tests.e2e.support import ClusterHandle
 
 VALID: dict[str, Any] = {
-    "apiVersion": "modelpilot.io/v1alpha1",
-    "kind": "ModelDeployment",
+    "apiVersion": API_VERSION,
+    "kind": KIND,
     "metadata": {"name": "probe"},
     "spec": {
         "model": {"version": "v1", "uri": "file:///models/iris", "format": "sklearn"},
@@ -85,12 +86,12 @@ def test_valid_spec_and_examples_accepted(cluster: ClusterHandle, crd: str, name
 
 
 def test_explain_shows_documented_fields(cluster: ClusterHandle, crd: str) -> None:
-    out = cluster.kubectl("explain", "modeldeployment.spec.rollout.canary.analysis").stdout
+    out = cluster.kubectl("explain", f"{SINGULAR}.spec.rollout.canary.analysis").stdout
     for field in ("minRequests", "onInconclusive", "onProviderError", "maxProviderErrors", "metrics"):
         assert field in out
     assert "Inconclusive" in out and "enum: Wait, Pause, Fail" in out
-    short = cluster.kubectl("get", "mdep", "-A").returncode
-    assert short == 0
+    for short in SHORT_NAMES:
+        assert cluster.kubectl("get", short, "-A").returncode == 0
 
 
 @pytest.mark.parametrize("hostile", ['fraud"} or vector(1) #', "fraud}", "Fraud", "a b"])

@@ -15,16 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dataplane
 import pytest
 from kubernetes import client
 
-from modelpilot.server import testmodels
+from hack import dataplane
+from modelpilot.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from modelpilot.resources.labels import ANNOTATION_ACTION, ANNOTATION_WEIGHT, LABEL_TRACK, LABEL_VERSION
 from tests.e2e import mdep
 from tests.e2e.harness.fixtures import canary_world  # noqa: F401  (fixture)
 from tests.e2e.harness.world import CanaryWorld
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle, wait_for
+from tests.support import testmodels
 
 NAME = "fraud"
 INTERVAL = 5  # seconds: short, as the suite must stay fast
@@ -64,8 +66,8 @@ class Env:
         mdep.patch_spec(self.custom, self.namespace, NAME, {"model": {"version": version, "uri": uri}})
 
     def annotate(self, action: str) -> None:
-        self.custom.patch_namespaced_custom_object(mdep.GROUP, mdep.VERSION, self.namespace, mdep.PLURAL, NAME,
-                                                   {"metadata": {"annotations": {"modelpilot.io/action": action}}})
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, NAME,
+                                                   {"metadata": {"annotations": {ANNOTATION_ACTION: action}}})
 
     def wait_canary(self, probe: Callable[[dict[str, Any]], bool], what: str, timeout: float = 120) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
@@ -122,7 +124,7 @@ def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, 
     if gateway:
         canary["trafficRouting"] = {"gatewayAPI": {"parentRefs": [dataplane.gateway_parent_ref()],
                                                    "hostnames": [gateway]}}
-    return {"apiVersion": f"{mdep.GROUP}/{mdep.VERSION}", "kind": "ModelDeployment", "metadata": {"name": NAME},
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": NAME},
             "spec": {"model": {"version": version, "uri": uri, "format": "sklearn"}, "replicas": replicas,
                      "runtime": dataplane.bridged_runtime(),
                      "rollout": {"strategy": "Canary", "canary": canary}}}
@@ -162,7 +164,7 @@ def test_good_version_promoted_through_every_step(env: Env) -> None:
         weight = int(canary.get("weight") or 0)
         weights_seen.add(weight)
         deployment = env.deployment(f"{NAME}-canary")
-        sized_for = (deployment.metadata.annotations or {}).get("modelpilot.io/canary-weight")
+        sized_for = (deployment.metadata.annotations or {}).get(ANNOTATION_WEIGHT)
         if sized_for and sized_for != "0":
             canary_pods_seen[int(sized_for)] = deployment.spec.replicas
         return canary.get("state") == "Promoting"
@@ -176,13 +178,13 @@ def test_good_version_promoted_through_every_step(env: Env) -> None:
     assert promoted["status"]["stable"]["version"] == "v2"
     assert env.deployment(f"{NAME}-canary").spec.replicas == 0
     template = env.deployment(NAME).spec.template
-    assert template.metadata.labels["modelpilot.io/version"] == "v2"
+    assert template.metadata.labels[LABEL_VERSION] == "v2"
     reasons = env.reasons()
     assert reasons.count("StepAdvanced") == 1 and "Promoting" in reasons and "Promoted" in reasons, reasons
     # Traffic ends 100% on stable (v2), and the stable pods really serve the new model.
     env.world.wait_serving(stable=2, canary=0)
     env.world.wait_split({"stable": 1.0}, tolerance=0.0, seconds=4)
-    versions = {p.labels.get("modelpilot.io/version") for p in env.world.serving()}
+    versions = {p.labels.get(LABEL_VERSION) for p in env.world.serving()}
     assert versions == {"v2"}
 
 
@@ -282,7 +284,7 @@ def test_no_traffic_with_pause_policy_waits_for_action(env: Env) -> None:
     env.annotate("abort")
     aborted = env.wait_canary(lambda c: c.get("state") == "RolledBack", "abort")
     assert aborted["reason"] == "Aborted"
-    wait_for(lambda: "modelpilot.io/action" not in (env.get()["metadata"].get("annotations") or {}),
+    wait_for(lambda: ANNOTATION_ACTION not in (env.get()["metadata"].get("annotations") or {}),
              timeout=20, what="the action annotation consumed")
 
 
@@ -368,7 +370,7 @@ def test_manual_actions_and_spec_paused(env: Env) -> None:
     env.wait_stable("v2")
     assert "Promoted" in env.reasons()
     annotations = env.get()["metadata"].get("annotations") or {}
-    assert "modelpilot.io/action" not in annotations
+    assert ANNOTATION_ACTION not in annotations
 
 
 def test_gateway_api_weights_follow_steps_exactly(env: Env) -> None:
@@ -392,7 +394,7 @@ def test_gateway_api_weights_follow_steps_exactly(env: Env) -> None:
     assert weights() == (100, 0)
     # The Service <name> selects stable only in this mode.
     selector = env.core.read_namespaced_service(NAME, env.namespace).spec.selector
-    assert selector.get("modelpilot.io/track") == "stable"
+    assert selector.get(LABEL_TRACK) == "stable"
     env.set_version("v2", env.model("good2"))
     seen: list[tuple[int, int]] = []
 

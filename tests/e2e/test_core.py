@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelpilot.api.models import API_VERSION, KIND, SHORT_NAMES
 from modelpilot.resources.labels import scale_selector
 from tests.e2e import mdep
 from tests.e2e.operator import OperatorProcess
@@ -128,11 +129,11 @@ def test_kubectl_scale_and_an_hpa_that_targets_the_modeldeployment(
         cluster: ClusterHandle, custom: client.CustomObjectsApi, apps: client.AppsV1Api, namespace: str) -> None:
     mdep.create(custom, namespace, mdep.simple("scaled", replicas=1))
     mdep.wait_condition(custom, namespace, "scaled", "Ready", "True")
-    scale = kubectl_json(cluster, "get", "mdep", "scaled", "-n", namespace, "--subresource=scale")
+    scale = kubectl_json(cluster, "get", SHORT_NAMES[0], "scaled", "-n", namespace, "--subresource=scale")
     assert scale["kind"] == "Scale" and scale["status"]["selector"] == scale_selector("scaled")
     assert scale["spec"]["replicas"] == 1
 
-    cluster.kubectl("scale", "mdep", "scaled", "-n", namespace, "--replicas=3")
+    cluster.kubectl("scale", SHORT_NAMES[0], "scaled", "-n", namespace, "--replicas=3")
     wait_for(lambda: deployment_replicas(apps, namespace, "scaled") == 3 or None, timeout=60)
 
     # An HPA with minReplicas above the current count scales up without any metric: it reads the
@@ -140,8 +141,7 @@ def test_kubectl_scale_and_an_hpa_that_targets_the_modeldeployment(
     hpa = {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": "scaled-hpa", "namespace": namespace},
-        "spec": {"scaleTargetRef": {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment",
-                                    "name": "scaled"},
+        "spec": {"scaleTargetRef": {"apiVersion": API_VERSION, "kind": KIND, "name": "scaled"},
                  "minReplicas": 4, "maxReplicas": 6,
                  "metrics": [{"type": "Resource", "resource": {"name": "cpu",
                                                                "target": {"type": "Utilization",

@@ -11,25 +11,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dataplane
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelpilot.api.models import ModelDeploymentSpec, Track
+from hack import dataplane
+from modelpilot.api.models import API_VERSION, KIND, ModelDeploymentSpec, Track
 from modelpilot.resources import BuildSettings, build_deployment, build_pod_template, desired_children
+from modelpilot.resources.labels import LABEL_TRACK
 from modelpilot.routing import build_httproute
-from modelpilot.server import testmodels
 from tests.e2e.harness import PodProcessBridge, PrometheusHub, fixtures, plan_pod, wait_serving
 from tests.e2e.harness.bridge import condition
 from tests.e2e.harness.fixtures import WorldFactory
 from tests.e2e.support import ClusterHandle, wait_for
+from tests.support import testmodels
 
 canary_world = fixtures.canary_world  # the harness's fixtures, used here as the suite would
 worker_prometheus = fixtures.worker_prometheus
 
 NAME = "iris"
-OWNER = {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "name": NAME, "uid": "not-applied"}
+OWNER = {"apiVersion": API_VERSION, "kind": KIND, "name": NAME, "uid": "not-applied"}
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
 
@@ -142,7 +143,7 @@ def test_plan_resolves_env_like_the_kubelet(tmp_path: Path) -> None:
     server["env"] += [
         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "TRACK", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['modelpilot.io/track']"}}},
+        {"name": "TRACK", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{LABEL_TRACK}']"}}},
         {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_ACCESS_KEY_ID"}}},
         {"name": "GREETING", "value": "$(POD) in $(NS) costs $$5, $(UNDEFINED)"},
     ]

@@ -16,11 +16,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelpilot.api.crd import CRD_FILENAME, CRD_NAME
+from modelpilot.resources.labels import LABEL_MANAGED_BY, MANAGED_BY
 from tests.e2e.conftest import make_namespace
 from tests.e2e.helm import CHART, Helm, container_env, find, one, set_args, unique
 from tests.e2e.support import ClusterHandle, wait_for
 
-CRD_NAME = "modeldeployments.modelpilot.io"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
               "pod-security.kubernetes.io/enforce-version": "latest",
               "pod-security.kubernetes.io/warn": "restricted",
@@ -156,7 +157,7 @@ def test_default_values_render_cluster_wide_mode_accepted_by_the_api_server(
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/modelpilot/operator:0.1.0"
 
     crd = one(docs, "CustomResourceDefinition")
-    assert crd == yaml.safe_load((CHART.parents[1] / "crds" / f"{CRD_NAME}.yaml").read_text())
+    assert crd == yaml.safe_load((CHART.parents[1] / "crds" / CRD_FILENAME).read_text())
 
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-",
                              input=yaml.safe_dump_all(docs), check=False)
@@ -222,7 +223,7 @@ def test_monitors_render_only_when_prometheus_operator_api_exists(helm: Helm) ->
     docs = helm.template("mon", "ops", "--api-versions", "monitoring.coreos.com/v1", *enabled)
     pod_monitor = one(docs, "PodMonitor")
     assert pod_monitor["metadata"]["labels"]["release"] == "kps"
-    assert pod_monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "modelpilot"}}
+    assert pod_monitor["spec"]["selector"] == {"matchLabels": {LABEL_MANAGED_BY: MANAGED_BY}}
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
     # namespace and pod labels come from prometheus-operator's default target labels: no relabelling
     # that could drop them, and the interval is the operator's scrape interval (the query window).

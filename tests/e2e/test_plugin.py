@@ -1,8 +1,8 @@
 """`kubectl modelpilot` against the local cluster: the real console script (and the same through
 `kubectl modelpilot`, found on PATH as a plugin), with this worker's operator consuming the actions.
 
-Also `kubectl wait --for=condition=Ready mdep/NAME` (issue 6, acceptance 4), and the Argo CD health
-Lua run on live objects in the states the tests reach.
+Also `kubectl wait --for=condition=Ready mdep/NAME`, and the Argo CD health Lua run on live objects
+in the states the tests reach.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from modelpilot.api.models import GROUP, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from modelpilot.cli.kube import RESOURCE
+from modelpilot.resources.labels import ANNOTATION_ACTION
 from tests import argocd_lua
 from tests.e2e import mdep
 from tests.e2e.operator import OperatorProcess
@@ -26,7 +29,6 @@ from tests.e2e.support import ClusterHandle, wait_for
 
 BIN = Path(sys.executable).parent
 PLUGIN = BIN / "kubectl-modelpilot"
-ACTION = "modelpilot.io/action"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,7 +67,7 @@ def table(text: str) -> list[dict[str, str]]:
 
 def annotation(custom: client.CustomObjectsApi, namespace: str, name: str) -> str | None:
     obj = mdep.get(custom, namespace, name) or {}
-    return (obj.get("metadata", {}).get("annotations") or {}).get(ACTION)
+    return (obj.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_ACTION)
 
 
 def canary(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
@@ -107,8 +109,8 @@ def canary_spec(name: str, **analysis: Any) -> dict[str, Any]:
 def test_list_status_history_and_kubectl_wait(cluster: ClusterHandle, custom: client.CustomObjectsApi,
                                               namespace: str, operator: OperatorProcess, tmp_path: Path) -> None:
     mdep.create(custom, namespace, mdep.simple("alpha", "v1"))
-    waited = cluster.kubectl("wait", "--for=condition=Ready", "mdep/alpha", "-n", namespace, "--timeout=90s",
-                             check=False, timeout=120)
+    waited = cluster.kubectl("wait", "--for=condition=Ready", f"{SHORT_NAMES[0]}/alpha", "-n", namespace,
+                             "--timeout=90s", check=False, timeout=120)
     if waited.returncode != 0:
         status = (mdep.get(custom, namespace, "alpha") or {}).get("status")
         tail = "\n".join(operator.logs().splitlines()[-40:])
@@ -139,11 +141,11 @@ def test_list_status_history_and_kubectl_wait(cluster: ClusterHandle, custom: cl
     assert "EVENTS" in history and "Available" in history and "version v1 serving" in history
 
     assert fails(run(cluster, "promote", "alpha", "-n", namespace)) == \
-        f"error: cannot promote modeldeployment {namespace}/alpha: no canary in progress (--force sends it anyway)"
+        f"error: cannot promote {SINGULAR} {namespace}/alpha: no canary in progress (--force sends it anyway)"
     assert fails(run(cluster, "status", "nope", "-n", namespace)) == \
-        f"error: modeldeployment {namespace}/nope not found"
+        f"error: {SINGULAR} {namespace}/nope not found"
     assert fails(run(cluster, "history", "nope", "-n", namespace, via_kubectl=True)) == \
-        f"error: modeldeployment {namespace}/nope not found"
+        f"error: {SINGULAR} {namespace}/nope not found"
 
 
 # ------------------------------------------------------------------------------------ exact patches
@@ -157,7 +159,7 @@ def test_actions_send_exactly_what_the_operator_reads(cluster: ClusterHandle, cu
 
     def set_canary(**fields: Any) -> None:
         state = {"state": "Progressing", "version": "v2", "revision": "r2", "weight": 20, "step": 0, **fields}
-        custom.patch_namespaced_custom_object_status(mdep.GROUP, mdep.VERSION, ns, mdep.PLURAL, name,
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, name,
                                                      {"status": {"observedGeneration": 1, "canary": state}})
 
     set_canary()
@@ -168,8 +170,8 @@ def test_actions_send_exactly_what_the_operator_reads(cluster: ClusterHandle, cu
     obj = mdep.get(custom, ns, name) or {}
     assert obj["spec"]["paused"] is True
     assert "kubectl-modelpilot" in {entry["manager"] for entry in obj["metadata"]["managedFields"]}
-    custom.patch_namespaced_custom_object(mdep.GROUP, mdep.VERSION, ns, mdep.PLURAL, name,
-                                          {"metadata": {"annotations": {ACTION: None}}})
+    custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name,
+                                          {"metadata": {"annotations": {ANNOTATION_ACTION: None}}})
     set_canary(state="Paused", pausedBy="spec")
     assert "resumed (spec.paused=false)" in ok(run(cluster, "resume", name, "-n", ns))
     assert (mdep.get(custom, ns, name) or {})["spec"]["paused"] is False
@@ -310,7 +312,7 @@ def test_no_permission_names_the_verb_and_resource(cluster: ClusterHandle, core:
     core.create_namespaced_service_account(ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="viewer")))
     rbac = client.RbacAuthorizationV1Api(api_client)
     rbac.create_namespaced_role(ns, client.V1Role(metadata=client.V1ObjectMeta(name="viewer"), rules=[
-        client.V1PolicyRule(api_groups=["modelpilot.io"], resources=["modeldeployments"], verbs=["get", "list"]),
+        client.V1PolicyRule(api_groups=[GROUP], resources=[PLURAL], verbs=["get", "list"]),
         client.V1PolicyRule(api_groups=[""], resources=["events"], verbs=["list"])]))
     rbac.create_namespaced_role_binding(ns, client.V1RoleBinding(
         metadata=client.V1ObjectMeta(name="viewer"),
@@ -324,8 +326,7 @@ def test_no_permission_names_the_verb_and_resource(cluster: ClusterHandle, core:
              what="the Role to take effect")
     assert "delta" in ok(run(cluster, "status", "delta", kubeconfig=viewer))
     message = fails(run(cluster, "pause", "delta", kubeconfig=viewer))
-    assert message.startswith(f"error: not allowed to patch modeldeployments.modelpilot.io in namespace {ns} "), \
-        message
+    assert message.startswith(f"error: not allowed to patch {RESOURCE} in namespace {ns} "), message
     assert f'system:serviceaccount:{ns}:viewer' in message
     message = fails(run(cluster, "list", "-A", kubeconfig=viewer, via_kubectl=True))
-    assert message.startswith("error: not allowed to list modeldeployments.modelpilot.io in any namespace"), message
+    assert message.startswith(f"error: not allowed to list {RESOURCE} in any namespace"), message

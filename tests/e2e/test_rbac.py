@@ -20,6 +20,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modelpilot.api.models import GROUP, PLURAL, SHORT_NAMES, VERSION
+from modelpilot.resources.labels import ANNOTATION_ACTION, LABEL_NAME
 from tests.e2e import mdep
 from tests.e2e.conftest import make_namespace
 from tests.e2e.helm import CHART, Helm, container_env, one, service_account_kubeconfig, set_args, unique
@@ -28,6 +30,7 @@ from tests.e2e.support import ClusterHandle, wait_for
 
 pytestmark = pytest.mark.usefixtures("crd")
 
+MDEP = f"{PLURAL}.{GROUP}"  # ModelDeployments as kubectl names them (resource.group)
 # Set by OperatorProcess itself (MODELPILOT_METRICS_PORT=0 so parallel operators don't share a port).
 OWN_ENV = {"MODELPILOT_RESYNC_SECONDS", "MODELPILOT_METRICS_PORT", "MODELPILOT_NAMESPACES"}
 # A permission error in the operator's log: urllib3's request line (the official client, verbose
@@ -166,7 +169,8 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
     mdep.create(custom, other, mdep.simple("ignored"))
 
     # Ready with every child, through `kubectl wait` as users do.
-    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "mdep/iris", "mdep/churn", "-n", watched,
+    short = SHORT_NAMES[0]
+    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=120s", f"{short}/iris", f"{short}/churn", "-n", watched,
                     timeout=150)
     ready = mdep.wait_condition(custom, watched, "iris", "Ready", "True", timeout=120)
     assert ready["status"]["phase"] == "Ready" and ready["status"]["stable"]["readyReplicas"] >= 1
@@ -197,9 +201,9 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
              what="HPA deleted")
 
     # A manual action annotation is consumed (a patch of the ModelDeployment itself).
-    custom.patch_namespaced_custom_object(mdep.GROUP, mdep.VERSION, watched, mdep.PLURAL, "iris",
-                                          {"metadata": {"annotations": {"modelpilot.io/action": "retry"}}})
-    wait_for(lambda: "modelpilot.io/action" not in ((mdep.get(custom, watched, "iris") or {})["metadata"]
+    custom.patch_namespaced_custom_object(GROUP, VERSION, watched, PLURAL, "iris",
+                                          {"metadata": {"annotations": {ANNOTATION_ACTION: "retry"}}})
+    wait_for(lambda: ANNOTATION_ACTION not in ((mdep.get(custom, watched, "iris") or {})["metadata"]
                                                     .get("annotations") or {}), timeout=30, what="action consumed")
 
     # The namespace it was not given: never reconciled.
@@ -208,8 +212,8 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
     assert not apps.list_namespaced_deployment(other).items
 
     # Deletion: the children go with the ModelDeployment (ownerReferences set by the operator).
-    custom.delete_namespaced_custom_object(mdep.GROUP, mdep.VERSION, watched, mdep.PLURAL, "iris")
-    wait_for(lambda: not apps.list_namespaced_deployment(watched, label_selector="app.kubernetes.io/name=iris").items,
+    custom.delete_namespaced_custom_object(GROUP, VERSION, watched, PLURAL, "iris")
+    wait_for(lambda: not apps.list_namespaced_deployment(watched, label_selector=f"{LABEL_NAME}=iris").items,
              timeout=60, what="children of iris garbage-collected")
 
     # Sufficient: no permission error anywhere, and every write the operator sent was allowed.
@@ -221,7 +225,7 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
         done = {(w["verb"], w["resource"], w["sub"]) for w in writes}
         assert {("patch", "deployments", None), ("patch", "services", None),
                 ("patch", "horizontalpodautoscalers", None), ("delete", "horizontalpodautoscalers", None),
-                ("patch", "modeldeployments", "status"), ("patch", "modeldeployments", None),
+                ("patch", PLURAL, "status"), ("patch", PLURAL, None),
                 ("create", "events", None)} <= done, done
         assert {w["namespace"] for w in writes} == {watched}
 
@@ -236,10 +240,10 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
     assert review.status.user_info.username == namespaced.username
 
     # What it needs, it has ...
-    custom.list_namespaced_custom_object(mdep.GROUP, mdep.VERSION, watched, mdep.PLURAL)
+    custom.list_namespaced_custom_object(GROUP, VERSION, watched, PLURAL)
     # ... and nothing outside the namespaces it was given, nor any Secret.
-    assert_denied(custom.list_namespaced_custom_object, mdep.GROUP, mdep.VERSION, other, mdep.PLURAL)
-    assert_denied(custom.list_cluster_custom_object, mdep.GROUP, mdep.VERSION, mdep.PLURAL)
+    assert_denied(custom.list_namespaced_custom_object, GROUP, VERSION, other, PLURAL)
+    assert_denied(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
     assert_denied(core.list_namespaced_secret, watched)
     assert_denied(core.read_namespaced_secret, "anything", other)
     assert_denied(core.list_namespaced_pod, other)
@@ -247,10 +251,10 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
 
     kc = namespaced.kubeconfig
     allowed = [
-        ("list", "modeldeployments.modelpilot.io", "-n", watched),
-        ("watch", "modeldeployments.modelpilot.io", "-n", watched),
-        ("patch", "modeldeployments.modelpilot.io", "--subresource=status", "-n", watched),
-        ("update", "modeldeployments.modelpilot.io", "--subresource=finalizers", "-n", watched),
+        ("list", MDEP, "-n", watched),
+        ("watch", MDEP, "-n", watched),
+        ("patch", MDEP, "--subresource=status", "-n", watched),
+        ("update", MDEP, "--subresource=finalizers", "-n", watched),
         ("create", "deployments.apps", "-n", watched),
         ("delete", "services", "-n", watched),
         ("patch", "horizontalpodautoscalers.autoscaling", "-n", watched),
@@ -261,10 +265,10 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("list", "namespaces"),
     ]
     denied = [
-        ("list", "modeldeployments.modelpilot.io", "-n", other),
-        ("list", "modeldeployments.modelpilot.io", "--all-namespaces"),
-        ("update", "modeldeployments.modelpilot.io", "-n", watched),  # only patch (the action annotation)
-        ("delete", "modeldeployments.modelpilot.io", "-n", watched),
+        ("list", MDEP, "-n", other),
+        ("list", MDEP, "--all-namespaces"),
+        ("update", MDEP, "-n", watched),  # only patch (the action annotation)
+        ("delete", MDEP, "-n", watched),
         ("create", "deployments.apps", "-n", other),
         ("create", "deployments.apps", "-n", home),
         ("get", "secrets", "-n", watched),
@@ -317,14 +321,13 @@ def test_cluster_wide_rbac_reconciles_as_the_chart_service_account(
     # need) - still no Secrets, no Nodes, no RBAC, no writes to what it does not own.
     kc = clusterwide.kubeconfig
     for verb in ("list", "watch"):
-        for resource in ("modeldeployments.modelpilot.io", "deployments.apps", "services",
+        for resource in (MDEP, "deployments.apps", "services",
                          "horizontalpodautoscalers.autoscaling", "httproutes.gateway.networking.k8s.io", "pods"):
             assert can_i(cluster, kc, verb, resource, "--all-namespaces"), (verb, resource)
     assert can_i(cluster, kc, "patch", "deployments.apps", "-n", other)
     assert can_i(cluster, kc, "list", "namespaces"), "namespacePatterns: Kopf matches namespaces"
     for denied in [("get", "secrets", "--all-namespaces"), ("list", "secrets", "-n", other), ("list", "nodes"),
-                   ("update", "deployments.apps", "-n", other), ("delete", "modeldeployments.modelpilot.io", "-n",
-                                                                 other),
+                   ("update", "deployments.apps", "-n", other), ("delete", MDEP, "-n", other),
                    ("create", "roles.rbac.authorization.k8s.io", "-n", other), ("*", "*", "--all-namespaces")]:
         assert not can_i(cluster, kc, *denied), denied
     assert_denied(client.CoreV1Api(clusterwide.api()).list_secret_for_all_namespaces)
@@ -339,7 +342,7 @@ def test_default_mode_has_no_namespace_access(cluster: ClusterHandle, core: clie
     try:
         sa = one(helm.manifest(release, home), "ServiceAccount")["metadata"]["name"]
         kc = service_account_kubeconfig(core, cluster.kubeconfig, home, sa, tmp_path / "sa.kubeconfig")
-        assert can_i(cluster, kc, "watch", "modeldeployments.modelpilot.io", "--all-namespaces")
+        assert can_i(cluster, kc, "watch", MDEP, "--all-namespaces")
         assert can_i(cluster, kc, "list", "customresourcedefinitions.apiextensions.k8s.io")
         assert not can_i(cluster, kc, "list", "namespaces")
         assert not can_i(cluster, kc, "get", "secrets", "-n", home)

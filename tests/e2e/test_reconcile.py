@@ -12,6 +12,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelpilot.api.models import GROUP, PLURAL, SHORT_NAMES, VERSION
+from modelpilot.resources import FIELD_MANAGER
+from modelpilot.resources.labels import LABEL_MANAGED_BY, LABEL_NAME, LABEL_TRACK, LABEL_VERSION, MANAGED_BY
 from tests.e2e import mdep
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle, wait_for
@@ -41,7 +44,7 @@ def owned_by(obj: Any, md: dict[str, Any]) -> bool:
 
 
 def running_pods(core: client.CoreV1Api, namespace: str, name: str) -> list[client.V1Pod]:
-    pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={name}").items
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{LABEL_NAME}={name}").items
     return [p for p in pods if p.metadata.deletion_timestamp is None]
 
 
@@ -69,7 +72,7 @@ def test_example_creates_children_and_becomes_ready(example: str, cluster: Clust
     assert set(found["services"]) == {name, f"{name}-stable", f"{name}-canary"}
     for obj in [*found["deployments"].values(), *found["services"].values(), *found["hpas"].values()]:
         assert owned_by(obj, md), obj.metadata.name
-        assert obj.metadata.labels["app.kubernetes.io/managed-by"] == "modelpilot"
+        assert obj.metadata.labels[LABEL_MANAGED_BY] == MANAGED_BY
     deployment = found["deployments"][name]
     if example == "autoscaled":
         assert set(found["hpas"]) == {name}
@@ -80,11 +83,11 @@ def test_example_creates_children_and_becomes_ready(example: str, cluster: Clust
         assert not found["hpas"]
         assert deployment.spec.replicas == 2
     pod_labels = deployment.spec.template.metadata.labels
-    assert pod_labels["modelpilot.io/track"] == "stable"
-    assert pod_labels["modelpilot.io/version"] == body["spec"]["model"]["version"]
+    assert pod_labels[LABEL_TRACK] == "stable"
+    assert pod_labels[LABEL_VERSION] == body["spec"]["model"]["version"]
 
     # Printer columns: what `kubectl get mdep` shows.
-    table = cluster.kubectl("get", "mdep", name, "-n", namespace).stdout.splitlines()
+    table = cluster.kubectl("get", SHORT_NAMES[0], name, "-n", namespace).stdout.splitlines()
     header, row = table[0].split(), table[1].split()
     assert header[:3] == ["NAME", "MODEL", "STABLE"] and "PHASE" in header and "AGE" in header
     columns = dict(zip(header, row, strict=False))
@@ -144,7 +147,7 @@ def test_drift_is_reverted_and_third_party_changes_kept(custom: client.CustomObj
     live = apps.read_namespaced_deployment("drift", namespace)
     assert live.metadata.labels["team.example.com/owner"] == "fraud-squad"
     assert live.spec.replicas == 3, "replicas belong to the HPA when autoscaling is set"
-    assert not any(f.manager == "modelpilot" and "f:replicas" in json.dumps(f.fields_v1 or {})
+    assert not any(f.manager == FIELD_MANAGER and "f:replicas" in json.dumps(f.fields_v1 or {})
                    for f in live.metadata.managed_fields or []), "the operator must not own spec.replicas"
 
     # Deleted children come back.
@@ -175,7 +178,7 @@ def test_version_change_rolls_stable_deployment(custom: client.CustomObjectsApi,
     assert second["status"]["stable"]["version"] == "v2"
     assert second["status"]["stable"]["revision"] != revision
     deployment = apps.read_namespaced_deployment("roll", namespace)
-    assert deployment.spec.template.metadata.labels["modelpilot.io/version"] == "v2"
+    assert deployment.spec.template.metadata.labels[LABEL_VERSION] == "v2"
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env["MODELPILOT_MODEL_VERSION"] == "v2"
     assert deployment.status.updated_replicas == 2
@@ -281,9 +284,9 @@ def test_delete_removes_children_also_while_operator_is_down(
         assert not obj["metadata"].get("finalizers"), "no finalizer: deletion must never wait for the operator"
         assert not [k for k in obj["metadata"].get("annotations") or {} if "kopf" in k]
 
-        custom.delete_namespaced_custom_object(mdep.GROUP, mdep.VERSION, solo_namespace, mdep.PLURAL, "alive")
+        custom.delete_namespaced_custom_object(GROUP, VERSION, solo_namespace, PLURAL, "alive")
         own.kill()
-        custom.delete_namespaced_custom_object(mdep.GROUP, mdep.VERSION, solo_namespace, mdep.PLURAL, "orphan")
+        custom.delete_namespaced_custom_object(GROUP, VERSION, solo_namespace, PLURAL, "orphan")
     finally:
         own.stop()
 

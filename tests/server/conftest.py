@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from modelpilot.server import testmodels
-from modelpilot.server.testing import RuntimeProcess
 from tests.server.minio import MinioServer, ToolchainMissing, run_minio
+from tests.support import testmodels
+from tests.support.testing import RuntimeProcess
 
 
 @pytest.fixture(scope="session")

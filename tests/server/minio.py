@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelpilot.server.testing import free_port
+from tests.support.testing import free_port
 
 # github.com/minio/minio publishes no semver tags, so the proxy serves pseudo-versions; its go.mod
 # has no replace directives, so `go install` builds it as it is.

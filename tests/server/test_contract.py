@@ -21,9 +21,9 @@ from modelpilot.api.models import parse_spec
 from modelpilot.cli.main import build_parser
 from modelpilot.resources.common import MODEL_DIR, BuildSettings
 from modelpilot.resources.deployment import FETCH_CONTAINER, SERVER_CONTAINER, build_pod_template
-from modelpilot.server import testmodels
 from modelpilot.server.serve import ConfigError, resolve_config
-from modelpilot.server.testing import RuntimeProcess, iris_request
+from tests.support import testmodels
+from tests.support.testing import RuntimeProcess, iris_request
 
 
 def _serve_args(*argv: str) -> object:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from modelpilot.server import testmodels
-from modelpilot.server.testing import RuntimeProcess, iris_request
+from tests.support import testmodels
+from tests.support.testing import RuntimeProcess, iris_request
 
 
 def _wait_for_file(path: Path, server: RuntimeProcess, what: str) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelpilot.server import testmodels
 from modelpilot.server.loaders import ModelLoadError, find_model_file, load_model
-from modelpilot.server.testing import RuntimeProcess
+from tests.support import testmodels
+from tests.support.testing import RuntimeProcess
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 

@@ -1,4 +1,4 @@
-"""The metrics contract (DESIGN.md §5): exact counts per code and track after a known mix."""
+"""The metrics contract (docs/runtime.md, Metrics): exact counts per code and track after a known mix."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelpilot.server.metrics import DURATION_BUCKETS
-from modelpilot.server.testing import RuntimeProcess, free_port, iris_request
+from tests.support.testing import RuntimeProcess, free_port, iris_request
 
 LABELS = {"model_deployment", "model", "version", "track", "code"}
 

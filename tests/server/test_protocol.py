@@ -9,8 +9,8 @@ import joblib
 import numpy as np
 import pytest
 
-from modelpilot.server import testmodels
-from modelpilot.server.testing import RuntimeProcess, iris_request
+from tests.support import testmodels
+from tests.support.testing import RuntimeProcess, iris_request
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from modelpilot.server import testmodels
 from modelpilot.server.loaders import load_model
 from modelpilot.server.storage import MARKER, FetchError, fetch, split_sha256
-from modelpilot.server.testing import RuntimeProcess, iris_request
 from tests.server.minio import MinioServer
+from tests.support import testmodels
+from tests.support.testing import RuntimeProcess, iris_request
 
 TOKEN = "Bearer s3cret-token"
 

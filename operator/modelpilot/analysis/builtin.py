@@ -1,4 +1,4 @@
-"""Built-in queries over the runtime's metrics contract (DESIGN §5).
+"""Built-in queries over the runtime's metrics contract (docs/runtime.md).
 
 `modelpilot_requests_total` and `modelpilot_request_duration_seconds` carry the labels
 model_deployment, model, version, track and code from the runtime; Prometheus adds namespace and

@@ -6,7 +6,7 @@
     python -m modelpilot.api.crd --output PATH     # write elsewhere
 
 pydantic emits JSON Schema (draft 2020-12); Kubernetes wants a *structural* OpenAPI v3 schema.
-`to_structural` applies the rewrites listed in ANCHORS.md §7 and refuses constructs that have no
+`to_structural` applies the rewrites a structural schema needs and refuses constructs that have no
 structural equivalent instead of emitting a CRD the API server would reject. Defaults are stripped
 on purpose: the operator applies them when it parses a spec, so the API server never rewrites what
 a user (or Argo CD) applied.
@@ -86,7 +86,7 @@ def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def to_structural(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """Rewrite a pydantic JSON schema into a Kubernetes structural schema (ANCHORS.md §7):
+    """Rewrite a pydantic JSON schema into a Kubernetes structural schema:
     inline $defs/$ref, Optional[X] -> X (not required), int|str -> x-kubernetes-int-or-string,
     const -> enum, dict[str, Any] -> x-kubernetes-preserve-unknown-fields, drop title/default and
     `additionalProperties: false`."""

@@ -907,8 +907,8 @@ class ModelDeployment(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    api_version: Literal["modelpilot.io/v1alpha1"] = Field(default=API_VERSION, description="API version.")
-    kind: Literal["ModelDeployment"] = Field(default=KIND, description="Kind.")
+    api_version: Literal[API_VERSION] = Field(default=API_VERSION, description="API version.")
+    kind: Literal[KIND] = Field(default=KIND, description="Kind.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
     spec: ModelDeploymentSpec = Field(description="Desired state.")
     status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus, description="Observed state.")

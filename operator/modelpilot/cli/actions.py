@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-ANNOTATION = "modelpilot.io/action"
+from modelpilot.resources.labels import ANNOTATION_ACTION
+
 ACTIONS = ("promote", "abort", "retry", "pause", "resume")
 POLICY_PAUSES = ("inconclusive", "provider-error")
 
@@ -67,13 +68,13 @@ def available(md: Mapping[str, Any]) -> dict[str, bool]:
 def patch(md: Mapping[str, Any], action: str) -> dict[str, Any]:
     """The JSON merge patch that asks the operator for `action`."""
     if action in ("promote", "abort", "retry"):
-        return {"metadata": {"annotations": {ANNOTATION: action}}}
+        return {"metadata": {"annotations": {ANNOTATION_ACTION: action}}}
     if action == "pause":
         return {"spec": {"paused": True}}
     if action == "resume":
         body: dict[str, Any] = {"spec": {"paused": False}}
         canary = _canary(md)
         if canary.get("state") == "Paused" and canary.get("pausedBy") in POLICY_PAUSES:
-            body["metadata"] = {"annotations": {ANNOTATION: "resume"}}
+            body["metadata"] = {"annotations": {ANNOTATION_ACTION: "resume"}}
         return body
     raise ValueError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")

@@ -21,7 +21,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-GROUP, VERSION, PLURAL, KIND = "modelpilot.io", "v1alpha1", "modeldeployments", "ModelDeployment"
+from modelpilot.api.models import GROUP, KIND, PLURAL, SINGULAR, VERSION
+
 RESOURCE = f"{PLURAL}.{GROUP}"
 CRD_HINT = "install the Helm chart, or `kubectl apply -f crds/` from the modelpilot repository"
 FIELD_MANAGER = "kubectl-modelpilot"
@@ -138,9 +139,9 @@ def explain(err: Exception, target: Target, verb: str, resource: str = RESOURCE,
         if err.status == 404:
             details = body.get("details") or {}
             if body.get("kind") == "Status" and details.get("kind") == PLURAL and name:
-                return CliError(f"modeldeployment {namespace}/{name} not found")
+                return CliError(f"{SINGULAR} {namespace}/{name} not found")
             if resource == RESOURCE:
-                return CliError(f"the ModelDeployment CRD ({RESOURCE}) is not installed in the cluster at "
+                return CliError(f"the {KIND} CRD ({RESOURCE}) is not installed in the cluster at "
                                 f"{target.server}: {CRD_HINT}")
             return CliError(f"{resource}{' ' + name if name else ''} not found{where}")
         if err.status == 403:

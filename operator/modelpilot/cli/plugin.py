@@ -26,9 +26,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from modelpilot.api.models import PLURAL, SINGULAR
 from modelpilot.cli import actions
 from modelpilot.cli.kube import CliError, Cluster, connect
 from modelpilot.cli.view import VERDICT_STYLE, last_round, plain_line, render
+from modelpilot.resources.labels import ANNOTATION_ACTION
 
 PROG = "kubectl modelpilot"
 DEFAULT_STEPS = (10, 25, 50)
@@ -125,7 +127,7 @@ def _plain_table(*columns: str) -> Table:
 
 
 def _ref(namespace: str, name: str) -> str:
-    return f"modeldeployment {namespace}/{name}"
+    return f"{SINGULAR} {namespace}/{name}"
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -136,7 +138,7 @@ def cmd_list(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
     items = sorted(cluster.list(scope), key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"]))
     if not items:
         where = "any namespace" if scope is None else f"{scope} namespace"
-        print(f"No modeldeployments found in {where}.", file=sys.stderr)
+        print(f"No {PLURAL} found in {where}.", file=sys.stderr)
         return 0
     columns = ["NAME", "MODEL", "STABLE", "CANARY", "STATE", "STEP", "WEIGHT", "VERDICT", "PHASE", "AGE"]
     table = _plain_table(*(["NAMESPACE", *columns] if scope is None else columns))
@@ -152,7 +154,7 @@ def status_view(md: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | Non
     notes = []
     if events is None:
         notes.append("events: not allowed to list events in this namespace")
-    pending = (meta.get("annotations") or {}).get(actions.ANNOTATION)
+    pending = (meta.get("annotations") or {}).get(ANNOTATION_ACTION)
     if pending:
         notes.append(f"pending action: {pending} (waiting for the operator)")
     if (md.get("spec") or {}).get("paused") is True:
@@ -282,7 +284,7 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace, namespace: str) -> in
     reason = actions.why_not(md, action)
     if reason and not args.force:
         raise CliError(f"cannot {action} {_ref(namespace, name)}: {reason} (--force sends it anyway)")
-    pending = ((md.get("metadata") or {}).get("annotations") or {}).get(actions.ANNOTATION)
+    pending = ((md.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ACTION)
     body = actions.patch(md, action)
     cluster.patch(namespace, name, body)
     canary = (md.get("status") or {}).get("canary") or {}

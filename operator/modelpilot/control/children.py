@@ -11,9 +11,9 @@ from modelpilot.control.observe import ChildRef, Observed, owned_by, possible_ch
 from modelpilot.control.tick import Tick
 from modelpilot.drift import differences
 from modelpilot.resources import BuildSettings, build_deployment, desired_children, desired_replicas
+from modelpilot.resources.labels import ANNOTATION_WEIGHT
 from modelpilot.routing import ROUTERS, RouteContext, router_for
 
-ANNOTATION_WEIGHT = "modelpilot.io/canary-weight"
 Obj = dict[str, Any]
 
 

@@ -21,6 +21,7 @@ from modelpilot.control.observe import ChildRef, Observed
 from modelpilot.control.report import StatusPlan, plan_status
 from modelpilot.control.tick import Tick, rollout_tick
 from modelpilot.resources import BuildSettings, accelerator_resource, canonical_serving_template, serving_revision
+from modelpilot.resources.labels import LABEL_TRACK
 from modelpilot.resources.service import service_url
 from modelpilot.rollout.machine import AnalysisResult, Decision, Event
 from modelpilot.status import Accelerator as AcceleratorView
@@ -136,7 +137,7 @@ def _status(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, settings:
         resource=accelerator_resource(acc), count=acc.count, product=acc.product,
         product_label=settings.gpu_product_label)
     stable_pods = [p for p in observed.pods
-                   if (p["metadata"].get("labels") or {}).get("modelpilot.io/track") != "canary"]
+                   if (p["metadata"].get("labels") or {}).get(LABEL_TRACK) != "canary"]
     obs = StatusObservation(
         generation=generation, version=stable_spec.model.version, revision=serving_revision(stable_spec),
         stable_deployment=observed.child("apps/v1", "Deployment", observed.name), pods=stable_pods,

@@ -1,4 +1,4 @@
-"""Labels, selectors and annotations of the children (DESIGN §3)."""
+"""Labels, selectors and annotations of the children (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ LABEL_TRACK = "modelpilot.io/track"
 LABEL_VERSION = "modelpilot.io/version"
 ANNOTATION_REVISION = "modelpilot.io/revision"
 ANNOTATION_ACTION = "modelpilot.io/action"
+# On the canary Deployment: the weight its replicas were sized for (for people and tests).
+ANNOTATION_WEIGHT = "modelpilot.io/canary-weight"
 
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX = 63

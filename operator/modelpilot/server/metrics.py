@@ -1,4 +1,4 @@
-"""The metrics contract of DESIGN.md §5, emitted by the runtime itself.
+"""The metrics contract the canary analysis reads (docs/runtime.md, Metrics), emitted by the runtime itself.
 
 `modelpilot_requests_total{model_deployment, model, version, track, code}` and
 `modelpilot_request_duration_seconds` (histogram, same labels). Label values come from the pod's

@@ -37,19 +37,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dataplane
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from hack import dataplane
+from modelpilot.resources.labels import LABEL_MANAGED_BY, LABEL_TRACK, MANAGED_BY, selector_string
 from tests.e2e.harness.process import PodProcess, ProcessInfo, wait_stopped
-from tests.e2e.harness.prometheus import PrometheusHub, write_targets  # puts hack/ on sys.path
+from tests.e2e.harness.prometheus import PrometheusHub, write_targets
 from tests.e2e.harness.template import plan_pod
+from tests.support import REPO_ROOT
 
-MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelpilot"
+MANAGED_SELECTOR = selector_string({LABEL_MANAGED_BY: MANAGED_BY})
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-TRACK_LABEL = "modelpilot.io/track"
-ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_BIN_DIR = ROOT / ".venv" / "bin"
+DEFAULT_BIN_DIR = REPO_ROOT / ".venv" / "bin"
 
 Obj = dict[str, Any]
 
@@ -98,7 +98,7 @@ class PodView:
 
     @property
     def track(self) -> str:
-        return self.labels.get(TRACK_LABEL, "")
+        return self.labels.get(LABEL_TRACK, "")
 
     @property
     def serving(self) -> bool:
@@ -328,8 +328,9 @@ class PodProcessBridge:
         root = self.workdir / f"{name}-{pod['metadata']['uid'][:8]}"
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
+        # PYTHONPATH: the runtime must import the test models' classes (tests.support.testmodels).
         base_env = {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-                    "HOME": str(root), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+                    "HOME": str(root), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
         plan = plan_pod(pod, root=root, bin_dir=self.bin_dir, base_env=base_env, pvc_dirs=self.pvc_dirs)
         if plan.port in dataplane.RESERVED_PORTS:
             plan.problems.append(f"port {plan.port} is taken on every address by the test bed's gateway: "

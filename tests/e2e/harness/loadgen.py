@@ -37,11 +37,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.harness.bridge import TRACK_LABEL, PodProcessBridge
+from modelpilot.resources.labels import LABEL_TRACK, LABEL_VERSION
+from tests.e2e.harness.bridge import PodProcessBridge
 
 GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
 POD_HEADER = "x-modelpilot-pod"
-VERSION_LABEL = "modelpilot.io/version"
 NO_TRACK = "none"
 
 Outcome = int | str
@@ -315,8 +315,8 @@ class LoadGenerator:
         labels = (self.bridge.labels_of(pod) or {}) if pod else {}
         with self._lock:
             request.pod = pod
-            request.track = labels.get(TRACK_LABEL, "unknown") if pod else NO_TRACK
-            request.version = labels.get(VERSION_LABEL)
+            request.track = labels.get(LABEL_TRACK, "unknown") if pod else NO_TRACK
+            request.version = labels.get(LABEL_VERSION)
             request.outcome = outcome
             self.sent[request.track] += 1
             self.responses.setdefault(request.track, Counter())[outcome] += 1

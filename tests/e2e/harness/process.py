@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelpilot.resources.labels import LABEL_TRACK
 from tests.e2e.harness.template import ContainerPlan, ProcessPlan
 
 # The child gets SIGTERM when the thread that started it dies (e.g. pytest killed), so no model
@@ -55,7 +56,7 @@ class ProcessInfo:
 
 class PodProcess:
     def __init__(self, plan: ProcessPlan, log_dir: Path, *, grace: float = 10.0, probe_interval: float = 0.5,
-                 track_label: str = "modelpilot.io/track", on_change: Callable[[], None] | None = None,
+                 track_label: str = LABEL_TRACK, on_change: Callable[[], None] | None = None,
                  event_log: Callable[[str], None] | None = None) -> None:
         self.plan = plan
         self.log_dir = log_dir

@@ -1,6 +1,6 @@
 """Prometheus scraping the bridged model-server processes through file-based service discovery.
 
-`PrometheusHub` runs Debian's Prometheus (hack/testbed.start_prometheus) with one job that reads
+`PrometheusHub` runs Debian's Prometheus (hack.testbed.start_prometheus) with one job that reads
 every `<workdir>/targets/*.json`. Each bridge writes its own file there, with the labels the
 chart's PodMonitor gives in a real cluster (`namespace`, `pod`). One hub per test isolates
 everything; one hub per xdist worker (the operator fixture can get its URL before it starts)
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 import urllib.error
@@ -20,10 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
-if str(ROOT / "hack") not in sys.path:
-    sys.path.insert(0, str(ROOT / "hack"))
-import testbed  # noqa: E402
+from hack import testbed
 
 Target = tuple[str, dict[str, str]]  # ("podIP:port", target labels)
 

@@ -6,7 +6,8 @@
 
 `RuntimeProcess.from_container(container, model_dir=...)` starts exactly what the operator's pod
 template says (command, args, env), with the in-pod model path and port swapped for local ones.
-Only the standard library is used for HTTP, so any test can import this.
+Only the standard library is used for HTTP, so any test can import this. The child gets the
+repository root on its PYTHONPATH, so it can unpickle the models of `tests.support.testmodels`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.support import REPO_ROOT
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,6 +54,8 @@ class RuntimeProcess:
         # The runtime must see only the MODELPILOT_* variables this test gives it.
         for key in [k for k in base if k.startswith("MODELPILOT_")]:
             del base[key]
+        # The test models' classes live in tests.support.testmodels, outside the installed package.
+        base["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), base.get("PYTHONPATH")) if p)
         self.env = {**base, **(env or {})}
         self.log_path = Path(tempfile.mkstemp(prefix="modelpilot-serve-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -209,6 +214,6 @@ def _maybe_json(raw: bytes) -> Any:
 
 
 def iris_request(rows: Sequence[Sequence[float]] = ((5.1, 3.5, 1.4, 0.2),), name: str = "input-0") -> dict[str, Any]:
-    """An infer request for the iris models of `testmodels`."""
+    """An infer request for the iris models of `tests.support.testmodels`."""
     flat = [float(v) for row in rows for v in row]
     return {"inputs": [{"name": name, "shape": [len(rows), 4], "datatype": "FP64", "data": flat}]}

@@ -1,11 +1,12 @@
 """Real model files for tests and benchmarks: a good iris model and deliberately bad ones.
 
 The estimator classes live in this importable module, so `joblib.load` in a separate server
-process finds them: that is what lets the e2e tests run the real runtime with a model that fails
-for part of the requests, one that is slow, one that cannot load, or one that loads only when a
-test says so. Every `write_*` function takes a directory and returns the model file it wrote.
+process finds them (given the repository root on its PYTHONPATH, see `tests.support`): that is
+what lets the e2e tests run the real runtime with a model that fails for part of the requests, one
+that is slow, one that cannot load, or one that loads only when a test says so. Every `write_*`
+function takes a directory and returns the model file it wrote.
 
-    from modelpilot.server import testmodels
+    from tests.support import testmodels
     testmodels.write_iris(tmp / "good")
     testmodels.write_failing(tmp / "bad", error_ratio=0.5)   # half the predict() calls raise
     testmodels.write_slow(tmp / "slow", delay_seconds=0.3)

@@ -1,0 +1,1 @@
+"""`make bench-server`: the model-server runtime against MLServer (see run.py)."""
