@@ -45,6 +45,8 @@ class HangingPrometheus:
                 conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
+            except OSError:
+                return  # closed
             threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
     def _hold(self, conn: socket.socket) -> None:
