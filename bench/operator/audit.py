@@ -91,7 +91,10 @@ def count(path: Path, offset: int, user: str, start: float, end: float) -> Count
             continue
         seen.add(event["auditID"])
         verb, ref = event.get("verb", ""), event.get("objectRef") or {}
-        resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        if ref.get("resource"):
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        else:  # a non-resource URL (discovery, /version)
+            resource = event.get("requestURI", "?").split("?", 1)[0]
         counts.by_request[f"{verb} {resource}"] += 1
         if verb in READS:
             counts.reads += 1

@@ -43,9 +43,8 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 COLUMNS = [
     ("run", "left"), ("N", "right"), ("creates/s", "right"),
-    ("create→Deploy p50", "right"), ("p99", "right"),
-    ("create→Ready p50", "right"), ("p99", "right"), ("all Ready after last create", "right"),
-    ("RSS idle MB", "right"), ("peak", "right"), ("steady", "right"),
+    ("→Deploy p50", "right"), ("p99", "right"), ("→Ready p50", "right"), ("p99", "right"),
+    ("all Ready", "right"), ("RSS idle", "right"), ("peak", "right"), ("steady", "right"),
     ("reads/min", "right"), ("watches/min", "right"), ("writes/min", "right"), ("reads/MD/h", "right"),
 ]
 
@@ -75,10 +74,13 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
         table.add_row(*table_row(result))
     console.print(table)
     console.print(
-        "create→Deploy: the ModelDeployment's create call returned → its Deployment's ADDED event (floor: "
-        "the Deployment's apply was sent → ADDED). create→Ready: → condition Ready=True (floor: the "
-        "Deployment's pods ready). RSS: VmRSS of the operator and its children; peak = max(VmHWM, sampled). "
-        "API: the operator's own requests in a steady window, from the audit log.")
+        "→Deploy: the ModelDeployment's create call returned → its Deployment's ADDED event (floor: the\n"
+        "  Deployment's apply was sent → ADDED). →Ready: same start → condition Ready=True (floor: the\n"
+        "  Deployment's pod ready). all Ready: last create returned → last one Ready.\n"
+        "RSS (MB): VmRSS of the operator and its children; peak = max(VmHWM, sampled every 0.5 s).\n"
+        "reads (get, list), watches (opened), writes: the operator's own requests in the steady window\n"
+        "  (audit log); reads/MD/h = reads/min x 60 / N. docs/benchmarks.md explains each column.",
+        highlight=False)
     for result in results:
         for note in result.get("notes") or []:
             console.print(f"[yellow]{result['run']} {result['count']}: {note}[/yellow]")

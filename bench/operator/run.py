@@ -101,6 +101,8 @@ def run_all(ctx: Context, args: argparse.Namespace, meta: dict[str, Any], output
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(log_path=False)
+    if not console.is_terminal:  # a log file or a pipe: room for the whole table
+        console = Console(log_path=False, width=200)
     cluster = testbed.Cluster(workdir=Path(os.environ.get("MODELPILOT_CLUSTER_DIR", testbed.DEFAULT_WORKDIR)))
     if not netns.inside(cluster.netns) or not os.environ.get("KUBECONFIG"):
         console.print("run it inside the test bed: `make bench-operator` "
@@ -125,10 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             results = run_all(ctx, args, meta, output)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: the table shows the runs that finished")
-            results = _finished(output)
+            results, code = _finished(output), 130
+        except Exception:
+            console.print_exception()
+            console.print("[red]a run failed: the table shows the runs that finished")
+            results, code = _finished(output), 1
+        else:
+            code = 0
     print_table(results, console)
     console.print(f"raw figures: {output}")
-    return 0
+    return code
 
 
 def _finished(output: Path) -> list[dict[str, Any]]:

@@ -123,9 +123,9 @@ def namespace_for(ctx: Context, name: str, count: int) -> Iterator[str]:
 def _progress(ctx: Context, timeline: Timeline, names: list[str], load: Load, what: str) -> None:
     timeline.drain()
     after = time.time() - load.last_created
+    mds = "" if what == "floor" else f", {len(timeline.marks['ready'])} ModelDeployments Ready"
     ctx.log(f"{what}: {len(timeline.marks['deploy'])}/{len(names)} Deployments, "
-            f"{len(timeline.marks['deploy_ready'])} Deployments ready, {len(timeline.marks['ready'])} "
-            f"ModelDeployments Ready; {after:.0f}s after the last create")
+            f"{len(timeline.marks['deploy_ready'])} Deployments ready{mds}; {after:.0f}s after the last create")
 
 
 def _create(ctx: Context, namespace: str, names: list[str], floor: bool) -> Load:
@@ -147,10 +147,10 @@ def _load_figures(load: Load, timeline: Timeline, ready_mark: str) -> dict[str, 
     deploy = timeline.marks["deploy"]
     to_deploy, to_ready = latencies(start, deploy), latencies(start, ready)
     last_ready = max((ready[n] for n in load.created if n in ready), default=None)
-    span = load.last_created - load.first_sent
+    span = load.last_finished - load.first_sent
     return {
         "create_errors": load.errors,
-        "creates_per_second": len(load.created) / span if span > 0 else None,
+        "creates_per_second": len(load.finished) / span if span > 0 else None,
         "create_to_deployment": summary(to_deploy),
         "create_to_ready": summary(to_ready),
         "all_ready_after_last_create": (last_ready - load.last_created)
@@ -186,7 +186,7 @@ def _idle(ctx: Context, operator: OperatorProcess, namespace: str, monitor: RssM
     started = time.monotonic()
     if ctx.audits_reads:
         if audit.wait_for_watch(ctx.audit_log, offset, ctx.audit_user, namespace, "modeldeployments", 180):
-            ctx.log(f"the operator watches {namespace} ({time.monotonic() - started:.1f}s after it started)")
+            ctx.log(f"the operator watches {namespace} ({time.monotonic() - started:.1f}s after its start line)")
         else:
             ctx.notes.append("no watch on modeldeployments from the operator in the audit log after 180s")
             ctx.log(f"[yellow]{ctx.notes[-1]}")
