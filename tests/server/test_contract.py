@@ -122,6 +122,8 @@ def test_model_flag_takes_a_path_or_a_uri() -> None:
         (("--model-dir", "/a", "--format", "custom"), {}, "format 'custom' is not served"),
         (("--model-dir", "/a"), {"MODELPILOT_PORT": "http"}, "the port must be a number"),
         (("--model-dir", "/a"), {"MODELPILOT_PREDICT_MODE": "fast"}, "predict mode 'fast'"),
+        (("--model-dir", "/a"), {"MODELPILOT_MAX_BODY_BYTES": "lots"}, "MODELPILOT_MAX_BODY_BYTES must be a number"),
+        (("--model-dir", "/a"), {"MODELPILOT_MAX_DECODED_BYTES": "0"}, "MODELPILOT_MAX_DECODED_BYTES must be positive"),
     ],
 )
 def test_config_errors(argv: tuple[str, ...], env: dict[str, str], message: str) -> None:
@@ -154,3 +156,15 @@ def test_the_operator_cli_does_not_import_the_runtime() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_model_volume_size_limit_is_the_fetch_limit() -> None:
+    # The fetch step refuses a model past its limit with a clear error before the volume's
+    # sizeLimit would get the pod evicted: both are the same 20 GiB by default.
+    from modelpilot.server import storage
+
+    spec = parse_spec({"model": {"version": "v1", "uri": "s3://bucket/model.joblib", "format": "sklearn"}})
+    pod = build_pod_template(spec, name="fraud", namespace="ml", track="stable", settings=BuildSettings())
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["model"]["emptyDir"] == {"sizeLimit": "20Gi"}
+    assert storage.parse_size(volumes["model"]["emptyDir"]["sizeLimit"]) == storage.DEFAULT_MAX_BYTES

@@ -190,6 +190,21 @@ class RuntimeProcess:
             response = conn.getresponse()
             return response.status, response.read()
 
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request with the given headers: (status, response headers lower-cased, raw body)."""
+        with self._connection(timeout) as conn:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = conn.getresponse()
+            answer = {k.lower(): v for k, v in response.getheaders()}
+            return response.status, answer, response.read()
+
     def get(self, path: str, timeout: float = 60.0) -> tuple[int, Any]:
         status, raw = self.request("GET", path, timeout=timeout)
         return status, _maybe_json(raw)

@@ -26,6 +26,11 @@ READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 
 DRAIN_SECONDS = 5
+# The size limit of the model emptyDir. The fetch step (`modelpilot fetch`) refuses a download or
+# an archive expanding past the same 20 GiB by default (MODELPILOT_MAX_MODEL_BYTES), so a model
+# too large fails the init container with a clear error instead of getting the pod evicted; without
+# a limit a model (or an archive bomb) could fill the node's disk.
+MODEL_VOLUME_SIZE_LIMIT = "20Gi"
 
 # Secret keys passed to the fetch init container as env variables of the same name. All are
 # optional except the two S3 keys for s3:// URIs, whose absence should fail visibly at pod start
@@ -229,7 +234,7 @@ def build_pod_template(
         claim, _ = split_pvc_uri(spec.model.uri)
         volumes.append({"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     else:
-        volumes.append({"name": "model", "emptyDir": {}})
+        volumes.append({"name": "model", "emptyDir": {"sizeLimit": MODEL_VOLUME_SIZE_LIMIT}})
     pod["volumes"] = volumes
 
     return {

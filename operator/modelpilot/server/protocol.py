@@ -1,48 +1,35 @@
-"""Open Inference Protocol v2 (REST): tensor datatypes, request decoding, signature checks, responses.
+"""Open Inference Protocol v2 (REST): request decoding, signature checks, responses.
 
 Pure functions over parsed JSON and numpy arrays, so they are tested without a server. Every
 client mistake raises `ProtocolError` with a message that names the input and what is wrong; the
-HTTP layer turns it into a 400 (or the status it carries).
+HTTP layer turns it into a 400 (or the status it carries). Tensor data, JSON or in the binary
+extension (`Inference-Header-Content-Length`), is decoded by `modelpilot.server.tensors`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
-# V2 datatype -> numpy dtype. BYTES are UTF-8 strings in JSON; they decode to a numpy str array.
-DATATYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
-# numpy kinds of the values a JSON array of each datatype may hold (ints are valid floats).
-_ACCEPTED_KINDS = {"BOOL": "b", "BYTES": "U"}
-_INT_KINDS = "iu"
-_FLOAT_KINDS = "iuf"
+from modelpilot.server.tensors import (
+    CHUNK,
+    DATATYPES,
+    Budget,
+    ProtocolError,
+    from_binary,
+    from_json,
+    parse_shape,
+    short,
+    to_binary,
+)
 
+__all__ = ["DATATYPES", "InferRequest", "ProtocolError", "TensorSpec", "conform", "decode_request", "infer_response"]
 
-class ProtocolError(Exception):
-    """A request the server refuses; `status` is the HTTP status (400 unless stated)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,13 +46,19 @@ class TensorSpec:
 
 @dataclass
 class InferRequest:
-    """A decoded infer request: inputs keep the request's order."""
+    """A decoded infer request: inputs keep the request's order. Outputs go back in binary when
+    the request says so: per output (`parameters.binary_data`), else for all (`binary_data_output`)."""
 
     inputs: dict[str, np.ndarray]
     datatypes: dict[str, str]
     outputs: list[str] | None = None
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    binary_outputs: dict[str, bool] = field(default_factory=dict)
+    binary_default: bool = False
+
+    def binary(self, output: str) -> bool:
+        return self.binary_outputs.get(output, self.binary_default)
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -79,15 +72,41 @@ def datatype_of(array: np.ndarray) -> str:
     raise ValueError(f"no V2 datatype for numpy dtype {array.dtype}")
 
 
-def _shape(raw: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in raw):
-        raise ProtocolError(f"{where}: 'shape' must be a list of integers, got {raw!r}")
-    if any(d < 0 for d in raw):
-        raise ProtocolError(f"{where}: 'shape' must not have negative dimensions, got {raw}")
-    return tuple(raw)
+class BinarySection:
+    """The bytes after the JSON header, handed out in input order (`binary_data_size` each)."""
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, size: int, where: str) -> memoryview:
+        left = len(self.data) - self.offset
+        if size > left:
+            raise ProtocolError(
+                f"{where}: the binary data ends after {left} of the {size} bytes binary_data_size asks for"
+            )
+        chunk = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return chunk
+
+    def finish(self) -> None:
+        left = len(self.data) - self.offset
+        if left:
+            raise ProtocolError(f"the binary data has {left} bytes after the last binary input")
 
 
-def decode_tensor(raw: Any, index: int) -> tuple[str, str, np.ndarray]:
+def _parameters(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = raw.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError(f"{where}: 'parameters' must be an object")
+    return parameters
+
+
+def decode_tensor(
+    raw: Any, index: int, binary: BinarySection | None = None, budget: Budget | None = None
+) -> tuple[str, str, np.ndarray]:
     """One request input -> (name, datatype, array of that datatype and shape)."""
     if not isinstance(raw, dict):
         raise ProtocolError(f"inputs[{index}] must be an object with name, shape, datatype and data")
@@ -96,87 +115,84 @@ def decode_tensor(raw: Any, index: int) -> tuple[str, str, np.ndarray]:
         raise ProtocolError(f"inputs[{index}]: 'name' must be a non-empty string")
     where = f"input '{name}'"
     datatype = raw.get("datatype")
-    if datatype not in DATATYPES:
-        raise ProtocolError(f"{where}: unknown datatype {datatype!r}; expected one of {', '.join(DATATYPES)}")
-    shape = _shape(raw.get("shape"), where)
-    data = raw.get("data")
-    if not isinstance(data, list):
-        raise ProtocolError(f"{where}: 'data' must be a JSON array")
-    try:
-        # Nested or flat data both decode; ragged nesting raises ValueError.
-        array = np.asarray(data)
-    except (ValueError, TypeError) as err:
-        raise ProtocolError(f"{where}: 'data' is not a regular array ({err})") from None
-    expected = math.prod(shape)
-    if array.size != expected:
-        raise ProtocolError(f"{where}: shape {list(shape)} needs {expected} values, 'data' has {array.size}")
-    kind = array.dtype.kind
-    if array.size == 0:
-        kind = ""  # an empty list decodes as float64: nothing to check
-    if datatype in _ACCEPTED_KINDS:
-        if kind and kind != _ACCEPTED_KINDS[datatype]:
-            want = "true/false" if datatype == "BOOL" else "strings"
-            raise ProtocolError(f"{where}: datatype {datatype} needs {want} in 'data'")
-        if datatype == "BYTES":
-            return name, datatype, array.astype(np.str_).reshape(shape)
-    else:
-        dtype = DATATYPES[datatype]
-        allowed = _INT_KINDS if dtype.kind in _INT_KINDS else _FLOAT_KINDS
-        if kind and kind not in allowed and dtype.kind in _INT_KINDS:
-            # numpy turns a mix like [0, 2**64 - 1] into float64; exact ints take the slow path.
-            return name, datatype, _exact_ints(data, dtype, datatype, where).reshape(shape)
-        if kind and kind not in allowed:
-            want = "integers" if dtype.kind in _INT_KINDS else "numbers"
-            raise ProtocolError(f"{where}: datatype {datatype} needs {want} in 'data'")
-        if kind and dtype.kind in _INT_KINDS:
-            info = np.iinfo(dtype)
-            low, high = array.min(), array.max()
-            if low < info.min or high > info.max:
-                raise ProtocolError(f"{where}: values outside the {datatype} range [{info.min}, {info.max}]")
-    return name, datatype, array.astype(DATATYPES[datatype], copy=False).reshape(shape)
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise ProtocolError(f"{where}: unknown datatype {short(datatype)}; expected one of {', '.join(DATATYPES)}")
+    shape = parse_shape(raw.get("shape"), where)
+    budget = budget or Budget(DEFAULT_MAX_DECODED_BYTES)
+    parameters = _parameters(raw, where)
+    if "shared_memory_region" in parameters:
+        raise ProtocolError(f"{where}: shared memory (shared_memory_region) is not supported; send the data")
+    if "binary_data_size" not in parameters:
+        return name, datatype, from_json(raw.get("data"), datatype, shape, where, budget)
+    size = parameters["binary_data_size"]
+    if type(size) is not int or size < 0:
+        raise ProtocolError(f"{where}: binary_data_size must be a non-negative integer, got {short(size)}")
+    if "data" in raw:
+        raise ProtocolError(f"{where} has both 'data' and binary_data_size; give one")
+    if binary is None:
+        raise ProtocolError(f"{where}: binary_data_size needs the Inference-Header-Content-Length header")
+    return name, datatype, from_binary(binary.take(size, where), datatype, shape, where, budget)
 
 
-def _exact_ints(data: list[Any], dtype: np.dtype[Any], datatype: str, where: str) -> np.ndarray:
-    values = np.array(data, dtype=object).ravel()
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ProtocolError(f"{where}: datatype {datatype} needs integers in 'data'")
-    try:
-        return values.astype(dtype)
-    except OverflowError:
-        info = np.iinfo(dtype)
-        raise ProtocolError(f"{where}: values outside the {datatype} range [{info.min}, {info.max}]") from None
+def _outputs(body: dict[str, Any]) -> tuple[list[str] | None, dict[str, bool]]:
+    raw_outputs = body.get("outputs")
+    if raw_outputs is None:
+        return None, {}
+    if not isinstance(raw_outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw_outputs
+    ):
+        raise ProtocolError("'outputs' must be an array of objects with a 'name'")
+    binary: dict[str, bool] = {}
+    for output in raw_outputs:
+        flag = _parameters(output, f"output '{output['name']}'").get("binary_data")
+        if flag is not None:
+            if not isinstance(flag, bool):
+                raise ProtocolError(f"output '{output['name']}': binary_data must be true or false")
+            binary[output["name"]] = flag
+    return [o["name"] for o in raw_outputs], binary
 
 
-def decode_request(body: Any) -> InferRequest:
-    """A parsed JSON infer request -> InferRequest; raises ProtocolError on anything malformed."""
+def decode_request(
+    body: Any, binary: memoryview | None = None, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+) -> InferRequest:
+    """A parsed JSON infer request (and the binary data after it, if any) -> InferRequest; raises
+    ProtocolError on anything malformed and a 413 one past `max_decoded_bytes`."""
     if not isinstance(body, dict):
         raise ProtocolError("the request body must be a JSON object with an 'inputs' array")
     raw_inputs = body.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("'inputs' must be a non-empty array")
+    section = BinarySection(binary) if binary is not None else None
+    budget = Budget(max_decoded_bytes)
     inputs: dict[str, np.ndarray] = {}
     datatypes: dict[str, str] = {}
     for index, raw in enumerate(raw_inputs):
-        name, datatype, array = decode_tensor(raw, index)
+        name, datatype, array = decode_tensor(raw, index, section, budget)
         if name in inputs:
             raise ProtocolError(f"input '{name}' is given twice")
         inputs[name] = array
         datatypes[name] = datatype
-    outputs: list[str] | None = None
-    raw_outputs = body.get("outputs")
-    if raw_outputs is not None:
-        if not isinstance(raw_outputs, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw_outputs
-        ):
-            raise ProtocolError("'outputs' must be an array of objects with a 'name'")
-        outputs = [o["name"] for o in raw_outputs]
+    if section is not None:
+        section.finish()
+    outputs, binary_outputs = _outputs(body)
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("'id' must be a string")
     parameters = body.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ProtocolError("'parameters' must be an object")
-    return InferRequest(inputs=inputs, datatypes=datatypes, outputs=outputs, id=request_id, parameters=parameters)
+    binary_default = parameters.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        raise ProtocolError("'parameters.binary_data_output' must be true or false")
+    return InferRequest(
+        inputs=inputs,
+        datatypes=datatypes,
+        outputs=outputs,
+        id=request_id,
+        parameters=parameters,
+        binary_outputs=binary_outputs,
+        binary_default=binary_default,
+    )
 
 
 def _shape_matches(shape: tuple[int, ...], declared: tuple[int, ...]) -> bool:
@@ -209,7 +225,7 @@ def conform(request: InferRequest, declared: Sequence[TensorSpec]) -> dict[str, 
             target = DATATYPES[spec.datatype]
             if given == "BYTES" or spec.datatype == "BYTES" or not np.can_cast(array.dtype, target, "same_kind"):
                 raise ProtocolError(f"input '{spec.name}' has datatype {given}; the model expects {spec.datatype}")
-            array = array.astype(target)
+            array = _cast(array, spec)
         if not _shape_matches(array.shape, spec.shape):
             raise ProtocolError(
                 f"input '{spec.name}' has shape {list(array.shape)}; the model expects {list(spec.shape)} "
@@ -217,6 +233,26 @@ def conform(request: InferRequest, declared: Sequence[TensorSpec]) -> dict[str, 
             )
         out[spec.name] = array
     return out
+
+
+def _cast(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """`array` as the declared datatype; values the datatype cannot hold are the client's mistake
+    (same-kind casts may narrow: INT64 -> INT32, FP64 -> FP32)."""
+    target = DATATYPES[spec.datatype]
+    if target.kind in "iu":
+        info: Any = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise _out_of_range(spec, info)
+        return array.astype(target)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = array.astype(target)
+    if target.kind == "f" and np.isinf(cast).any() and (np.isinf(cast) & ~np.isinf(array)).any():
+        raise _out_of_range(spec, np.finfo(target))
+    return cast
+
+
+def _out_of_range(spec: TensorSpec, info: Any) -> ProtocolError:
+    return ProtocolError(f"input '{spec.name}': values outside the {spec.datatype} range [{info.min}, {info.max}]")
 
 
 def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
@@ -228,6 +264,12 @@ def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
     data = np.ascontiguousarray(array).ravel()
     if data.dtype.byteorder == ">":
         data = data.astype(data.dtype.newbyteorder("="))
+    if data.size > CHUNK:
+        # Serialised in chunks, so no single call holds the GIL for long (see tensors.CHUNK).
+        parts = [orjson.dumps(data[i : i + CHUNK], option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] for i in
+                 range(0, data.size, CHUNK)]  # fmt: skip
+        return {"name": name, "datatype": datatype, "shape": list(array.shape),
+                "data": orjson.Fragment(b"[" + b",".join(parts) + b"]")}  # fmt: skip
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
@@ -244,3 +286,24 @@ def infer_response(
         response["id"] = request_id
     response["outputs"] = [encode_output(name, array) for name, array in outputs.items()]
     return response
+
+
+def binary_response(
+    model_name: str, model_version: str, outputs: Mapping[str, np.ndarray], request: InferRequest
+) -> tuple[dict[str, Any], list[bytes]]:
+    """The response with the outputs the request wants in binary moved out of the JSON: each
+    gets `parameters.binary_data_size`, its bytes follow the JSON header in output order."""
+    response = infer_response(model_name, model_version, {}, request.id)
+    blobs: list[bytes] = []
+    for name, array in outputs.items():
+        if not request.binary(name):
+            response["outputs"].append(encode_output(name, array))
+            continue
+        datatype = datatype_of(array)
+        blob = to_binary(array, datatype)
+        blobs.append(blob)
+        shape = list(array.shape)
+        response["outputs"].append(
+            {"name": name, "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": len(blob)}}
+        )
+    return response, blobs

@@ -22,8 +22,12 @@ from typing import Any
 import uvicorn
 
 from modelpilot.server.app import PREDICT_MODES, InferenceApp, ModelState
+from modelpilot.server.codec import DEFAULT_MAX_BODY_BYTES
 from modelpilot.server.loaders import FORMATS, Model, load_model
 from modelpilot.server.metrics import MetricLabels, RequestMetrics
+from modelpilot.server.protocol import DEFAULT_MAX_DECODED_BYTES
+from modelpilot.server.redact import install_log_redaction, redact_uri
+from modelpilot.server.sizes import parse_size
 
 log = logging.getLogger("modelpilot.server")
 
@@ -48,6 +52,8 @@ class ServeConfig:
     access_log: bool
     predict_mode: str = "auto"
     pod_name: str = ""  # sent back in x-modelpilot-pod
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
 
 
 class ConfigError(ValueError):
@@ -66,31 +72,7 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
     def pick(flag: Any, name: str, default: str = "") -> str:
         return str(flag) if flag is not None else env.get(name, default)
 
-    model_uri: str | None = None
-    model_dir: Path | None = None
-    if args.model:
-        if _is_remote(args.model):
-            model_uri = args.model
-        else:
-            model_dir = Path(args.model.removeprefix("file://"))
-    if args.model_dir:
-        if model_dir is not None:
-            raise ConfigError("give either --model PATH or --model-dir, not both")
-        model_dir = Path(args.model_dir)
-    if model_dir is None and model_uri is None:
-        if env.get("MODELPILOT_MODEL_DIR"):
-            model_dir = Path(env["MODELPILOT_MODEL_DIR"])
-        elif env.get("MODELPILOT_MODEL_URI"):
-            uri = env["MODELPILOT_MODEL_URI"]
-            if _is_remote(uri):
-                model_uri = uri
-            else:
-                model_dir = Path(uri.removeprefix("file://"))
-        else:
-            raise ConfigError("no model: pass --model DIR_OR_URI or --model-dir DIR (or set MODELPILOT_MODEL_DIR)")
-    if model_dir is None:
-        model_dir = Path(tempfile.mkdtemp(prefix="modelpilot-model-"))
-
+    model_dir, model_uri = _model_location(args, env)
     model_format = pick(args.format, "MODELPILOT_MODEL_FORMAT") or None
     if model_format is not None and model_format not in FORMATS:
         raise ConfigError(f"format {model_format!r} is not served by this runtime ({', '.join(FORMATS)})")
@@ -118,7 +100,47 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
         predict_mode=_predict_mode(pick(args.predict_mode, "MODELPILOT_PREDICT_MODE", "auto")),
         # In a pod the hostname is the pod name; the downward API variable wins where they differ.
         pod_name=pick(None, "MODELPILOT_POD_NAME") or socket.gethostname(),
+        max_body_bytes=_size(env, "MODELPILOT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        max_decoded_bytes=_size(env, "MODELPILOT_MAX_DECODED_BYTES", DEFAULT_MAX_DECODED_BYTES),
     )
+
+
+def _model_location(args: Any, env: Mapping[str, str]) -> tuple[Path, str | None]:
+    """(model directory, URI to fetch into it or None)."""
+    model_uri: str | None = None
+    model_dir: Path | None = None
+    if args.model:
+        if _is_remote(args.model):
+            model_uri = args.model
+        else:
+            model_dir = Path(args.model.removeprefix("file://"))
+    if args.model_dir:
+        if model_dir is not None:
+            raise ConfigError("give either --model PATH or --model-dir, not both")
+        model_dir = Path(args.model_dir)
+    if model_dir is None and model_uri is None:
+        if env.get("MODELPILOT_MODEL_DIR"):
+            model_dir = Path(env["MODELPILOT_MODEL_DIR"])
+        elif env.get("MODELPILOT_MODEL_URI"):
+            uri = env["MODELPILOT_MODEL_URI"]
+            if _is_remote(uri):
+                model_uri = uri
+            else:
+                model_dir = Path(uri.removeprefix("file://"))
+        else:
+            raise ConfigError("no model: pass --model DIR_OR_URI or --model-dir DIR (or set MODELPILOT_MODEL_DIR)")
+    if model_dir is None:
+        model_dir = Path(tempfile.mkdtemp(prefix="modelpilot-model-"))
+    return model_dir, model_uri
+
+
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    if not env.get(name):
+        return default
+    try:
+        return parse_size(env[name], name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _predict_mode(value: str) -> str:
@@ -174,12 +196,20 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
         if config.model_uri is not None:
             from modelpilot.server.storage import fetch
 
-            state.reason = f"fetching {config.model_uri}"
+            state.reason = f"fetching {redact_uri(config.model_uri)}"
             fetch(config.model_uri, config.model_dir)
             state.reason = "loading the model"
         return load_model(config.model_dir, config.format)
 
-    app = InferenceApp(state, metrics, loader, predict_mode=config.predict_mode, pod_name=config.pod_name)
+    app = InferenceApp(
+        state,
+        metrics,
+        loader,
+        max_body_bytes=config.max_body_bytes,
+        max_decoded_bytes=config.max_decoded_bytes,
+        predict_mode=config.predict_mode,
+        pod_name=config.pod_name,
+    )
     return app, state, metrics
 
 
@@ -203,6 +233,7 @@ def serve(config: ServeConfig) -> int:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    install_log_redaction()
     app, state, metrics = build_app(config)
     uv_config = uvicorn.Config(
         app,
@@ -225,7 +256,7 @@ def serve(config: ServeConfig) -> int:
         config.deployment,
         config.version or "-",
         config.track or "-",
-        config.model_uri or config.model_dir,
+        redact_uri(config.model_uri) if config.model_uri else config.model_dir,
         config.host,
         config.port,
     )

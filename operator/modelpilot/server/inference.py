@@ -1,0 +1,159 @@
+"""The infer endpoint: read the body, decode, predict, encode, and count every answer.
+
+Decoding and encoding are pure CPU work on the request's data. Small bodies (the usual online
+request) are handled on the event loop, where a thread hand-off would cost more than the work;
+larger ones go to one codec thread, so the loop keeps answering probes and /metrics while a big
+request is parsed (the loop's thread gets the GIL at least every switch interval, 5 ms, except
+during a single long C call such as orjson parsing one large body). One codec thread also means
+at most one large request is being decoded at a time, which bounds the memory decoding takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+from modelpilot.server.asgi import Headers, Receive, Scope, Send, header, read_body, send_json, send_parts
+from modelpilot.server.codec import HEADER_LENGTH, Limits, Prepared, encode, output_elements, prepare
+from modelpilot.server.loaders import Model
+from modelpilot.server.metrics import RequestMetrics
+from modelpilot.server.protocol import ProtocolError
+from modelpilot.server.runner import PredictRunner
+
+log = logging.getLogger("modelpilot.server")
+
+T = TypeVar("T")
+INLINE_BODY_BYTES = 16 * 1024  # decoded on the loop up to this size: about a millisecond at worst
+INLINE_OUTPUT_ELEMENTS = 16 * 1024  # encoded on the loop up to this many output values
+_CLOSE = [(b"connection", b"close")]
+
+
+@dataclass
+class ModelState:
+    """Where loading stands: `reason` is what /v2/health/ready says while not ready."""
+
+    name: str
+    version: str
+    model: Model | None = None
+    reason: str = "model not loaded yet"
+    draining: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and not self.draining
+
+
+class _Answered(Exception):
+    """The request has been answered (an error); stops the handler."""
+
+
+class InferHandler:
+    """Answers infer requests; each answer is counted in `metrics` with its status code."""
+
+    def __init__(self, state: ModelState, metrics: RequestMetrics, limits: Limits, predict_mode: str) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.limits = limits
+        self.runner = PredictRunner(predict_mode)
+        self._codec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec")
+
+    def close(self) -> None:
+        self.runner.close()
+        self._codec.shutdown(wait=False, cancel_futures=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        sent: list[int] = []
+
+        async def tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(message["status"])
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked, started)
+        except _Answered:
+            pass
+        except Exception as err:
+            # A bug of ours: still a JSON error object, still counted.
+            log.exception("infer request failed")
+            if not sent:
+                await self._error(tracked, started, 500, f"internal error: {type(err).__name__}: {err}")
+
+    async def _error(
+        self, send: Send, started: float, status: int, message: str, headers: Headers | None = None
+    ) -> None:
+        await send_json(send, status, {"error": message}, headers or [])
+        self.metrics.observe(status, time.perf_counter() - started)
+
+    async def _fail(
+        self, send: Send, started: float, status: int, message: str, headers: Headers | None = None
+    ) -> NoReturn:
+        await self._error(send, started, status, message, headers)
+        raise _Answered
+
+    async def _off_loop(self, heavy: bool, fn: Callable[..., T], *args: Any) -> T:
+        if not heavy:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._codec, fn, *args)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        method = scope["method"]
+        if method != "POST":
+            message = f"method {method} not allowed; POST an infer request"
+            await self._fail(send, started, 405, message, [(b"allow", b"POST")])
+        model = self.state.model
+        if model is None:
+            await self._fail(send, started, 503, f"model not ready: {self.state.reason}")
+        body = await self._body(scope, receive, send, started)
+        prepared = await self._decode(body, header(scope, HEADER_LENGTH), model, send, started)
+        try:
+            result = await self.runner.run(model.predict, prepared.inputs, prepared.outputs)
+        except ProtocolError as err:  # raised by input assembly inside predict
+            await self._fail(send, started, err.status, err.message)
+        except Exception as err:
+            # A failure inside the model is the 5xx signal the canary analysis looks for.
+            log.warning("predict failed: %s: %s", type(err).__name__, err)
+            await self._fail(send, started, 500, f"model predict failed: {type(err).__name__}: {err}")
+        try:
+            headers, parts = await self._off_loop(
+                output_elements(result) > INLINE_OUTPUT_ELEMENTS,
+                encode, self.state.name, self.state.version, result, prepared.request,
+            )  # fmt: skip
+        except (TypeError, ValueError) as err:
+            await self._fail(send, started, 500, f"model output cannot be encoded: {err}")
+        await send_parts(send, 200, headers, parts)
+        self.metrics.observe(200, time.perf_counter() - started)
+
+    async def _body(self, scope: Scope, receive: Receive, send: Send, started: float) -> bytes | bytearray:
+        encoding = (header(scope, b"content-encoding") or b"identity").decode("latin-1").strip().lower()
+        if encoding not in ("", "identity"):
+            await self._fail(send, started, 415, f"Content-Encoding {encoding} is not supported; send the body as is")
+        limit = self.limits.max_body_bytes
+        too_large = f"request body larger than {limit} bytes (MODELPILOT_MAX_BODY_BYTES)"
+        declared = (header(scope, b"content-length") or b"").decode("latin-1").strip()
+        if declared.isdigit() and int(declared) > limit:
+            await self._fail(send, started, 413, too_large, _CLOSE)  # refused before reading it
+        body = await read_body(receive, limit, writable=header(scope, HEADER_LENGTH) is not None)
+        if body is None:
+            await self._fail(send, started, 413, too_large, _CLOSE)
+        return body
+
+    async def _decode(
+        self, body: bytes | bytearray, header_length: bytes | None, model: Model, send: Send, started: float
+    ) -> Prepared:
+        try:
+            return await self._off_loop(len(body) > INLINE_BODY_BYTES, prepare, body, header_length, model, self.limits)
+        except ProtocolError as err:
+            await self._fail(send, started, err.status, err.message)
+        except MemoryError:
+            await self._fail(send, started, 413, "the request is too large to decode in this server's memory")
+        except Exception as err:
+            # Decoding only looks at the client's data: whatever fails there, the request caused it.
+            log.warning("cannot decode a request: %s: %s", type(err).__name__, err, exc_info=True)
+            await self._fail(send, started, 400, f"cannot decode the request: {type(err).__name__}: {err}")
