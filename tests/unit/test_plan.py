@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from modelpilot.control.observe import Observed
-from modelpilot.control.plan import plan
+from modelpilot.control.plan import PlanSettings, plan
 from modelpilot.rollout.machine import AnalysisResult, Measurement
 from tests.unit.plan_world import T0, execute, modeldeployment, settle, spec
 
@@ -180,3 +180,24 @@ def test_invalid_spec_writes_status_only() -> None:
     assert [e.reason for e in the_plan.events] == ["InvalidSpec"]
     again = execute(Observed(md=modeldeployment(body)), the_plan)
     assert not plan(again, None, seconds(30)).writes  # reported once, not every tick
+
+
+CUSTOM = {"name": "custom-x", "query": 'sum(rate(x{namespace="payments"}[1m]))', "max": 1}
+
+
+@pytest.mark.parametrize(("confine", "rejected", "reason"), [
+    (False, {}, None),
+    (True, {}, "must be confined"),
+    (False, {CUSTOM["query"]: "prometheus rejected the query: HTTP Status Code 400"}, "rejected by the metric"),
+])
+def test_custom_queries_confined_or_rejected_are_invalid_spec(confine: bool, rejected: dict[str, str],
+                                                              reason: str | None) -> None:
+    body = spec()
+    body["rollout"]["canary"]["analysis"] = {"metrics": [CUSTOM]}
+    observed = replace(Observed(md=modeldeployment(body)), rejected_queries=rejected)
+    the_plan = plan(observed, None, T0, PlanSettings(confine_queries=confine))
+    ready = the_plan.status["conditions"][0] if the_plan.status else {}
+    if reason is None:
+        assert ready["reason"] == "Pending" and the_plan.apply
+    else:
+        assert ready["reason"] == "InvalidSpec" and reason in ready["message"] and the_plan.apply == ()

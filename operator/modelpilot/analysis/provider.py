@@ -7,6 +7,7 @@ non-numeric result. Errors are never turned into values.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 import requests
@@ -16,6 +17,11 @@ from urllib3.util.retry import Retry
 
 class ProviderError(Exception):
     """The metrics provider gave no usable answer."""
+
+
+class QueryRejected(ProviderError):
+    """The provider refused the query itself as invalid (Prometheus: HTTP 400 bad_data): the
+    query is wrong, not the provider down."""
 
 
 class MetricsProvider(Protocol):
@@ -37,7 +43,9 @@ class PrometheusProvider:
         except requests.exceptions.RequestException as err:
             raise ProviderError(f"prometheus at {self.url} unreachable: {type(err).__name__}") from None
         except PrometheusApiClientException as err:
-            raise ProviderError(f"prometheus rejected the query: {str(err)[:300]}") from None
+            if re.search(r"HTTP Status Code 400\b", str(err)):
+                raise QueryRejected(f"prometheus rejected the query: {str(err)[:300]}") from None
+            raise ProviderError(f"prometheus failed the query: {str(err)[:300]}") from None
         return single_value(result)
 
 

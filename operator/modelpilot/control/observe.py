@@ -40,6 +40,9 @@ class Observed:
     md: Obj
     children: Mapping[ChildRef, Obj] = field(default_factory=dict)
     pods: tuple[Obj, ...] = ()
+    # Custom queries the metric provider refused as invalid (query -> why): reported as InvalidSpec
+    # until the query changes, instead of counting as provider outages.
+    rejected_queries: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:

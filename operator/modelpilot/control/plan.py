@@ -10,10 +10,11 @@ status, no Event. Nothing here imports kubernetes or kopf.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpilot.analysis.queries import QueryError, check_syntax
+from modelpilot.analysis.queries import QueryError, check_confined, check_syntax
 from modelpilot.analysis.run import window_seconds
 from modelpilot.api.models import API_VERSION, KIND, Analysis, ModelDeploymentSpec, SpecError, parse_spec
 from modelpilot.control.children import desired_state
@@ -38,6 +39,7 @@ class PlanSettings:
     gpu_product_label: str = "nvidia.com/gpu.product"
     cluster_domain: str = "cluster.local"
     scrape_interval: float = 15.0
+    confine_queries: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,20 @@ class Plan:
                     or self.consume_action)
 
 
-def check_queries(spec: ModelDeploymentSpec) -> None:
-    """What CEL cannot check: the PromQL of custom metrics. Raises SpecError naming the metric."""
+def check_queries(spec: ModelDeploymentSpec, confine: bool = False,
+                  rejected: Mapping[str, str] | None = None) -> None:
+    """What CEL cannot check: the PromQL of custom metrics (syntax; confined to the object's own
+    namespace when the operator says so; not one the metric provider already rejected as a bad
+    query). Raises SpecError naming the metric."""
     problems = []
     for i, metric in enumerate(spec.rollout.canary.analysis.metrics):
         if metric.query:
             try:
                 check_syntax(metric.query)
+                if confine:
+                    check_confined(metric.query)
+                if rejected and metric.query in rejected:
+                    raise QueryError(f"rejected by the metric provider: {rejected[metric.query]}")
             except QueryError as err:
                 problems.append(f"spec.rollout.canary.analysis.metrics[{i}].query ({metric.name}): {err}")
     if problems:
@@ -97,7 +106,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     generation = int(md["metadata"].get("generation", 0))
     try:
         spec = parse_spec(md.get("spec"))
-        check_queries(spec)
+        check_queries(spec, settings.confine_queries, observed.rejected_queries)
     except SpecError as err:
         obs = StatusObservation(generation=generation, version="", revision="", stable_deployment=None,
                                 invalid_spec=str(err))

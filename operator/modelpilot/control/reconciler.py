@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from modelpilot import metrics
@@ -47,7 +48,8 @@ def plan_settings(settings: OperatorSettings) -> PlanSettings:
     build = BuildSettings(gpu_product_label=settings.gpu_product_label, runtime_image=settings.runtime_image,
                           cluster_domain=settings.cluster_domain)
     return PlanSettings(build=build, gpu_product_label=settings.gpu_product_label,
-                        cluster_domain=settings.cluster_domain, scrape_interval=settings.scrape_interval)
+                        cluster_domain=settings.cluster_domain, scrape_interval=settings.scrape_interval,
+                        confine_queries=settings.confine_queries)
 
 
 class Reconciler:
@@ -61,6 +63,7 @@ class Reconciler:
         self.providers = providers or Providers(settings)
         self.io = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="modelpilot-io")
         self.analyses = AnalysisRunner(settings.analysis_concurrency, done=wake, clock=clock)
+        self.rejected_queries: dict[Key, dict[str, str]] = {}
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
@@ -69,7 +72,14 @@ class Reconciler:
             self.analyses.forget(key)
             return None  # children go with it: ownerReferences and the garbage collector
         now = self.clock()
-        the_plan = plan(observed, self._finished_analysis(key, observed.md), now, self.settings)
+        analysis = self._finished_analysis(key, observed.md)
+        if analysis is not None and analysis.rejected:
+            # A custom query the provider refused is the spec's fault: InvalidSpec, not an outage
+            # that would count towards a rollback of a healthy canary.
+            self.rejected_queries.setdefault(key, {}).update(dict(analysis.rejected))
+            analysis = None
+        observed = replace(observed, rejected_queries=self.rejected_queries.get(key, {}))
+        the_plan = plan(observed, analysis, now, self.settings)
         if the_plan.analysis is not None:
             self._start_analysis(key, the_plan.analysis)
         for what, fields in the_plan.decisions:
@@ -120,6 +130,7 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         self.analyses.forget(key)
+        self.rejected_queries.pop(key, None)
         metrics.forget_object(*key)
 
     async def stop(self) -> None:

@@ -65,6 +65,8 @@ class AnalysisResult:
     verdict: Verdict
     measurements: tuple[Measurement, ...] = ()
     reason: str = ""  # why, for Inconclusive/Error without a measurement (e.g. too few requests)
+    # Custom queries the provider refused as invalid: (query, why). Not an outage: InvalidSpec.
+    rejected: tuple[tuple[str, str], ...] = ()
 
     def summary(self) -> str:
         parts = [m.describe() for m in self.measurements]
