@@ -201,3 +201,33 @@ def test_custom_queries_confined_or_rejected_are_invalid_spec(confine: bool, rej
         assert ready["reason"] == "Pending" and the_plan.apply
     else:
         assert ready["reason"] == "InvalidSpec" and reason in ready["message"] and the_plan.apply == ()
+
+
+def _foreign(kind: str, name: str, api_version: str = "v1") -> Callable[[Observed], Observed]:
+    """An object with our labels (so it is in the cache) controlled by another ModelDeployment."""
+    def edit(observed: Observed) -> Observed:
+        obj = {"apiVersion": api_version, "kind": kind, "metadata": {
+            "name": name, "namespace": "ml", "labels": {"app.kubernetes.io/managed-by": "modelpilot"},
+            "ownerReferences": [{"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment",
+                                 "name": "fraud-x", "uid": "u-other", "controller": True}]}}
+        return replace(observed, children={**observed.children, (api_version, kind, name): obj})
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "named"), [
+    (_foreign("Service", "fraud-canary"), "Service ml/fraud-canary exists and is controlled by ModelDeployment "
+                                          "fraud-x"),
+    (_foreign("Deployment", "fraud", "apps/v1"), "Deployment ml/fraud"),
+    (lambda o: replace(o, conflicts={("v1", "Service", "fraud"): "not controlled by this ModelDeployment"}),
+     "Service ml/fraud exists and is not controlled by this ModelDeployment"),
+], ids=["cached-service", "cached-deployment", "found-at-create"])
+def test_a_name_taken_by_another_owner_is_a_conflict_and_nothing_is_written(
+        edit: Callable[[Observed], Observed], named: str) -> None:
+    for observed in (Observed(md=modeldeployment(spec())), settle(Observed(md=modeldeployment(spec())))):
+        the_plan = plan(edit(observed), None, seconds(60))
+        assert the_plan.apply == () and the_plan.delete == () and the_plan.bootstrap == ()
+        assert the_plan.status is not None
+        ready = the_plan.status["conditions"][0]
+        assert (ready["status"], ready["reason"]) == ("False", "NameConflict") and named in ready["message"]
+        assert [(e.type, e.reason) for e in the_plan.events] == [("Warning", "NameConflict")]
+        assert the_plan.requeue is not None and the_plan.requeue > 0

@@ -18,7 +18,7 @@ from modelpilot.analysis.queries import QueryError, check_confined, check_syntax
 from modelpilot.analysis.run import window_seconds
 from modelpilot.api.models import API_VERSION, KIND, Analysis, ModelDeploymentSpec, SpecError, parse_spec
 from modelpilot.control.children import desired_state
-from modelpilot.control.observe import ChildRef, Observed
+from modelpilot.control.observe import ChildRef, Observed, describe_conflicts
 from modelpilot.control.report import StatusPlan, plan_status
 from modelpilot.control.tick import Tick, rollout_tick
 from modelpilot.resources import BuildSettings, accelerator_resource, canonical_serving_template, serving_revision
@@ -31,6 +31,8 @@ from modelpilot.status import RolloutView
 
 # While an analysis runs, its completion wakes the ModelDeployment; polling faster is wasted work.
 ANALYSIS_POLL_SECONDS = 5.0
+# A name clash with an object outside the cache is looked at again this often (one GET).
+CONFLICT_RECHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class AnalysisRequest:
 @dataclass(frozen=True)
 class Plan:
     apply: tuple[dict[str, Any], ...] = ()
+    # Children of `apply` the cache does not hold: execute makes sure no one else's object has the
+    # name before it creates them (the cache holds only the operator's own labelled objects).
+    creates: tuple[ChildRef, ...] = ()
     bootstrap: tuple[dict[str, Any], ...] = ()  # a new autoscaled Deployment's first replica count
     delete: tuple[ChildRef, ...] = ()
     status: dict[str, Any] | None = None
@@ -116,6 +121,8 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
 
     tick = rollout_tick(observed, spec, dict(md.get("status") or {}), analysis, now)
     children = desired_state(observed, spec, tick, owner_of(observed), settings.build)
+    if children.conflicts:
+        return _conflict_plan(observed, children.conflicts, generation, now)
     status = _status(observed, spec, tick, settings, generation, now)
     decision = tick.decision
     decisions = list(children.decisions)
@@ -129,11 +136,24 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     if request is not None:
         requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
     return Plan(
-        apply=children.apply, bootstrap=children.bootstrap, delete=children.delete, status=status.patch,
+        apply=children.apply, creates=children.creates, bootstrap=children.bootstrap, delete=children.delete,
+        status=status.patch,
         events=(*decision.events, *status.events),
         consume_action=tick.action if tick.action is not None and decision.consume_action else None,
         requeue=requeue, analysis=request, decisions=tuple(decisions), decision=decision,
     )
+
+
+def _conflict_plan(observed: Observed, conflicts: Mapping[ChildRef, str], generation: int,
+                   now: dt.datetime) -> Plan:
+    """A name clash: status and an Event only; the rollout state is kept as it was."""
+    message = describe_conflicts(observed.namespace, conflicts)
+    obs = StatusObservation(generation=generation, version="", revision="", stable_deployment=None,
+                            conflict=message)
+    status = plan_status(observed.md, obs, canary=None, stable_template=None, now=now)
+    decisions = (("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))}),) \
+        if status.patch is not None else ()
+    return Plan(status=status.patch, events=status.events, decisions=decisions, requeue=CONFLICT_RECHECK_SECONDS)
 
 
 def _status(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, settings: PlanSettings, generation: int,

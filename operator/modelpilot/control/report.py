@@ -19,7 +19,7 @@ from modelpilot.rollout.state import to_status
 from modelpilot.status import Observation, assess, merge_conditions, status_patch, transitions
 
 # Ready reasons that deserve a Warning Event rather than a Normal one.
-WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable"})
+WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable", "NameConflict"})
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
     conditions = merge_conditions(current.get("conditions") or [], result.conditions, obs.generation, now)
     desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
                                "conditions": conditions, "selector": scale_selector(name)}
-    if obs.invalid_spec is not None:
-        # Keep the rollout state as it was: fixing the spec resumes where it stopped.
+    if obs.invalid_spec is not None or obs.conflict is not None:
+        # Keep the rollout state as it was: fixing the spec (or the name) resumes where it stopped.
         for key in ("stable", "canary"):
             if key in current:
                 desired[key] = current[key]
