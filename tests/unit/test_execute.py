@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelpilot.control.execute import execute
+from modelpilot.control.execute import execute, first_stage
 from modelpilot.control.plan import Plan
 from modelpilot.rollout.machine import Event
 from tests.unit.plan_world import modeldeployment, spec
@@ -77,3 +77,13 @@ def test_our_own_unlabelled_object_is_not_a_conflict() -> None:
     outcome = execute(kube, modeldeployment(spec()),  # type: ignore[arg-type]
                       Plan(apply=(SERVICE,), creates=(("v1", "Service", "fraud"),)))
     assert outcome.conflicts == {} and ("apply", "Service", "fraud", "modelpilot") in kube.calls
+
+
+def test_the_first_stage_is_the_deployments_and_their_create_checks() -> None:
+    whole = Plan(apply=(SERVICE, DEPLOYMENT), creates=(("apps/v1", "Deployment", "fraud"),),
+                 bootstrap=(DEPLOYMENT,), status={"phase": "Pending"})
+    first, rest = first_stage(whole)
+    assert first.apply == (DEPLOYMENT,) and first.creates == whole.creates and first.bootstrap == (DEPLOYMENT,)
+    assert first.status is None and rest.apply == (SERVICE,) and rest.status == {"phase": "Pending"}
+    assert rest.creates == () and rest.bootstrap == ()
+    assert first_stage(Plan(status={"a": 1})) == (Plan(), Plan(status={"a": 1}))

@@ -68,6 +68,7 @@ def test_create_plans_every_child_and_a_pending_status(body: dict[str, Any], chi
     the_plan = plan(Observed(md=modeldeployment(body)), None, T0)
     assert applied(the_plan) == children
     assert the_plan.delete == () and the_plan.consume_action is None and the_plan.analysis is None
+    assert the_plan.events == ()  # a new object's first Pending is no news: no Event write
     assert the_plan.status is not None and the_plan.status["phase"] == "Pending"
     assert the_plan.status["selector"] == "app.kubernetes.io/managed-by=modelpilot,app.kubernetes.io/name=fraud," \
                                           "modelpilot.io/track=stable"

@@ -10,7 +10,7 @@ object the API server returns goes back to the cache (read-after-write).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpilot.api.models import API_VERSION, KIND
@@ -40,8 +40,15 @@ def find_conflicts(kube: Kube, namespace: str, uid: str, creates: tuple[ChildRef
     return found
 
 
-def _first_deployments(objs: tuple[Obj, ...]) -> list[Obj]:
-    return sorted(objs, key=lambda o: o["kind"] != "Deployment")
+def first_stage(plan: Plan) -> tuple[Plan, Plan]:
+    """(the Deployments, everything else): the reconciler runs the first part of every plan before
+    the rest of any, so a burst of new ModelDeployments gets its serving Deployments first."""
+    deployments = tuple(o for o in plan.apply if o["kind"] == "Deployment")
+    if not deployments:
+        return Plan(), plan
+    first = Plan(apply=deployments, bootstrap=plan.bootstrap, creates=plan.creates)
+    rest = replace(plan, apply=tuple(o for o in plan.apply if o["kind"] != "Deployment"), bootstrap=(), creates=())
+    return first, rest
 
 
 def execute(kube: Kube, md: Obj, plan: Plan) -> Outcome:
@@ -53,7 +60,7 @@ def execute(kube: Kube, md: Obj, plan: Plan) -> Outcome:
         return outcome  # the next tick reports them; nothing is written meanwhile
     for obj in plan.bootstrap:
         kube.apply(obj, field_manager=BOOTSTRAP_FIELD_MANAGER)
-    for obj in _first_deployments(plan.apply):
+    for obj in sorted(plan.apply, key=lambda o: o["kind"] != "Deployment"):
         outcome.written.append(kube.apply(obj))
     for api_version, kind, child in plan.delete:
         _delete(kube, namespace, (api_version, kind, child), outcome)

@@ -25,7 +25,7 @@ from modelpilot.analysis.providers import Providers
 from modelpilot.analysis.run import run_analysis
 from modelpilot.analysis.runner import AnalysisRunner
 from modelpilot.cache import Store
-from modelpilot.control.execute import execute
+from modelpilot.control.execute import execute, first_stage
 from modelpilot.control.observe import ChildRef, observe
 from modelpilot.control.plan import CONFLICT_RECHECK_SECONDS, AnalysisRequest, Plan, PlanSettings, plan
 from modelpilot.k8s.client import Kube
@@ -87,9 +87,10 @@ class Reconciler:
             self._start_analysis(key, the_plan.analysis)
         for what, fields in the_plan.decisions:
             decision_log(namespace, name, what, fields)
-        if the_plan.writes:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                self.io, execute, self.kube, observed.md, the_plan)
+        for stage in first_stage(the_plan):
+            if not stage.writes:
+                continue
+            outcome = await asyncio.get_running_loop().run_in_executor(self.io, execute, self.kube, observed.md, stage)
             for obj in outcome.written:
                 self.store.put(obj)
             for obj in outcome.deleted:
