@@ -10,6 +10,7 @@ status, no Event. Nothing here imports kubernetes or kopf.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,8 +184,12 @@ def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
     if tick.analysis_due_at is None or canary is None:
         return None
     canary_spec = spec.rollout.canary
+    window = window_seconds(canary_spec.interval_seconds, settings.scrape_interval)
+    if canary.ready_at is not None:
+        # Never reach back before this canary became Ready: older samples belong to an earlier
+        # canary (say, a failing version this one replaces) and must not judge this one.
+        window = max(1, min(window, math.floor((tick.analysis_due_at - canary.ready_at).total_seconds())))
     return AnalysisRequest(
         namespace=observed.namespace, name=observed.name, revision=canary.revision, started_at=canary.started_at,
-        due=tick.analysis_due_at, analysis=canary_spec.analysis,
-        window=window_seconds(canary_spec.interval_seconds, settings.scrape_interval),
+        due=tick.analysis_due_at, analysis=canary_spec.analysis, window=window,
     )
