@@ -59,8 +59,8 @@ def test_canary_steps_then_promotes(body: dict[str, Any]) -> None:
     assert not due.writes and due.requeue is not None and due.requeue >= ANALYSIS_POLL_SECONDS
     # The analysis passed: next step.
     step, observed = tick(observed, at(12), verdict("Pass"))
-    later = plan(observed, None, at(100))
-    assert later.analysis is not None and later.analysis.window == 60  # Ready long enough: the full window
+    later = plan(observed, None, at(100))  # the next analysis, due at 22 s: its window starts at Ready (1 s)
+    assert later.analysis is not None and later.analysis.window == 21
     assert [e.reason for e in step.events] == ["StepAdvanced"]
     assert observed.md["status"]["canary"]["weight"] == 50
     if "gatewayAPI" in body["rollout"]["canary"].get("trafficRouting", {}):
