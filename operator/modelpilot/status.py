@@ -122,6 +122,17 @@ def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessme
             Condition(PROGRESSING, False, "Paused", view.message),
             Condition(DEGRADED, False, "AsExpected"),
         ), base.stable)
+    if view.state == "Promoting" and view.reason == "PromotionStalled":
+        # Past progressDeadline: say why the stable track is stuck, as the stable assessment sees it.
+        stable_reason, stable_message = next((c.reason, c.message) for c in base.conditions if c.type == READY)
+        reason = stable_reason if stable_reason in ("InsufficientAccelerator", "Unschedulable") \
+            else "ProgressDeadlineExceeded"
+        message = f"{view.message}: {stable_message}"
+        return Assessment("Degraded", (
+            Condition(READY, False, reason, message),
+            Condition(PROGRESSING, False, reason, message),
+            Condition(DEGRADED, True, reason, message),
+        ), base.stable)
     reason = "Promoting" if view.state == "Promoting" else "Canary"
     return Assessment("Progressing", (
         Condition(READY, False, reason, view.message),
