@@ -54,6 +54,8 @@ class OperatorSettings:
     # Custom PromQL may only select series of the ModelDeployment's own namespace (multi-tenant
     # clusters: otherwise any user who can write a ModelDeployment can read any namespace's metrics).
     confine_queries: bool = False
+    # Unsafe: accept any TLS certificate from Prometheus (a man in the middle could pass any canary).
+    prometheus_insecure_skip_verify: bool = False
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -72,4 +74,6 @@ class OperatorSettings:
             query_timeout=_float("QUERY_TIMEOUT", cls.query_timeout),
             watch_timeout=_float("WATCH_TIMEOUT", cls.watch_timeout),
             confine_queries=_bool(_env("CONFINE_QUERIES", "false"), "CONFINE_QUERIES"),
+            prometheus_insecure_skip_verify=_bool(_env("PROMETHEUS_INSECURE_SKIP_VERIFY", "false"),
+                                                  "PROMETHEUS_INSECURE_SKIP_VERIFY"),
         )

@@ -17,6 +17,7 @@ from modelpilot.analysis.provider import PrometheusProvider, ProviderError, Quer
 from modelpilot.analysis.queries import check_syntax, render
 from modelpilot.analysis.run import run_analysis, window_seconds
 from modelpilot.api.models import Analysis, Metric
+from modelpilot.settings import OperatorSettings
 
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 
@@ -218,3 +219,9 @@ def test_a_rejected_custom_query_is_reported_with_the_result() -> None:
     result = run_analysis(analysis, namespace="ml", name="fraud", window=60, provider=Rejecting(), now=NOW)
     assert result.verdict == "Error" and result.rejected == (("sum(y)", "prometheus rejected the query: "
                                                                          "HTTP Status Code 400"),)
+
+
+def test_prometheus_tls_certificates_are_verified_unless_told_otherwise() -> None:
+    assert PrometheusProvider("https://prometheus:9090")._client._session.verify is True
+    assert PrometheusProvider("https://prometheus:9090", insecure_skip_verify=True)._client._session.verify is False
+    assert OperatorSettings().prometheus_insecure_skip_verify is False

@@ -29,10 +29,12 @@ class MetricsProvider(Protocol):
 
 
 class PrometheusProvider:
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, insecure_skip_verify: bool = False) -> None:
         self.url = url
         # Retries would stretch one analysis past its interval; the state machine counts errors instead.
-        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=timeout)
+        # TLS certificates are verified (REQUESTS_CA_BUNDLE names a private CA) unless told otherwise.
+        self._client = PrometheusConnect(url=url, disable_ssl=insecure_skip_verify, retry=Retry(total=0),
+                                         timeout=timeout)
         self._timeout = timeout
 
     def query(self, promql: str) -> float | None:
