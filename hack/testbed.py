@@ -314,8 +314,15 @@ class Cluster:
                  "extraArgs": [{"key": "advertise-address", "value": "127.0.0.1"},
                                # A /16 leaves room for thousands of Services (scale tests).
                                {"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR}]},
+                # The defaults (20 requests/s, 5 concurrent syncs) suit a small cluster; at a
+                # thousand Deployments the controllers, not the system under test, would be the
+                # bottleneck of every scale measurement.
                 {"name": "kube-controller-manager",
-                 "extraArgs": [{"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR}]},
+                 "extraArgs": [{"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR},
+                               {"key": "kube-api-qps", "value": "300"},
+                               {"key": "kube-api-burst", "value": "600"},
+                               {"key": "concurrent-deployment-syncs", "value": "20"},
+                               {"key": "concurrent-replicaset-syncs", "value": "20"}]},
             ],
         }
         config_path = self.workdir / "kwokctl.yaml"

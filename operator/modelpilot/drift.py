@@ -64,10 +64,35 @@ def differences(desired: Any, live: Any, path: str = "") -> list[str]:
                 found += differences(value, live[key], f"{path}.{key}")
         return found
     if isinstance(desired, list):
-        if not isinstance(live, list) or len(desired) != len(live):
+        if not isinstance(live, list):
+            return [path]
+        if _keyed(desired) and _keyed(live):
+            return _keyed_differences(desired, live, path)
+        if len(desired) != len(live):
             return [path]
         found = []
         for i, (want, have) in enumerate(zip(desired, live, strict=True)):
             found += differences(want, have, f"{path}[{i}]")
         return found
     return [] if _scalar_equal(desired, live) else [path]
+
+
+def _keyed(items: list[Any]) -> bool:
+    """A list of named items (containers, env, volumes, ...): merged by name under server-side
+    apply, so items someone else added stay, and an apply cannot remove them."""
+    names = [item.get("name") for item in items if isinstance(item, dict)]
+    return len(names) == len(items) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
+
+
+def _keyed_differences(desired: list[Any], live: list[Any], path: str) -> list[str]:
+    """Every desired item must be live and equal; live items of others are left alone (an apply
+    would not remove them, so counting them would re-apply on every resync, forever)."""
+    by_name = {item["name"]: item for item in live}
+    found: list[str] = []
+    for item in desired:
+        have = by_name.get(item["name"])
+        if have is None:
+            found.append(f"{path}[name={item['name']}]")
+        else:
+            found += differences(item, have, f"{path}[name={item['name']}]")
+    return found

@@ -34,6 +34,7 @@ from modelpilot.settings import OperatorSettings
 log = logging.getLogger("modelpilot.handlers")
 
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
+RECONCILES_PER_IO_THREAD = 4
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -70,7 +71,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.enforce_retry_after = True
 
     runtime.store = Store()
-    scheduler: Scheduler[Key] = Scheduler(_reconcile, resync_seconds=config.resync_seconds, workers=config.workers)
+    # More reconciles in flight than I/O threads: planning is quick, and the I/O queue then holds
+    # every new ModelDeployment's Deployment ahead of the rest of the writes (control/execute.py).
+    scheduler: Scheduler[Key] = Scheduler(_reconcile, resync_seconds=config.resync_seconds,
+                                          workers=config.workers * RECONCILES_PER_IO_THREAD)
     reconciler = Reconciler(kube=Kube.from_environment(), settings=config, store=runtime.store,
                             wake=scheduler.enqueue)
     runtime.scheduler, runtime.reconciler = scheduler, reconciler

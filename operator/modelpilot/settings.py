@@ -12,6 +12,14 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(ENV_PREFIX + name, default)
 
 
+def _bool(raw: str, name: str) -> bool:
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not true or false")
+
+
 def _float(name: str, default: float) -> float:
     raw = _env(name, str(default))
     try:
@@ -43,6 +51,11 @@ class OperatorSettings:
     # Each watch request ends after this and is re-established from the last resourceVersion (no
     # relist). Short, because a stalled stream (seen for Namespace watches) then heals quickly.
     watch_timeout: float = 60.0
+    # Custom PromQL may only select series of the ModelDeployment's own namespace (multi-tenant
+    # clusters: otherwise any user who can write a ModelDeployment can read any namespace's metrics).
+    confine_queries: bool = False
+    # Unsafe: accept any TLS certificate from Prometheus (a man in the middle could pass any canary).
+    prometheus_insecure_skip_verify: bool = False
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -60,4 +73,7 @@ class OperatorSettings:
             scrape_interval=_float("SCRAPE_INTERVAL", cls.scrape_interval),
             query_timeout=_float("QUERY_TIMEOUT", cls.query_timeout),
             watch_timeout=_float("WATCH_TIMEOUT", cls.watch_timeout),
+            confine_queries=_bool(_env("CONFINE_QUERIES", "false"), "CONFINE_QUERIES"),
+            prometheus_insecure_skip_verify=_bool(_env("PROMETHEUS_INSECURE_SKIP_VERIFY", "false"),
+                                                  "PROMETHEUS_INSECURE_SKIP_VERIFY"),
         )

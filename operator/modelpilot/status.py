@@ -59,6 +59,7 @@ class Observation:
     accelerator: Accelerator | None = None
     url: str = ""
     invalid_spec: str | None = None
+    conflict: str | None = None  # a child name taken by an object this ModelDeployment does not control
     rollout: RolloutView | None = None
 
 
@@ -107,7 +108,7 @@ def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessme
     """Phase, conditions and the stable track's status for one observation."""
     base = _assess_stable(obs, previous_stable)
     view = obs.rollout
-    if view is None or obs.invalid_spec is not None:
+    if view is None or obs.invalid_spec is not None or obs.conflict is not None:
         return base
     if view.state == "RolledBack":
         return Assessment("Degraded", (
@@ -121,6 +122,17 @@ def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessme
             Condition(PROGRESSING, False, "Paused", view.message),
             Condition(DEGRADED, False, "AsExpected"),
         ), base.stable)
+    if view.state == "Promoting" and view.reason == "PromotionStalled":
+        # Past progressDeadline: say why the stable track is stuck, as the stable assessment sees it.
+        stable_reason, stable_message = next((c.reason, c.message) for c in base.conditions if c.type == READY)
+        reason = stable_reason if stable_reason in ("InsufficientAccelerator", "Unschedulable") \
+            else "ProgressDeadlineExceeded"
+        message = f"{view.message}: {stable_message}"
+        return Assessment("Degraded", (
+            Condition(READY, False, reason, message),
+            Condition(PROGRESSING, False, reason, message),
+            Condition(DEGRADED, True, reason, message),
+        ), base.stable)
     reason = "Promoting" if view.state == "Promoting" else "Canary"
     return Assessment("Progressing", (
         Condition(READY, False, reason, view.message),
@@ -130,6 +142,16 @@ def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessme
 
 
 def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessment:
+    if obs.conflict is not None:
+        return Assessment(
+            phase="Degraded",
+            conditions=(
+                Condition(READY, False, "NameConflict", obs.conflict),
+                Condition(PROGRESSING, False, "NameConflict", "rename the ModelDeployment or remove the object"),
+                Condition(DEGRADED, True, "NameConflict", obs.conflict),
+            ),
+            stable=previous_stable,
+        )
     if obs.invalid_spec is not None:
         return Assessment(
             phase="Degraded",

@@ -3,6 +3,7 @@ subresource (kubectl scale, an HPA that targets a ModelDeployment)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import threading
@@ -15,9 +16,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from hack import testbed
 from modelpilot.api.models import API_VERSION, KIND, SHORT_NAMES
 from modelpilot.resources.labels import scale_selector
 from tests.e2e import mdep
+from tests.e2e.helm import service_account_kubeconfig
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle, wait_for
 
@@ -159,3 +162,80 @@ def test_kubectl_scale_and_an_hpa_that_targets_the_modeldeployment(
     wait_for(hpa_read_the_scale, timeout=90)
     wait_for(lambda: deployment_replicas(apps, namespace, "scaled") == 4 or None, timeout=90)
     assert (mdep.get(custom, namespace, "scaled") or {})["spec"]["replicas"] == 4
+
+
+# ------------------------------------------------------------------------------ steady state
+AUDITED_WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def audited_requests(audit_log: Path, user: str, namespace: str, since: float) -> list[dict[str, Any]]:
+    """Requests of `user` in `namespace` received after `since` (one entry per request)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if (event.get("user") or {}).get("username") != user or ref.get("namespace") != namespace:
+            continue
+        received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
+        if received >= since:
+            seen[event["auditID"]] = {"verb": event["verb"], "resource": ref.get("resource"),
+                                      "name": ref.get("name"), "sub": ref.get("subresource")}
+    return list(seen.values())
+
+
+def audited_operator_kubeconfig(core: client.CoreV1Api, rbac: client.RbacAuthorizationV1Api, admin: Path,
+                                path: Path) -> Path:
+    """A kubeconfig for the identity whose reads the test bed audits (hack/testbed.py)."""
+    namespace, account = testbed.BENCH_OPERATOR_NAMESPACE, testbed.BENCH_OPERATOR_SA
+    for create in (
+        lambda: core.create_namespace({"metadata": {"name": namespace}}),
+        lambda: core.create_namespaced_service_account(namespace, {"metadata": {"name": account}}),
+        lambda: rbac.create_cluster_role_binding({
+            "metadata": {"name": f"{namespace}-{account}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}),
+    ):
+        try:
+            create()
+        except ApiException as err:
+            if err.status != 409:
+                raise
+    return service_account_kubeconfig(core, admin, namespace, account, path)
+
+
+def test_steady_state_makes_no_writes_and_no_reads(
+        local_cluster: ClusterHandle, custom: client.CustomObjectsApi, core: client.CoreV1Api,
+        solo_namespace: str, tmp_path: Path) -> None:
+    """20 Ready ModelDeployments, 60 s of steady state (twelve resyncs at 5 s): the operator's
+    only requests are its watches. Counted from the API server's audit log."""
+    assert local_cluster.audit_log is not None
+    kubeconfig = audited_operator_kubeconfig(core, client.RbacAuthorizationV1Api(core.api_client),
+                                             local_cluster.kubeconfig, tmp_path / "operator.kubeconfig")
+    own = OperatorProcess(kubeconfig=kubeconfig, namespaces=[solo_namespace], log_path=tmp_path / "operator.log",
+                          resync_seconds=5).start()
+    user = testbed.BENCH_OPERATOR_USER
+    try:
+        names = [f"steady-{i}" for i in range(20)]
+        for name in names:
+            mdep.create(custom, solo_namespace, mdep.simple(name))
+        for name in names:
+            mdep.wait_condition(custom, solo_namespace, name, "Ready", "True")
+
+        def quiet() -> bool | None:  # no write for 5 s: the last status writes have landed
+            recent = audited_requests(local_cluster.audit_log, user, solo_namespace, time.time() - 5)
+            return not [r for r in recent if r["verb"] in AUDITED_WRITES] or None
+
+        wait_for(quiet, timeout=60)
+        start = time.time()
+        time.sleep(60)
+        requests = audited_requests(local_cluster.audit_log, user, solo_namespace, start)
+        writes = [r for r in requests if r["verb"] in AUDITED_WRITES]
+        reads = [r for r in requests if r["verb"] in ("get", "list")]
+        watches = [r for r in requests if r["verb"] == "watch"]
+        print(f"steady state, 20 ModelDeployments, 60 s: {len(writes)} writes, {len(reads)} reads, "
+              f"{len(watches)} watch requests")
+        assert writes == [], writes
+        assert reads == [], reads
+        assert watches, "the audit log must see the operator's watches (else nothing was counted)"
+    finally:
+        own.stop()

@@ -253,7 +253,9 @@ def test_rollout_steered_with_the_plugin(cluster: ClusterHandle, custom: client.
         wait_for(lambda: annotation(custom, ns, name) is None, timeout=30, what="resume consumed")
         wait_for(lambda: reasons(core, ns, name).count("Resumed") >= 2, timeout=30, what="two Resumed events")
 
-        ok(run(cluster, "pause", name, "-n", ns))
+        # Prometheus is still unreachable, so the policy may have paused the canary again before
+        # this line runs (it did on a loaded machine): --force sets spec.paused in either state.
+        ok(run(cluster, "pause", name, "-n", ns, "--force"))
         assert (mdep.get(custom, ns, name) or {})["spec"]["paused"] is True
         wait_for(lambda: canary(custom, ns, name).get("state") == "Paused", timeout=30, what="paused again")
 

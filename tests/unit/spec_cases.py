@@ -90,6 +90,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         spec(accelerator={"vendor": "nvidia", "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}),
         "toleration value must be empty when operator is Exists",
     ),
+    (
+        "toleration-exists-every-taint",
+        spec(accelerator={"vendor": "nvidia", "tolerations": [{"operator": "Exists"}]}),
+        "toleration with operator Exists needs a key: without one it tolerates every taint",
+    ),
 ]
 
 # Invalid specs the *schema* (not CEL) rejects: (id, spec, JSON path of the bad field).

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import json
 import math
+import threading
 from typing import Any
 
 import pytest
 
 from modelpilot.analysis.builtin import BUILTIN, REQUESTS
 from modelpilot.analysis.evaluate import judge, threshold_text
-from modelpilot.analysis.provider import ProviderError, single_value
+from modelpilot.analysis.provider import PrometheusProvider, ProviderError, QueryRejected, single_value
 from modelpilot.analysis.queries import check_syntax, render
 from modelpilot.analysis.run import run_analysis, window_seconds
 from modelpilot.api.models import Analysis, Metric
+from modelpilot.settings import OperatorSettings
 
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 
@@ -39,6 +43,11 @@ JUDGE_CASES = [
     ("stable-no-data", metric(compareToStable={"maxIncrease": 1}), 3.0, None, "Inconclusive", "stable: no data"),
     ("stable-zero-canary-positive", metric(compareToStable={"maxRatio": 2}), 0.1, 0.0, "Fail", "ratio inf"),
     ("both-zero", metric(compareToStable={"maxRatio": 2}), 0.0, 0.0, "Pass", "ratio 1"),
+    # Both tracks beyond the largest bucket: no comparison is possible, and that must never pass.
+    ("both-plus-inf-ratio", metric(name="slow", template="latency-p99", compareToStable={"maxRatio": 1.5}),
+     math.inf, math.inf, "Fail", "ratio undefined"),
+    ("both-plus-inf-increase", metric(name="slow", template="latency-p99", compareToStable={"maxIncrease": 50}),
+     math.inf, math.inf, "Fail", "increase undefined"),
     ("absolute-fails-even-without-stable", metric(max=1, compareToStable={"maxRatio": 2}), 5.0, None, "Fail",
      "5 > 1"),
 ]
@@ -168,3 +177,51 @@ def test_hostile_value_cannot_change_a_custom_query(hostile: str) -> None:
 @pytest.mark.parametrize(("interval", "scrape", "window"), [(30, 15, 60), (60, 15, 60), (5, 1, 5), (5, 2, 8)])
 def test_window(interval: float, scrape: float, window: int) -> None:
     assert window_seconds(interval, scrape) == window
+
+
+class _Prometheus(http.server.BaseHTTPRequestHandler):
+    status = 400
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"}).encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "rejected"), [(400, True), (422, False), (503, False)])
+def test_a_query_prometheus_refuses_is_rejected_not_an_outage(status: int, rejected: bool) -> None:
+    handler = type("Handler", (_Prometheus,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        provider = PrometheusProvider(f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+        with pytest.raises(ProviderError) as raised:
+            provider.query("sum(x)")
+        assert isinstance(raised.value, QueryRejected) is rejected
+    finally:
+        server.shutdown()
+
+
+def test_a_rejected_custom_query_is_reported_with_the_result() -> None:
+    class Rejecting:
+        def query(self, promql: str) -> float | None:
+            if promql.startswith("sum(increase"):
+                return 100.0
+            raise QueryRejected("prometheus rejected the query: HTTP Status Code 400")
+
+    analysis = Analysis.model_validate({"metrics": [{"name": "custom-x", "query": "sum(y)", "max": 1}]})
+    result = run_analysis(analysis, namespace="ml", name="fraud", window=60, provider=Rejecting(), now=NOW)
+    assert result.verdict == "Error" and result.rejected == (("sum(y)", "prometheus rejected the query: "
+                                                                         "HTTP Status Code 400"),)
+
+
+def test_prometheus_tls_certificates_are_verified_unless_told_otherwise() -> None:
+    assert PrometheusProvider("https://prometheus:9090")._client._session.verify is True
+    assert PrometheusProvider("https://prometheus:9090", insecure_skip_verify=True)._client._session.verify is False
+    assert OperatorSettings().prometheus_insecure_skip_verify is False

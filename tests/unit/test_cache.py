@@ -61,3 +61,17 @@ def test_every_router_mode_and_provider_name_is_registered() -> None:
     gateway = TrafficRouting.model_validate({"gatewayAPI": {"parentRefs": [{"name": "g"}]}})
     assert {TrafficRouting().mode, gateway.mode} == set(ROUTERS)
     assert set(PROVIDERS) == set(METRIC_PROVIDERS)
+
+
+def test_a_deleted_modeldeployment_leaves_no_metric_series() -> None:
+    from modelpilot import metrics
+
+    metrics.CANARY_WEIGHT.labels("ml", "gone").set(20)
+    metrics.CANARY_STATE.labels("ml", "gone", "Progressing").set(1)
+    metrics.ANALYSES.labels("ml", "gone", "error-rate", "Pass").inc()
+    metrics.ROLLBACKS.labels("ml", "kept").inc()
+    metrics.forget_object("ml", "gone")
+    names = {(s.labels.get("namespace"), s.labels.get("name"))
+             for metric in (metrics.CANARY_WEIGHT, metrics.CANARY_STATE, metrics.ANALYSES, metrics.ROLLBACKS)
+             for family in metric.collect() for s in family.samples}
+    assert ("ml", "gone") not in names and ("ml", "kept") in names

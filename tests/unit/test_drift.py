@@ -25,6 +25,17 @@ CASES: list[tuple[str, Any, Any, list[str]]] = [
     ("not-a-quantity", {"image": "a:1"}, {"image": "a:2"}, [".image"]),
     ("dict-vs-scalar", {"a": {"b": 1}}, {"a": 3}, [".a"]),
     ("bool-is-not-quantity", {"x": True}, {"x": 1}, [".x"]),
+    # Named items someone else added (kubectl edit: an env var, a sidecar) stay under server-side
+    # apply; counting them would re-apply on every resync, forever.
+    ("hand-added-env-var", {"env": [{"name": "A", "value": "1"}]},
+     {"env": [{"name": "A", "value": "1"}, {"name": "DEBUG", "value": "1"}]}, []),
+    ("hand-added-sidecar", {"containers": [{"name": "server", "image": "a:1"}]},
+     {"containers": [{"name": "proxy", "image": "p"}, {"name": "server", "image": "a:1"}]}, []),
+    ("named-item-changed", {"env": [{"name": "A", "value": "1"}]}, {"env": [{"name": "A", "value": "2"}]},
+     [".env[name=A].value"]),
+    ("named-item-removed", {"env": [{"name": "A", "value": "1"}]}, {"env": [{"name": "B", "value": "1"}]},
+     [".env[name=A]"]),
+    ("unnamed-list-still-atomic", {"args": ["--a"]}, {"args": ["--a", "--hand"]}, [".args"]),
 ]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from modelpilot.control.observe import Observed
-from modelpilot.control.plan import plan
+from modelpilot.control.plan import PlanSettings, plan
 from modelpilot.rollout.machine import AnalysisResult, Measurement
 from tests.unit.plan_world import T0, execute, modeldeployment, settle, spec
 
@@ -68,6 +68,7 @@ def test_create_plans_every_child_and_a_pending_status(body: dict[str, Any], chi
     the_plan = plan(Observed(md=modeldeployment(body)), None, T0)
     assert applied(the_plan) == children
     assert the_plan.delete == () and the_plan.consume_action is None and the_plan.analysis is None
+    assert the_plan.events == ()  # a new object's first Pending is no news: no Event write
     assert the_plan.status is not None and the_plan.status["phase"] == "Pending"
     assert the_plan.status["selector"] == "app.kubernetes.io/managed-by=modelpilot,app.kubernetes.io/name=fraud," \
                                           "modelpilot.io/track=stable"
@@ -180,3 +181,54 @@ def test_invalid_spec_writes_status_only() -> None:
     assert [e.reason for e in the_plan.events] == ["InvalidSpec"]
     again = execute(Observed(md=modeldeployment(body)), the_plan)
     assert not plan(again, None, seconds(30)).writes  # reported once, not every tick
+
+
+CUSTOM = {"name": "custom-x", "query": 'sum(rate(x{namespace="payments"}[1m]))', "max": 1}
+
+
+@pytest.mark.parametrize(("confine", "rejected", "reason"), [
+    (False, {}, None),
+    (True, {}, "must be confined"),
+    (False, {CUSTOM["query"]: "prometheus rejected the query: HTTP Status Code 400"}, "rejected by the metric"),
+])
+def test_custom_queries_confined_or_rejected_are_invalid_spec(confine: bool, rejected: dict[str, str],
+                                                              reason: str | None) -> None:
+    body = spec()
+    body["rollout"]["canary"]["analysis"] = {"metrics": [CUSTOM]}
+    observed = replace(Observed(md=modeldeployment(body)), rejected_queries=rejected)
+    the_plan = plan(observed, None, T0, PlanSettings(confine_queries=confine))
+    ready = the_plan.status["conditions"][0] if the_plan.status else {}
+    if reason is None:
+        assert ready["reason"] == "Pending" and the_plan.apply
+    else:
+        assert ready["reason"] == "InvalidSpec" and reason in ready["message"] and the_plan.apply == ()
+
+
+def _foreign(kind: str, name: str, api_version: str = "v1") -> Callable[[Observed], Observed]:
+    """An object with our labels (so it is in the cache) controlled by another ModelDeployment."""
+    def edit(observed: Observed) -> Observed:
+        obj = {"apiVersion": api_version, "kind": kind, "metadata": {
+            "name": name, "namespace": "ml", "labels": {"app.kubernetes.io/managed-by": "modelpilot"},
+            "ownerReferences": [{"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment",
+                                 "name": "fraud-x", "uid": "u-other", "controller": True}]}}
+        return replace(observed, children={**observed.children, (api_version, kind, name): obj})
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "named"), [
+    (_foreign("Service", "fraud-canary"), "Service ml/fraud-canary exists and is controlled by ModelDeployment "
+                                          "fraud-x"),
+    (_foreign("Deployment", "fraud", "apps/v1"), "Deployment ml/fraud"),
+    (lambda o: replace(o, conflicts={("v1", "Service", "fraud"): "not controlled by this ModelDeployment"}),
+     "Service ml/fraud exists and is not controlled by this ModelDeployment"),
+], ids=["cached-service", "cached-deployment", "found-at-create"])
+def test_a_name_taken_by_another_owner_is_a_conflict_and_nothing_is_written(
+        edit: Callable[[Observed], Observed], named: str) -> None:
+    for observed in (Observed(md=modeldeployment(spec())), settle(Observed(md=modeldeployment(spec())))):
+        the_plan = plan(edit(observed), None, seconds(60))
+        assert the_plan.apply == () and the_plan.delete == () and the_plan.bootstrap == ()
+        assert the_plan.status is not None
+        ready = the_plan.status["conditions"][0]
+        assert (ready["status"], ready["reason"]) == ("False", "NameConflict") and named in ready["message"]
+        assert [(e.type, e.reason) for e in the_plan.events] == [("Warning", "NameConflict")]
+        assert the_plan.requeue is not None and the_plan.requeue > 0

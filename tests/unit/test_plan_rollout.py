@@ -53,10 +53,14 @@ def test_canary_steps_then_promotes(body: dict[str, Any]) -> None:
     assert not waiting.writes and waiting.analysis is None and waiting.requeue == pytest.approx(6)
     # Due: plan asks for an analysis and does not change the rollout while it runs.
     due = plan(observed, None, at(11))
-    assert due.analysis is not None and due.analysis.due == at(11) and due.analysis.window == 60
+    assert due.analysis is not None and due.analysis.due == at(11)
+    # max(interval, 4 x scrape) is 60 s, but the canary became Ready 10 s before: no older samples.
+    assert due.analysis.window == 10
     assert not due.writes and due.requeue is not None and due.requeue >= ANALYSIS_POLL_SECONDS
     # The analysis passed: next step.
     step, observed = tick(observed, at(12), verdict("Pass"))
+    later = plan(observed, None, at(100))  # the next analysis, due at 22 s: its window starts at Ready (1 s)
+    assert later.analysis is not None and later.analysis.window == 21
     assert [e.reason for e in step.events] == ["StepAdvanced"]
     assert observed.md["status"]["canary"]["weight"] == 50
     if "gatewayAPI" in body["rollout"]["canary"].get("trafficRouting", {}):

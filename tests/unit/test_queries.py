@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelpilot.analysis.queries import QueryError, check_syntax, render
+from modelpilot.analysis.queries import QueryError, check_confined, check_syntax, render
 
 VALUES = {"namespace": "ml", "name": "fraud", "track": "canary", "window": "30s"}
 
@@ -49,3 +49,24 @@ def test_check_syntax_accepts(template: str) -> None:
 def test_missing_value_is_an_error() -> None:
     with pytest.raises(QueryError, match="no value for placeholder"):
         render("x[{{window}}]", {"namespace": "ml"})
+
+
+CONFINED = [
+    ('sum(rate(x{namespace="{{namespace}}", model_deployment="{{name}}"}[{{window}}]))', True),
+    ('sum(rate(x{namespace="{{namespace}}"}[1m])) / sum(rate(y{namespace="{{namespace}}"}[1m]))', True),
+    ("vector(1)", True),
+    ("sum(rate(x[1m]))", False),                                              # no namespace at all
+    ('x{namespace="payments"}', False),                                       # another namespace
+    ('x{namespace=~".+"}', False),                                            # every namespace
+    ('x{namespace="{{namespace}}"} / y{namespace="payments"}', False),         # one selector escapes
+    ('x{namespace="{{namespace}}"} or y', False),
+]
+
+
+@pytest.mark.parametrize(("query", "confined"), CONFINED)
+def test_confined_queries_select_only_their_own_namespace(query: str, confined: bool) -> None:
+    if confined:
+        check_confined(query)
+    else:
+        with pytest.raises(QueryError, match="must be confined"):
+            check_confined(query)

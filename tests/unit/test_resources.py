@@ -111,7 +111,8 @@ CASES: list[tuple[str, dict[str, Any], str, BuildSettings]] = [
                 "tolerations": [
                     {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
                     {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-                    {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                     "tolerationSeconds": 30},
                 ],
             }
         ),

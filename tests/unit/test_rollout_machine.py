@@ -100,6 +100,16 @@ SCENARIOS: dict[str, list[Tick]] = {
          {"state": None, "events": ["Promoted"], "outcome": "promoted"}),
         (45, {"stable_revision": "new"}, {"state": None, "events": []}),
     ],
+    "promotion-past-the-deadline-is-reported-once": [
+        (0, {}, {}), (1, {}, {"step": 0}),
+        (11, {"analysis": PASS}, {"step": 1}), (21, {"analysis": PASS}, {"step": 2}),
+        (31, {"analysis": PASS}, {"state": "Promoting", "last_progress_at": T0 + dt.timedelta(seconds=31)}),
+        (90, {"stable_revision": "new"}, {"state": "Promoting", "reason": "Promoting", "events": []}),
+        (92, {"stable_revision": "new"}, {"state": "Promoting", "reason": "PromotionStalled",
+                                          "events": ["PromotionStalled"], "message": "stalled"}),
+        (99, {"stable_revision": "new"}, {"state": "Promoting", "events": []}),
+        (120, {"stable_revision": "new", "stable_rolled_out": True}, {"state": None, "events": ["Promoted"]}),
+    ],
     "faulty-version-rolled-back-at-threshold": [
         (0, {}, {"events": ["CanaryStarted"]}),
         (1, {}, {"step": 0, "weight": 10}),
@@ -253,3 +263,13 @@ def test_status_round_trip_keeps_everything() -> None:
     assert replace(back, analyses=()) == replace(state, analyses=())
     assert to_status(state)["analyses"][0] == {"time": "2026-11-25T12:00:00Z", "metric": "error-rate",
                                                "threshold": "<= 1", "verdict": "Pass", "value": 0.1}
+
+
+def test_a_canary_that_is_not_ready_wakes_at_the_deadline_not_in_a_loop() -> None:
+    """Past step 0 and no longer Ready: no analysis can run, so no 0.5 s polling (pod events wake
+    the reconciler); the deadline is the only timer."""
+    [*_, lost] = run([(0, {}, {}), (1, {}, {"step": 0}), (20, {"canary_ready": False}, {"step": 0})])
+    assert lost.requeue_after == pytest.approx(41)  # progressDeadline 60 s from the last progress at 1 s
+    [*_, promoting] = run([(0, {}, {}), (1, {}, {}), (11, {"analysis": PASS}, {}), (21, {"analysis": PASS}, {}),
+                           (31, {"analysis": PASS}, {"state": "Promoting"}), (32, {"stable_revision": "new"}, {})])
+    assert promoting.requeue_after == pytest.approx(59)  # the promotion deadline, not a 2 s poll

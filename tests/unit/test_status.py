@@ -10,6 +10,7 @@ import pytest
 from modelpilot.status import (
     Accelerator,
     Observation,
+    RolloutView,
     assess,
     merge_conditions,
     status_patch,
@@ -82,6 +83,23 @@ def test_insufficient_accelerator_message_names_resource_and_product() -> None:
     message = result.conditions[0].message
     assert "1x nvidia.com/gpu" in message and "nvidia.com/gpu.product=NVIDIA-H100" in message
     assert "didn't match" in message
+
+
+@pytest.mark.parametrize(("pods", "accelerator", "reason"), [
+    ([UNSCHEDULABLE_POD], A100, "InsufficientAccelerator"),
+    ([UNSCHEDULABLE_POD], None, "Unschedulable"),
+    ([], None, "ProgressDeadlineExceeded"),
+])
+def test_a_stalled_promotion_is_degraded_with_the_real_reason(pods: list[dict[str, Any]],
+                                                               accelerator: Accelerator | None, reason: str) -> None:
+    stalled = RolloutView("Promoting", "PromotionStalled", "promotion of v2 stalled")
+    result = assess(obs(stable_deployment=deployment(updated=1, available=1, total=2), pods=pods,
+                        accelerator=accelerator, rollout=stalled), PREVIOUS)
+    conditions = {c.type: c for c in result.conditions}
+    assert result.phase == "Degraded" and conditions["Degraded"].status
+    assert (conditions["Ready"].status, conditions["Ready"].reason) == (False, reason)
+    assert "promotion of v2 stalled" in conditions["Ready"].message
+    assert result.stable is not None and result.stable["version"] == "v1"  # the old pods keep serving
 
 
 def test_invalid_spec_is_degraded() -> None:

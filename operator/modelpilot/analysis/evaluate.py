@@ -64,16 +64,23 @@ def judge(metric: Metric, canary: float | None, stable: float | None, now: dt.da
             return result("Inconclusive", f"stable: {stable_missing}")
         assert stable is not None
         detail = f"stable {_num(stable)}"
+        # inf/inf and inf-inf are NaN, which compares False with every limit: it must fail instead.
         if compare.max_ratio is not None:
             ratio = (1.0 if canary == 0 else math.inf) if stable == 0 else canary / stable
-            detail += f", ratio {_num(round(ratio, 3))}"
-            if ratio > compare.max_ratio:
-                failures.append(f"ratio {_num(round(ratio, 3))} > {_num(compare.max_ratio)}")
+            if math.isnan(ratio):
+                failures.append("ratio undefined (canary and stable both infinite)")
+            else:
+                detail += f", ratio {_num(round(ratio, 3))}"
+                if ratio > compare.max_ratio:
+                    failures.append(f"ratio {_num(round(ratio, 3))} > {_num(compare.max_ratio)}")
         if compare.max_increase is not None:
             increase = canary - stable
-            detail += f", increase {_num(round(increase, 3))}"
-            if increase > compare.max_increase:
-                failures.append(f"increase {_num(round(increase, 3))} > {_num(compare.max_increase)}")
+            if math.isnan(increase):
+                failures.append("increase undefined (canary and stable both infinite)")
+            else:
+                detail += f", increase {_num(round(increase, 3))}"
+                if increase > compare.max_increase:
+                    failures.append(f"increase {_num(round(increase, 3))} > {_num(compare.max_increase)}")
     if failures:
         return result("Fail", "; ".join(failures) + (f" ({detail})" if detail else ""))
     return result("Pass", detail)

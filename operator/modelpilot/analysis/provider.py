@@ -7,6 +7,7 @@ non-numeric result. Errors are never turned into values.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 import requests
@@ -18,15 +19,22 @@ class ProviderError(Exception):
     """The metrics provider gave no usable answer."""
 
 
+class QueryRejected(ProviderError):
+    """The provider refused the query itself as invalid (Prometheus: HTTP 400 bad_data): the
+    query is wrong, not the provider down."""
+
+
 class MetricsProvider(Protocol):
     def query(self, promql: str) -> float | None: ...
 
 
 class PrometheusProvider:
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, insecure_skip_verify: bool = False) -> None:
         self.url = url
         # Retries would stretch one analysis past its interval; the state machine counts errors instead.
-        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=timeout)
+        # TLS certificates are verified (REQUESTS_CA_BUNDLE names a private CA) unless told otherwise.
+        self._client = PrometheusConnect(url=url, disable_ssl=insecure_skip_verify, retry=Retry(total=0),
+                                         timeout=timeout)
         self._timeout = timeout
 
     def query(self, promql: str) -> float | None:
@@ -37,7 +45,9 @@ class PrometheusProvider:
         except requests.exceptions.RequestException as err:
             raise ProviderError(f"prometheus at {self.url} unreachable: {type(err).__name__}") from None
         except PrometheusApiClientException as err:
-            raise ProviderError(f"prometheus rejected the query: {str(err)[:300]}") from None
+            if re.search(r"HTTP Status Code 400\b", str(err)):
+                raise QueryRejected(f"prometheus rejected the query: {str(err)[:300]}") from None
+            raise ProviderError(f"prometheus failed the query: {str(err)[:300]}") from None
         return single_value(result)
 
 

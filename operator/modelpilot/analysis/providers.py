@@ -13,7 +13,8 @@ from modelpilot.analysis.provider import MetricsProvider, PrometheusProvider
 from modelpilot.settings import OperatorSettings
 
 PROVIDERS: dict[str, Callable[[OperatorSettings], MetricsProvider]] = {
-    "prometheus": lambda settings: PrometheusProvider(settings.prometheus_url, timeout=settings.query_timeout),
+    "prometheus": lambda settings: PrometheusProvider(settings.prometheus_url, timeout=settings.query_timeout,
+                                                      insecure_skip_verify=settings.prometheus_insecure_skip_verify),
 }
 
 

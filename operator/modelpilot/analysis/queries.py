@@ -63,3 +63,37 @@ def check_syntax(template: str) -> None:
         promql_parser.parse(rendered)
     except ValueError as err:
         raise QueryError(f"invalid PromQL: {err}") from None
+
+
+# A namespace no real object has: a selector that matches it after rendering was written with
+# {{namespace}}, i.e. confined to the ModelDeployment's own namespace.
+_OWN_NAMESPACE = "modelpilot-own-namespace-0"
+
+
+def _selectors(expr: promql_parser.Expr) -> list[promql_parser.VectorSelector]:
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(node: promql_parser.Expr) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+        return True
+
+    promql_parser.walk(expr, pre_visit=visit)
+    return found
+
+
+def check_confined(template: str) -> None:
+    """Raise QueryError unless every series selector of the query is confined to the
+    ModelDeployment's own namespace: `namespace="{{namespace}}"` and no other namespace matcher.
+    (An operator setting turns this on, so one tenant's canary cannot read another's metrics.)"""
+    rendered = render(template, {**_SAMPLE, "namespace": _OWN_NAMESPACE})
+    expr = promql_parser.parse(rendered)
+    for selector in _selectors(expr):
+        groups = [selector.matchers.matchers, *selector.matchers.or_matchers]
+        for group in groups:
+            namespace = [m for m in group if m.name == "namespace"]
+            own = [m for m in namespace if m.op == promql_parser.MatchOp.Equal and m.value == _OWN_NAMESPACE]
+            if not own or len(namespace) != len(own):
+                shown = selector.name or str(selector.matchers)
+                raise QueryError(f"selector {shown} must be confined with namespace=\"{{{{namespace}}}}\" "
+                                 "(the operator restricts custom queries to the object's own namespace)")

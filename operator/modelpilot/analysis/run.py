@@ -7,7 +7,7 @@ import math
 
 from modelpilot.analysis.builtin import BUILTIN, REQUESTS
 from modelpilot.analysis.evaluate import judge
-from modelpilot.analysis.provider import MetricsProvider, ProviderError
+from modelpilot.analysis.provider import MetricsProvider, ProviderError, QueryRejected
 from modelpilot.analysis.queries import render
 from modelpilot.api.models import Analysis, Metric
 from modelpilot.rollout.machine import AnalysisResult, Measurement, Verdict
@@ -46,15 +46,21 @@ def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, 
                                                            "Inconclusive", reason),))
 
     measurements: list[Measurement] = []
+    rejected: list[tuple[str, str]] = []
     for metric in analysis.metrics:
         template = metric_template(metric)
         try:
             canary = query(template, "canary")
             stable = query(template, "stable") if metric.compare_to_stable is not None else None
+        except QueryRejected as err:
+            measurements.append(Measurement(now, metric.name, None, "", "Error", str(err)))
+            if metric.query:
+                rejected.append((metric.query, str(err)))
+            continue
         except ProviderError as err:
             measurements.append(Measurement(now, metric.name, None, "", "Error", str(err)))
             continue
         measurements.append(judge(metric, canary, stable, now))
     verdicts = {m.verdict for m in measurements}
     verdict = next((v for v in PRECEDENCE if v in verdicts), "Pass")
-    return AnalysisResult(verdict, tuple(measurements))
+    return AnalysisResult(verdict, tuple(measurements), rejected=tuple(rejected))

@@ -329,11 +329,16 @@ class Toleration(_Model):
                 "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
                 "toleration value must be empty when operator is Exists",
             ),
+            (
+                "!has(self.operator) || self.operator != 'Exists' || (has(self.key) && self.key != '')",
+                "toleration with operator Exists needs a key: without one it tolerates every taint",
+            ),
         )
     )
 
     key: str | None = Field(
-        default=None, description="Taint key to tolerate; empty with operator Exists matches all.", max_length=317
+        default=None, description="Taint key to tolerate (required with operator Exists: an empty key would "
+        "tolerate every taint).", max_length=317
     )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal (Kubernetes default Equal)."
@@ -352,6 +357,8 @@ class Toleration(_Model):
     def _check_exists(self) -> Toleration:
         if self.operator == "Exists" and self.value:
             raise ValueError("toleration value must be empty when operator is Exists")
+        if self.operator == "Exists" and not self.key:
+            raise ValueError("toleration with operator Exists needs a key: without one it tolerates every taint")
         return self
 
 

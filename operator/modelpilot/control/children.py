@@ -3,11 +3,11 @@ from what is live, and which owned children must go."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec
-from modelpilot.control.observe import ChildRef, Observed, owned_by, possible_children
+from modelpilot.control.observe import ChildRef, Observed, controlled_by, controller_of, owned_by, possible_children
 from modelpilot.control.tick import Tick
 from modelpilot.drift import differences
 from modelpilot.resources import BuildSettings, build_deployment, desired_children, desired_replicas
@@ -23,6 +23,8 @@ class Children:
     bootstrap: tuple[Obj, ...] = ()
     delete: tuple[ChildRef, ...] = ()
     decisions: tuple[tuple[str, dict[str, Any]], ...] = ()
+    conflicts: dict[ChildRef, str] = field(default_factory=dict)  # ref -> who controls it
+    creates: tuple[ChildRef, ...] = ()  # children of `apply` the cache does not hold
 
 
 def _ref(obj: Obj) -> ChildRef:
@@ -79,8 +81,18 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
     apply: list[Obj] = []
     bootstrap: list[Obj] = []
     delete: list[ChildRef] = []
+    creates: list[ChildRef] = []
     decisions: list[tuple[str, dict[str, Any]]] = []
     wanted = wanted_children(observed, spec, tick, owner, build)
+    conflicts = dict(observed.conflicts)
+    for child in wanted:
+        live = observed.children.get(_ref(child))
+        if live is not None and not controlled_by(live, uid):
+            conflicts[_ref(child)] = controller_of(live)
+    if conflicts:
+        # Never adopt, patch or delete what another owner controls; and write no other child
+        # either while the name clashes: a half-built ModelDeployment helps nobody.
+        return Children(conflicts=conflicts)
     for child in wanted:
         ref = _ref(child)
         live = observed.children.get(ref)
@@ -92,6 +104,7 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
                 bootstrap.append({**child, "spec": {**child["spec"],
                                                     "replicas": spec.autoscaling.min_replicas or 1}})
             apply.append(child)
+            creates.append(ref)
             decisions.append(("created", {"kind": ref[1], "child": ref[2]}))
         elif owned_by(live, uid) and _needs_replacement(child, live):
             delete.append(ref)  # re-created by the next tick, once the delete is seen
@@ -107,7 +120,7 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
         if ref not in wanted_refs and live is not None and owned_by(live, uid):
             delete.append(ref)
             decisions.append(("deleted", {"kind": ref[1], "child": ref[2], "why": "no longer in the spec"}))
-    return Children(tuple(apply), tuple(bootstrap), tuple(delete), tuple(decisions))
+    return Children(tuple(apply), tuple(bootstrap), tuple(delete), tuple(decisions), creates=tuple(creates))
 
 
 def _unwanted(name: str, spec: ModelDeploymentSpec) -> list[ChildRef]:

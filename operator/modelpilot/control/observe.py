@@ -40,6 +40,12 @@ class Observed:
     md: Obj
     children: Mapping[ChildRef, Obj] = field(default_factory=dict)
     pods: tuple[Obj, ...] = ()
+    # Custom queries the metric provider refused as invalid (query -> why): reported as InvalidSpec
+    # until the query changes, instead of counting as provider outages.
+    rejected_queries: Mapping[str, str] = field(default_factory=dict)
+    # Children found at create time to exist without being ours (ref -> who controls them): they
+    # are not in the cache (it holds only our labelled objects), so execute reports them.
+    conflicts: Mapping[ChildRef, str] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:
@@ -70,3 +76,22 @@ def observe(store: Store, namespace: str, name: str) -> Observed | None:
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether `uid` is the object's controller: the only objects the operator ever writes."""
+    return any(ref.get("uid") == uid and ref.get("controller") is True
+               for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def controller_of(obj: Mapping[str, Any]) -> str:
+    """Who controls the object, in words (for a NameConflict message)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") is True:
+            return f"controlled by {ref.get('kind')} {ref.get('name')} (uid {ref.get('uid')})"
+    return "not controlled by this ModelDeployment"
+
+
+def describe_conflicts(namespace: str, conflicts: Mapping[ChildRef, str]) -> str:
+    parts = [f"{kind} {namespace}/{name} exists and is {who}" for (_, kind, name), who in sorted(conflicts.items())]
+    return "; ".join(parts) + ": nothing is written to it; rename the ModelDeployment or remove the object"

@@ -10,14 +10,16 @@ status, no Event. Nothing here imports kubernetes or kopf.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpilot.analysis.queries import QueryError, check_syntax
+from modelpilot.analysis.queries import QueryError, check_confined, check_syntax
 from modelpilot.analysis.run import window_seconds
 from modelpilot.api.models import API_VERSION, KIND, Analysis, ModelDeploymentSpec, SpecError, parse_spec
 from modelpilot.control.children import desired_state
-from modelpilot.control.observe import ChildRef, Observed
+from modelpilot.control.observe import ChildRef, Observed, describe_conflicts
 from modelpilot.control.report import StatusPlan, plan_status
 from modelpilot.control.tick import Tick, rollout_tick
 from modelpilot.resources import BuildSettings, accelerator_resource, canonical_serving_template, serving_revision
@@ -30,6 +32,8 @@ from modelpilot.status import RolloutView
 
 # While an analysis runs, its completion wakes the ModelDeployment; polling faster is wasted work.
 ANALYSIS_POLL_SECONDS = 5.0
+# A name clash with an object outside the cache is looked at again this often (one GET).
+CONFLICT_RECHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class PlanSettings:
     gpu_product_label: str = "nvidia.com/gpu.product"
     cluster_domain: str = "cluster.local"
     scrape_interval: float = 15.0
+    confine_queries: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class AnalysisRequest:
 @dataclass(frozen=True)
 class Plan:
     apply: tuple[dict[str, Any], ...] = ()
+    # Children of `apply` the cache does not hold: execute makes sure no one else's object has the
+    # name before it creates them (the cache holds only the operator's own labelled objects).
+    creates: tuple[ChildRef, ...] = ()
     bootstrap: tuple[dict[str, Any], ...] = ()  # a new autoscaled Deployment's first replica count
     delete: tuple[ChildRef, ...] = ()
     status: dict[str, Any] | None = None
@@ -72,13 +80,20 @@ class Plan:
                     or self.consume_action)
 
 
-def check_queries(spec: ModelDeploymentSpec) -> None:
-    """What CEL cannot check: the PromQL of custom metrics. Raises SpecError naming the metric."""
+def check_queries(spec: ModelDeploymentSpec, confine: bool = False,
+                  rejected: Mapping[str, str] | None = None) -> None:
+    """What CEL cannot check: the PromQL of custom metrics (syntax; confined to the object's own
+    namespace when the operator says so; not one the metric provider already rejected as a bad
+    query). Raises SpecError naming the metric."""
     problems = []
     for i, metric in enumerate(spec.rollout.canary.analysis.metrics):
         if metric.query:
             try:
                 check_syntax(metric.query)
+                if confine:
+                    check_confined(metric.query)
+                if rejected and metric.query in rejected:
+                    raise QueryError(f"rejected by the metric provider: {rejected[metric.query]}")
             except QueryError as err:
                 problems.append(f"spec.rollout.canary.analysis.metrics[{i}].query ({metric.name}): {err}")
     if problems:
@@ -97,7 +112,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     generation = int(md["metadata"].get("generation", 0))
     try:
         spec = parse_spec(md.get("spec"))
-        check_queries(spec)
+        check_queries(spec, settings.confine_queries, observed.rejected_queries)
     except SpecError as err:
         obs = StatusObservation(generation=generation, version="", revision="", stable_deployment=None,
                                 invalid_spec=str(err))
@@ -107,6 +122,8 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
 
     tick = rollout_tick(observed, spec, dict(md.get("status") or {}), analysis, now)
     children = desired_state(observed, spec, tick, owner_of(observed), settings.build)
+    if children.conflicts:
+        return _conflict_plan(observed, children.conflicts, generation, now)
     status = _status(observed, spec, tick, settings, generation, now)
     decision = tick.decision
     decisions = list(children.decisions)
@@ -120,11 +137,24 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     if request is not None:
         requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
     return Plan(
-        apply=children.apply, bootstrap=children.bootstrap, delete=children.delete, status=status.patch,
+        apply=children.apply, creates=children.creates, bootstrap=children.bootstrap, delete=children.delete,
+        status=status.patch,
         events=(*decision.events, *status.events),
         consume_action=tick.action if tick.action is not None and decision.consume_action else None,
         requeue=requeue, analysis=request, decisions=tuple(decisions), decision=decision,
     )
+
+
+def _conflict_plan(observed: Observed, conflicts: Mapping[ChildRef, str], generation: int,
+                   now: dt.datetime) -> Plan:
+    """A name clash: status and an Event only; the rollout state is kept as it was."""
+    message = describe_conflicts(observed.namespace, conflicts)
+    obs = StatusObservation(generation=generation, version="", revision="", stable_deployment=None,
+                            conflict=message)
+    status = plan_status(observed.md, obs, canary=None, stable_template=None, now=now)
+    decisions = (("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))}),) \
+        if status.patch is not None else ()
+    return Plan(status=status.patch, events=status.events, decisions=decisions, requeue=CONFLICT_RECHECK_SECONDS)
 
 
 def _status(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, settings: PlanSettings, generation: int,
@@ -154,8 +184,12 @@ def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
     if tick.analysis_due_at is None or canary is None:
         return None
     canary_spec = spec.rollout.canary
+    window = window_seconds(canary_spec.interval_seconds, settings.scrape_interval)
+    if canary.ready_at is not None:
+        # Never reach back before this canary became Ready: older samples belong to an earlier
+        # canary (say, a failing version this one replaces) and must not judge this one.
+        window = max(1, min(window, math.floor((tick.analysis_due_at - canary.ready_at).total_seconds())))
     return AnalysisRequest(
         namespace=observed.namespace, name=observed.name, revision=canary.revision, started_at=canary.started_at,
-        due=tick.analysis_due_at, analysis=canary_spec.analysis,
-        window=window_seconds(canary_spec.interval_seconds, settings.scrape_interval),
+        due=tick.analysis_due_at, analysis=canary_spec.analysis, window=window,
     )

@@ -14,8 +14,10 @@ import datetime as dt
 import functools
 import logging
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from modelpilot import metrics
@@ -23,9 +25,9 @@ from modelpilot.analysis.providers import Providers
 from modelpilot.analysis.run import run_analysis
 from modelpilot.analysis.runner import AnalysisRunner
 from modelpilot.cache import Store
-from modelpilot.control.execute import execute
-from modelpilot.control.observe import observe
-from modelpilot.control.plan import AnalysisRequest, Plan, PlanSettings, plan
+from modelpilot.control.execute import execute, first_stage
+from modelpilot.control.observe import ChildRef, observe
+from modelpilot.control.plan import CONFLICT_RECHECK_SECONDS, AnalysisRequest, Plan, PlanSettings, plan
 from modelpilot.k8s.client import Kube
 from modelpilot.resources import BuildSettings
 from modelpilot.rollout.machine import AnalysisResult, Decision
@@ -47,7 +49,8 @@ def plan_settings(settings: OperatorSettings) -> PlanSettings:
     build = BuildSettings(gpu_product_label=settings.gpu_product_label, runtime_image=settings.runtime_image,
                           cluster_domain=settings.cluster_domain)
     return PlanSettings(build=build, gpu_product_label=settings.gpu_product_label,
-                        cluster_domain=settings.cluster_domain, scrape_interval=settings.scrape_interval)
+                        cluster_domain=settings.cluster_domain, scrape_interval=settings.scrape_interval,
+                        confine_queries=settings.confine_queries)
 
 
 class Reconciler:
@@ -61,6 +64,8 @@ class Reconciler:
         self.providers = providers or Providers(settings)
         self.io = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="modelpilot-io")
         self.analyses = AnalysisRunner(settings.analysis_concurrency, done=wake, clock=clock)
+        self.rejected_queries: dict[Key, dict[str, str]] = {}
+        self.conflicts: dict[Key, tuple[float, dict[ChildRef, str]]] = {}  # found at create, and when
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
@@ -69,20 +74,42 @@ class Reconciler:
             self.analyses.forget(key)
             return None  # children go with it: ownerReferences and the garbage collector
         now = self.clock()
-        the_plan = plan(observed, self._finished_analysis(key, observed.md), now, self.settings)
+        analysis = self._finished_analysis(key, observed.md)
+        if analysis is not None and analysis.rejected:
+            # A custom query the provider refused is the spec's fault: InvalidSpec, not an outage
+            # that would count towards a rollback of a healthy canary.
+            self.rejected_queries.setdefault(key, {}).update(dict(analysis.rejected))
+            analysis = None
+        observed = replace(observed, rejected_queries=self.rejected_queries.get(key, {}),
+                           conflicts=self._conflicts(key))
+        the_plan = plan(observed, analysis, now, self.settings)
         if the_plan.analysis is not None:
             self._start_analysis(key, the_plan.analysis)
         for what, fields in the_plan.decisions:
             decision_log(namespace, name, what, fields)
-        if the_plan.writes:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                self.io, execute, self.kube, observed.md, the_plan)
+        for stage in first_stage(the_plan):
+            if not stage.writes:
+                continue
+            outcome = await asyncio.get_running_loop().run_in_executor(self.io, execute, self.kube, observed.md, stage)
             for obj in outcome.written:
                 self.store.put(obj)
             for obj in outcome.deleted:
                 self.store.remove(obj)
+            if outcome.conflicts:
+                self.conflicts[key] = (time.monotonic(), outcome.conflicts)
+                return 0.0  # report them now
         self._record_metrics(namespace, name, the_plan)
         return the_plan.requeue
+
+    def _conflicts(self, key: Key) -> dict[ChildRef, str]:
+        """Name clashes found at create time, forgotten after a while so the create is tried again."""
+        found = self.conflicts.get(key)
+        if found is None:
+            return {}
+        if time.monotonic() - found[0] > CONFLICT_RECHECK_SECONDS:
+            del self.conflicts[key]
+            return {}
+        return found[1]
 
     def _finished_analysis(self, key: Key, md: dict[str, Any]) -> AnalysisResult | None:
         """A finished analysis, if it was for the canary now in status (else it is stale: dropped)."""
@@ -120,6 +147,8 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         self.analyses.forget(key)
+        self.rejected_queries.pop(key, None)
+        self.conflicts.pop(key, None)
         metrics.forget_object(*key)
 
     async def stop(self) -> None:

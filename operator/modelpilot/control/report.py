@@ -19,7 +19,7 @@ from modelpilot.rollout.state import to_status
 from modelpilot.status import Observation, assess, merge_conditions, status_patch, transitions
 
 # Ready reasons that deserve a Warning Event rather than a Normal one.
-WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable"})
+WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable", "NameConflict"})
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
     conditions = merge_conditions(current.get("conditions") or [], result.conditions, obs.generation, now)
     desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
                                "conditions": conditions, "selector": scale_selector(name)}
-    if obs.invalid_spec is not None:
-        # Keep the rollout state as it was: fixing the spec resumes where it stopped.
+    if obs.invalid_spec is not None or obs.conflict is not None:
+        # Keep the rollout state as it was: fixing the spec (or the name) resumes where it stopped.
         for key in ("stable", "canary"):
             if key in current:
                 desired[key] = current[key]
@@ -68,10 +68,13 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
     if patch is None:
         return StatusPlan(None, phase=result.phase, ready=(ready["status"], ready["reason"]))
     # One Event per change of the Ready condition (status or reason), never one per resync;
-    # rollout decisions post their own Events.
+    # rollout decisions post their own Events. A new object's first "Pending" says nothing the
+    # create did not: no Event (one write less per new ModelDeployment).
+    previous = current.get("conditions") or []
+    new = not any(c.get("type") == "Ready" for c in previous)
     events = tuple(
         Event("Warning" if cond["reason"] in WARNING_REASONS else "Normal", cond["reason"],
               cond["message"] or cond["reason"])
-        for cond in transitions(current.get("conditions") or [], conditions)
-        if cond["type"] == "Ready" and obs.rollout is None)
+        for cond in transitions(previous, conditions)
+        if cond["type"] == "Ready" and obs.rollout is None and not (new and cond["reason"] == "Pending"))
     return StatusPlan(patch, events, result.phase, (ready["status"], ready["reason"]))

@@ -65,6 +65,8 @@ class AnalysisResult:
     verdict: Verdict
     measurements: tuple[Measurement, ...] = ()
     reason: str = ""  # why, for Inconclusive/Error without a measurement (e.g. too few requests)
+    # Custom queries the provider refused as invalid: (query, why). Not an outage: InvalidSpec.
+    rejected: tuple[tuple[str, str], ...] = ()
 
     def summary(self) -> str:
         parts = [m.describe() for m in self.measurements]
@@ -176,12 +178,34 @@ def _rollback(canary: CanaryState, reason: str, message: str) -> Decision:
 
 
 def _hold(canary: CanaryState, config: CanaryConfig, now: dt.datetime, events: tuple[Event, ...] = (),
-          **kw: object) -> Decision:
-    due = next_analysis_at(canary, config)
+          ready: bool = True, **kw: object) -> Decision:
+    # While the canary is not Ready no analysis can run: wake at the deadline only (its pods'
+    # events wake the reconciler as soon as they become Ready), never in a tight loop.
+    due = next_analysis_at(canary, config) if ready else None
     deadline = canary.last_progress_at + dt.timedelta(seconds=config.progress_deadline)
     wake = [t for t in (due, deadline) if t is not None]
     requeue = max(0.5, min(_seconds(t, now) for t in wake)) if wake and canary.state == "Progressing" else None
     return Decision(canary, events=events, requeue_after=requeue, **kw)  # type: ignore[arg-type]
+
+
+def _promoting(config: CanaryConfig, canary: CanaryState, obs: Observation, now: dt.datetime,
+               consume: bool) -> Decision:
+    """Waiting for the stable Deployment to roll out the promoted template, within progressDeadline
+    from the promotion; past it the wait goes on (stable keeps serving, nothing to roll back to
+    safely) but is reported Degraded with the reason the status finds (e.g. InsufficientAccelerator)."""
+    if obs.stable_rolled_out:
+        message = f"version {canary.version} promoted: stable rolled out, traffic back on stable, canary at zero"
+        return Decision(None, events=(Event("Normal", "Promoted", message),), outcome="promoted",
+                        consume_action=consume)
+    deadline = canary.last_progress_at + dt.timedelta(seconds=config.progress_deadline)
+    if now <= deadline:
+        return Decision(canary, requeue_after=max(0.5, _seconds(deadline, now)), consume_action=consume)
+    if canary.reason == "PromotionStalled":
+        return Decision(canary, consume_action=consume)
+    message = (f"promotion of {canary.version} stalled: the stable Deployment has not rolled out the promoted "
+               f"template within progressDeadline {config.progress_deadline:g}s; the previous pods keep serving")
+    stalled = replace(canary, reason="PromotionStalled", message=message)
+    return Decision(stalled, events=(Event("Warning", "PromotionStalled", message),), consume_action=consume)
 
 
 def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, now: dt.datetime) -> Decision:
@@ -191,11 +215,7 @@ def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, n
 
     # Promotion in flight: the stable snapshot already holds the canary's template.
     if canary is not None and canary.state == "Promoting" and canary.revision == rev:
-        if obs.stable_rolled_out:
-            message = f"version {canary.version} promoted: stable rolled out, traffic back on stable, canary at zero"
-            return Decision(None, events=(Event("Normal", "Promoted", message),), outcome="promoted",
-                            consume_action=consume)
-        return Decision(canary, requeue_after=2.0, consume_action=consume)
+        return _promoting(config, canary, obs, now, consume)
 
     # Nothing to roll out: the spec is the stable revision (never changed, or reverted).
     if rev == stable_rev:
@@ -229,7 +249,7 @@ def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, n
         if obs.action == "promote" and canary.state in ("Progressing", "Paused"):
             message = f"canary {canary.version} promoted by a manual action at weight {canary.weight}%"
             promoting = replace(canary, state="Promoting", reason="ManualPromotion", message=message,
-                                paused_by="")
+                                paused_by="", last_progress_at=now)
             return Decision(promoting, promote=True, events=(Event("Normal", "Promoting", message),),
                             requeue_after=2.0, consume_action=True)
         if obs.action == "resume" and canary.state == "Paused" and not obs.paused:
@@ -269,7 +289,7 @@ def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, n
             return _rollback(canary, "ProgressDeadlineExceeded",
                              f"canary {canary.version} {what} within progressDeadline "
                              f"{config.progress_deadline:g}s; stable untouched")
-        return _hold(canary, config, now)
+        return _hold(canary, config, now, ready=False)
 
     if canary.step < 0:
         first = replace(canary, step=0, weight=config.steps[0], ready_at=now, last_progress_at=now,
@@ -332,7 +352,7 @@ def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, n
     # Pass.
     if canary.step + 1 >= len(config.steps):
         message = f"canary {canary.version} passed the last step ({canary.weight}%): promoting ({result.summary()})"
-        promoting = replace(analysed, state="Promoting", reason="Promoting", message=message)
+        promoting = replace(analysed, state="Promoting", reason="Promoting", message=message, last_progress_at=now)
         return Decision(promoting, promote=True, events=(Event("Normal", "Promoting", message),),
                         requeue_after=2.0, measured=result.measurements)
     step = canary.step + 1

@@ -1,0 +1,89 @@
+"""execute(): the order of writes, the conditional action removal, and no write on a name clash
+(a recording stand-in for the API client; no server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelpilot.control.execute import execute, first_stage
+from modelpilot.control.plan import Plan
+from modelpilot.rollout.machine import Event
+from tests.unit.plan_world import modeldeployment, spec
+
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "fraud", "namespace": "ml"}}
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fraud", "namespace": "ml"}}
+
+
+class RecordingKube:
+    def __init__(self, existing: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.existing = existing or {}
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", kind, name))
+        return self.existing.get((api_version, kind, name))
+
+    def apply(self, obj: dict[str, Any], field_manager: str = "modelpilot") -> dict[str, Any]:
+        self.calls.append(("apply", obj["kind"], obj["metadata"]["name"], field_manager))
+        return obj
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        self.calls.append(("delete", kind, name))
+        return True
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("status", name))
+        return modeldeployment(spec(), status)
+
+    def remove_annotation(self, api_version: str, kind: str, namespace: str, name: str, key: str,
+                          value: str) -> dict[str, Any] | None:
+        self.calls.append(("remove-annotation", key, value))
+        return modeldeployment(spec())
+
+    def post_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        self.calls.append(("event", reason))
+
+
+def test_children_then_status_then_the_action_then_events() -> None:
+    kube = RecordingKube()
+    the_plan = Plan(apply=(SERVICE, DEPLOYMENT), delete=(("autoscaling/v2", "HorizontalPodAutoscaler", "fraud"),),
+                    status={"phase": "Progressing"}, consume_action="promote",
+                    events=(Event("Normal", "Promoting", "m"),))
+    outcome = execute(kube, modeldeployment(spec()), the_plan)  # type: ignore[arg-type]
+    assert [c[0:2] for c in kube.calls] == [("apply", "Deployment"), ("apply", "Service"),
+                                            ("delete", "HorizontalPodAutoscaler"), ("status", "fraud"),
+                                            ("remove-annotation", "modelpilot.io/action"), ("event", "Promoting")]
+    assert kube.calls[4][2] == "promote"  # removed only while it still says what this tick acted on
+    assert len(outcome.written) == 4 and len(outcome.deleted) == 1
+
+
+def test_a_foreign_object_found_at_create_stops_every_write() -> None:
+    foreign = {**SERVICE, "metadata": {**SERVICE["metadata"], "ownerReferences": [
+        {"kind": "Application", "name": "shop", "uid": "u-x", "controller": True}]}}
+    kube = RecordingKube({("v1", "Service", "fraud"): foreign})
+    creates = (("apps/v1", "Deployment", "fraud"), ("v1", "Service", "fraud"))
+    the_plan = Plan(apply=(DEPLOYMENT, SERVICE), creates=creates,
+                    status={"phase": "Pending"}, events=(Event("Normal", "x", "y"),))
+    outcome = execute(kube, modeldeployment(spec()), the_plan)  # type: ignore[arg-type]
+    assert [c[0] for c in kube.calls] == ["get", "get"]
+    assert outcome.conflicts == {("v1", "Service", "fraud"): "controlled by Application shop (uid u-x)"}
+    assert outcome.written == []
+
+
+def test_our_own_unlabelled_object_is_not_a_conflict() -> None:
+    ours = {**SERVICE, "metadata": {**SERVICE["metadata"], "ownerReferences": [
+        {"kind": "ModelDeployment", "name": "fraud", "uid": "u-1", "controller": True}]}}
+    kube = RecordingKube({("v1", "Service", "fraud"): ours})
+    outcome = execute(kube, modeldeployment(spec()),  # type: ignore[arg-type]
+                      Plan(apply=(SERVICE,), creates=(("v1", "Service", "fraud"),)))
+    assert outcome.conflicts == {} and ("apply", "Service", "fraud", "modelpilot") in kube.calls
+
+
+def test_the_first_stage_is_the_deployments_and_their_create_checks() -> None:
+    whole = Plan(apply=(SERVICE, DEPLOYMENT), creates=(("apps/v1", "Deployment", "fraud"),),
+                 bootstrap=(DEPLOYMENT,), status={"phase": "Pending"})
+    first, rest = first_stage(whole)
+    assert first.apply == (DEPLOYMENT,) and first.creates == whole.creates and first.bootstrap == (DEPLOYMENT,)
+    assert first.status is None and rest.apply == (SERVICE,) and rest.status == {"phase": "Pending"}
+    assert rest.creates == () and rest.bootstrap == ()
+    assert first_stage(Plan(status={"a": 1})) == (Plan(), Plan(status={"a": 1}))
