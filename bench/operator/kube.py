@@ -4,7 +4,6 @@ cluster chores of one run (CRDs, namespaces, the operator's identity, capacity).
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+from hack.kubeconfig import token_kubeconfig
 
 GROUP, VERSION, PLURAL = "modelpilot.io", "v1alpha1", "modeldeployments"
 USER_AGENT = "modelpilot-bench"
@@ -180,23 +181,7 @@ def operator_kubeconfig(api: Api, admin_kubeconfig: Path, namespace: str, servic
     token = api.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
                         body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                               "spec": {"audiences": [], "expirationSeconds": seconds}})["status"]["token"]
-    admin = yaml.safe_load(admin_kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    cluster = dict(next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"])
-    if "certificate-authority" in cluster:  # a file path: embed it so the kubeconfig stands alone
-        ca_path = Path(cluster.pop("certificate-authority"))
-        if not ca_path.is_absolute():
-            ca_path = admin_kubeconfig.parent / ca_path
-        cluster["certificate-authority-data"] = base64.b64encode(ca_path.read_bytes()).decode()
-    user = f"{namespace}-{service_account}"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": user,
-        "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": user, "context": {"cluster": "cluster", "user": user}}],
-    }))
-    path.chmod(0o600)
-    return path
+    return token_kubeconfig(admin_kubeconfig, token, f"{namespace}-{service_account}", path)
 
 
 def free_pod_slots(api: Api) -> int:

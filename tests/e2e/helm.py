@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import uuid
@@ -13,6 +12,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from hack.kubeconfig import token_kubeconfig
 from tests.e2e.support import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,21 +86,4 @@ def service_account_kubeconfig(core: client.CoreV1Api, admin_kubeconfig: Path, n
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
         audiences=[], expiration_seconds=seconds))
     token = core.create_namespaced_service_account_token(service_account, namespace, request).status.token
-    admin = yaml.safe_load(admin_kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    cluster = dict(next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"])
-    if "certificate-authority" in cluster:  # a file path: embed it so the kubeconfig stands alone
-        ca_path = Path(cluster.pop("certificate-authority"))
-        if not ca_path.is_absolute():
-            ca_path = admin_kubeconfig.parent / ca_path
-        cluster["certificate-authority-data"] = base64.b64encode(ca_path.read_bytes()).decode()
-    user = f"{namespace}-{service_account}"
-    config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": user,
-        "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": user, "context": {"cluster": "cluster", "user": user}}],
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return token_kubeconfig(admin_kubeconfig, token, f"{namespace}-{service_account}", path)
