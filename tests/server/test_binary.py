@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.testing import RuntimeProcess, iris_request
+from tests.support.testing import RuntimeProcess, iris_request, request_codes
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -25,14 +24,6 @@ HEADER = "Inference-Header-Content-Length"
 def _client(server: RuntimeProcess) -> Any:
     return httpclient.InferenceServerClient(url=f"{server.host}:{server.port}", network_timeout=60.0)
 
-
-def _codes(server: RuntimeProcess) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(server.metrics_text()):
-        for sample in family.samples:
-            if sample.name == "modelpilot_requests_total":
-                out[sample.labels["code"]] = sample.value
-    return out
 
 
 def test_server_metadata_advertises_the_extension(echo_server: RuntimeProcess) -> None:
@@ -220,12 +211,12 @@ BAD_BINARY: list[tuple[str, dict[str, Any], bytes, dict[str, str], str]] = [
 def test_bad_binary_requests_are_400_and_counted(
     echo_server: RuntimeProcess, header: dict[str, Any], binary: bytes, extra: dict[str, str], message: str
 ) -> None:
-    before = _codes(echo_server)
+    before = request_codes(echo_server)
     status, headers, raw = _raw(echo_server, ECHO, header, binary, **extra)
     assert status == 400, raw
     assert headers["content-type"] == "application/json"
     assert message in orjson.loads(raw)["error"]
-    after = _codes(echo_server)
+    after = request_codes(echo_server)
     assert after["400"] - before.get("400", 0) == 1
     assert after.get("200") == before.get("200")
 

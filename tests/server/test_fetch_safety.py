@@ -11,7 +11,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -26,7 +25,7 @@ from modelpilot.server import storage
 from modelpilot.server.storage import FetchError, fetch
 from tests.server.minio import MinioServer
 from tests.support import testmodels
-from tests.support.testing import RuntimeProcess
+from tests.support.testing import RuntimeProcess, fetch_cli
 
 TOKEN = "Bearer s3cret-token"
 LIMIT = 100_000
@@ -149,15 +148,6 @@ def https_base(files: Path, certificate: Path) -> Iterator[str]:
     yield from _serve(files, context)
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelpilot.cli.main", "fetch", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
 
 # --- 6. Authorization only over https ---------------------------------------------------------------
 def test_authorization_is_never_sent_over_plain_http(
@@ -170,7 +160,7 @@ def test_authorization_is_never_sent_over_plain_http(
     assert _listing(tmp_path / "a") == []
     # Over https the header is sent (the CLI, as the init container runs it, trusting the test CA).
     env = {"HTTP_AUTHORIZATION": TOKEN, "SSL_CERT_FILE": str(certificate / "cert.pem")}
-    done = _cli(f"{https_base}/{testmodels.MODEL_FILE}", str(tmp_path / "b"), env=env)
+    done = fetch_cli(f"{https_base}/{testmodels.MODEL_FILE}", str(tmp_path / "b"), env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "b" / testmodels.MODEL_FILE).is_file()
     assert _Handler.seen_authorization == [TOKEN]
@@ -328,7 +318,7 @@ def test_presigned_signatures_are_redacted_in_logs_and_the_cli(
     assert (tmp_path / "m" / testmodels.MODEL_FILE).is_file()
     assert "X-Amz-Signature=REDACTED" in caplog.text
     _assert_clean(caplog.text)
-    failed = _cli(f"{http_base}/forbidden/model.joblib{PRESIGNED}", str(tmp_path / "cli"), env={})
+    failed = fetch_cli(f"{http_base}/forbidden/model.joblib{PRESIGNED}", str(tmp_path / "cli"), env={})
     assert failed.returncode == 1
     assert "403" in failed.stderr
     _assert_clean(failed.stderr)

@@ -19,20 +19,11 @@ from modelpilot.server.app import InferenceApp, ModelState
 from modelpilot.server.loaders import Model
 from modelpilot.server.metrics import MetricLabels, RequestMetrics
 from modelpilot.server.protocol import TensorSpec
-from tests.support.testing import RuntimeProcess, iris_request
+from tests.support.testing import RuntimeProcess, iris_request, request_codes
 
 ECHO = "/v2/models/echo/infer"
 IRIS = "/v2/models/iris/infer"
 
-
-def _codes(server: RuntimeProcess) -> dict[str, float]:
-    """modelpilot_requests_total by code."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(server.metrics_text()):
-        for sample in family.samples:
-            if sample.name == "modelpilot_requests_total":
-                out[sample.labels["code"]] = sample.value
-    return out
 
 
 def _counted(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -68,26 +59,26 @@ CRASHERS: list[tuple[str, dict[str, Any], str]] = [
 def test_malformed_tensors_are_400_error_objects_and_counted(
     echo_server: RuntimeProcess, payload: dict[str, Any], message: str
 ) -> None:
-    before = _codes(echo_server)
+    before = request_codes(echo_server)
     status, headers, body = _post(echo_server, ECHO, payload)
     assert status == 400, body
     assert headers["content-type"] == "application/json"
     assert set(body) == {"error"}
     assert message in body["error"]
-    assert _counted(before, _codes(echo_server)) == {"400": 1.0}
+    assert _counted(before, request_codes(echo_server)) == {"400": 1.0}
 
 
 def test_bytes_tensor_with_one_long_string_is_decoded_without_exploding(echo_server: RuntimeProcess) -> None:
     # Fixed-width numpy strings made this 8 TB (2e6 characters x 1e6 values x 4 bytes): a 500.
     # Variable-length strings cost what the request holds, so the echo model answers it.
     data = ["x" * 2_000_000] + [""] * 1_000_000
-    before = _codes(echo_server)
+    before = request_codes(echo_server)
     status, _, body = _post(echo_server, ECHO, _echo("BYTES", [len(data)], data))
     assert status == 200, str(body)[:300]
     [output] = body["outputs"]
     assert output["shape"] == [len(data)]
     assert output["data"][0] == data[0] and set(output["data"][1:]) == {""}
-    assert _counted(before, _codes(echo_server)) == {"200": 1.0}
+    assert _counted(before, request_codes(echo_server)) == {"200": 1.0}
 
 
 # --- 2. client mistakes that surfaced as model failures (500s against a canary) --------------------
@@ -118,11 +109,11 @@ def test_client_faults_are_400_not_model_failures(
     iris_server: RuntimeProcess, onnx_server: RuntimeProcess, model: str, payload: dict[str, Any], message: str
 ) -> None:
     server = iris_server if model == "iris" else onnx_server
-    before = _codes(server)
+    before = request_codes(server)
     status, _, body = _post(server, f"/v2/models/{model}/infer", payload)
     assert status == 400, body
     assert message in body["error"]
-    assert _counted(before, _codes(server)) == {"400": 1.0}
+    assert _counted(before, request_codes(server)) == {"400": 1.0}
 
 
 # --- 3. limits and a responsive event loop -------------------------------------------------------------
@@ -148,11 +139,11 @@ LIMITED: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("payload", "message"), [c[1:] for c in LIMITED], ids=[c[0] for c in LIMITED])
 def test_size_limits_are_413_and_counted(limited_echo: RuntimeProcess, payload: dict[str, Any], message: str) -> None:
-    before = _codes(limited_echo)
+    before = request_codes(limited_echo)
     status, _, body = _post(limited_echo, ECHO, payload)
     assert status == 413, body
     assert body == {"error": message}
-    assert _counted(before, _codes(limited_echo)) == {"413": 1.0}
+    assert _counted(before, request_codes(limited_echo)) == {"413": 1.0}
     # Under the limits the same server answers.
     assert _post(limited_echo, ECHO, _echo("FP64", [3], [0.5, 1, 2]))[0] == 200
 
@@ -217,12 +208,12 @@ def test_unknown_path_is_404_whatever_the_method(iris_server: RuntimeProcess) ->
 
 
 def test_compressed_body_is_415(iris_server: RuntimeProcess) -> None:
-    before = _codes(iris_server)
+    before = request_codes(iris_server)
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     status, _, raw = iris_server.exchange("POST", IRIS, orjson.dumps(iris_request()), headers)
     assert status == 415
     assert "Content-Encoding gzip is not supported" in orjson.loads(raw)["error"]
-    assert _counted(before, _codes(iris_server)) == {"415": 1.0}
+    assert _counted(before, request_codes(iris_server)) == {"415": 1.0}
 
 
 # --- the safety net: a bug of ours is still a JSON error object, and counted --------------------------

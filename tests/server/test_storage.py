@@ -7,8 +7,6 @@ import http.server
 import io
 import json
 import re
-import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -23,7 +21,7 @@ from modelpilot.server.loaders import load_model
 from modelpilot.server.storage import MARKER, FetchError, fetch, split_sha256
 from tests.server.minio import MinioServer
 from tests.support import testmodels
-from tests.support.testing import RuntimeProcess, iris_request
+from tests.support.testing import RuntimeProcess, fetch_cli, iris_request
 
 TOKEN = "Bearer s3cret-token"
 
@@ -243,27 +241,18 @@ def test_serve_a_model_uri_from_s3(minio: MinioServer, bucket: str) -> None:
 
 
 # --- the CLI, as the init container runs it --------------------------------------------------------
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelpilot.cli.main", "fetch", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
 
 def test_fetch_cli(http_base: str, files: Path, tmp_path: Path) -> None:
     uri = f"{http_base}/iris.zip"
-    ok = _cli(env={"MODELPILOT_MODEL_URI": uri, "MODELPILOT_MODEL_DIR": str(tmp_path / "env")})
+    ok = fetch_cli(env={"MODELPILOT_MODEL_URI": uri, "MODELPILOT_MODEL_DIR": str(tmp_path / "env")})
     assert ok.returncode == 0, ok.stderr
     assert _listing(tmp_path / "env") == [MARKER, testmodels.MODEL_FILE]
-    bad = _cli(f"{uri}#sha256={'f' * 64}", str(tmp_path / "args"), env={})
+    bad = fetch_cli(f"{uri}#sha256={'f' * 64}", str(tmp_path / "args"), env={})
     assert bad.returncode == 1
     assert f"modelpilot fetch: sha256 mismatch for {uri}: expected {'f' * 64}" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert _listing(tmp_path / "args") == []
-    usage = _cli(env={})
+    usage = fetch_cli(env={})
     assert usage.returncode == 2
 
 

@@ -232,3 +232,21 @@ def iris_request(rows: Sequence[Sequence[float]] = ((5.1, 3.5, 1.4, 0.2),), name
     """An infer request for the iris models of `tests.support.testmodels`."""
     flat = [float(v) for row in rows for v in row]
     return {"inputs": [{"name": name, "shape": [len(rows), 4], "datatype": "FP64", "data": flat}]}
+
+
+def request_codes(server: RuntimeProcess) -> dict[str, float]:
+    """The runtime's modelpilot_requests_total, summed by response code."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(server.metrics_text()):
+        for sample in family.samples:
+            if sample.name == "modelpilot_requests_total":
+                out[sample.labels["code"]] = out.get(sample.labels["code"], 0.0) + sample.value
+    return out
+
+
+def fetch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`modelpilot fetch ARGS` as the init container runs it, with only `env` (and a PATH)."""
+    return subprocess.run([sys.executable, "-m", "modelpilot.cli.main", "fetch", *args],
+                          env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=120)
