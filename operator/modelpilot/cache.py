@@ -40,6 +40,15 @@ def _version(obj: Mapping[str, Any]) -> int | None:
         return None
 
 
+def stub(obj: Mapping[str, Any]) -> Obj:
+    """What is kept of an object the operator does not manage: enough to know the name is taken
+    and by whom (a NameConflict), a few hundred bytes whatever the object's size."""
+    meta = obj.get("metadata") or {}
+    kept = {key: meta[key] for key in ("name", "namespace", "resourceVersion", "uid", "ownerReferences")
+            if key in meta}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
+
+
 def slim(obj: Mapping[str, Any]) -> Obj:
     """A plain copy without managedFields (and without Kopf's wrappers)."""
     out = {key: value for key, value in obj.items() if key != "metadata"}
@@ -65,12 +74,13 @@ class Store:
         held_version = _version(held) if held is not None else self.tombstones.get(ref)
         return held_version is None or incoming >= held_version
 
-    def put(self, obj: Mapping[str, Any]) -> bool:
-        """Keep `obj` unless an equal or newer version is already held; True when it was kept."""
+    def put(self, obj: Mapping[str, Any], whole: bool = True) -> bool:
+        """Keep `obj` (a stub of it unless `whole`) unless an equal or newer version is already
+        held; True when it was kept."""
         ref = ref_of(obj)
         if not self._newer(ref, obj):
             return False
-        kept = slim(obj)
+        kept = slim(obj) if whole else stub(obj)
         self.objects[ref] = kept
         self.tombstones.pop(ref, None)
         if ref[1] == "Pod":

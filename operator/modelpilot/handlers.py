@@ -1,7 +1,9 @@
 """Kopf wiring: thin. The watches feed the cache and wake ModelDeployments; one operator-wide
 scheduler runs the reconciles.
 
-- `@kopf.index` handlers put every object of every watched kind into the cache (`modelpilot.cache`).
+- `@kopf.index` handlers put every object of every watched kind into the cache (`modelpilot.cache`):
+  the operator's own children whole, anything else of those kinds as a stub (name, owners), so
+  a child name someone else's object already has is a NameConflict found without any GET.
   They keep nothing in Kopf's own indices; they are indices because Kopf holds back every other
   handler until all of them have seen the initial listing, so no reconcile ever starts on a
   half-filled cache (which would re-create children that exist).
@@ -106,15 +108,19 @@ async def cleanup(**_: Any) -> None:
 
 
 # -- the cache ------------------------------------------------------------------------------------
+def _managed(body: kopf.Body) -> bool:
+    return (body.get("metadata", {}).get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY
+
+
 async def _cache(body: kopf.Body, **_: Any) -> None:
-    runtime.store.put(body)
+    runtime.store.put(body, whole=body.get("kind") == KIND or _managed(body))
     return None  # nothing for Kopf's own index
 
 
 kopf.index(GROUP, VERSION, PLURAL, id="modeldeployments_cache")(_cache)
 kopf.index("", "v1", "pods", labels=MANAGED, id="pods_cache")(_cache)
 for _group, _version, _plural in CHILD_KINDS:
-    kopf.index(_group, _version, _plural, labels=MANAGED, id=f"{_plural}_cache")(_cache)
+    kopf.index(_group, _version, _plural, id=f"{_plural}_cache")(_cache)
 
 
 def _track(event: dict[str, Any], body: kopf.Body) -> bool:
@@ -122,7 +128,7 @@ def _track(event: dict[str, Any], body: kopf.Body) -> bool:
     if event.get("type") == "DELETED":
         runtime.store.remove(body)
         return False
-    runtime.store.put(body)
+    runtime.store.put(body, whole=body.get("kind") == KIND or _managed(body))
     return True
 
 
@@ -149,11 +155,12 @@ def _owner_name(body: kopf.Body) -> str | None:
     return None
 
 
-# A child edited or deleted by hand is put back at once, not at the next resync.
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="deployment_event")
-@kopf.on.event("", "v1", "services", labels=MANAGED, id="service_event")
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, id="hpa_event")
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED, id="httproute_event")
+# A child edited or deleted by hand is put back at once, not at the next resync. Objects of these
+# kinds that are not ours are followed too (as stubs), so a name clash is seen, and its end.
+@kopf.on.event("apps", "v1", "deployments", id="deployment_event")
+@kopf.on.event("", "v1", "services", id="service_event")
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", id="hpa_event")
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", id="httproute_event")
 async def child_event(event: dict[str, Any], body: kopf.Body, namespace: str | None, **_: Any) -> None:
     _track(event, body)
     _wake(namespace, _owner_name(body))

@@ -75,3 +75,15 @@ def test_a_deleted_modeldeployment_leaves_no_metric_series() -> None:
              for metric in (metrics.CANARY_WEIGHT, metrics.CANARY_STATE, metrics.ANALYSES, metrics.ROLLBACKS)
              for family in metric.collect() for s in family.samples}
     assert ("ml", "gone") not in names and ("ml", "kept") in names
+
+
+def test_an_object_that_is_not_ours_is_kept_as_a_stub() -> None:
+    store = Store()
+    foreign = obj("shop", "3", kind="Service")
+    foreign["metadata"]["ownerReferences"] = [{"kind": "Application", "name": "shop", "uid": "u", "controller": True}]
+    foreign["spec"] = {"selector": {"app": "shop"}, "ports": [{"port": 80}] * 50}
+    store.put(foreign, whole=False)
+    held = store.get("apps/v1", "Service", "ml", "shop")
+    owners = foreign["metadata"]["ownerReferences"]
+    assert held == {"apiVersion": "apps/v1", "kind": "Service", "metadata": {
+        "name": "shop", "namespace": "ml", "resourceVersion": "3", "ownerReferences": owners}}

@@ -1,5 +1,5 @@
-"""execute(): the order of writes, the conditional action removal, and no write on a name clash
-(a recording stand-in for the API client; no server)."""
+"""execute(): the order of writes and the conditional action removal (a recording stand-in for
+the API client; no server)."""
 
 from __future__ import annotations
 
@@ -57,33 +57,12 @@ def test_children_then_status_then_the_action_then_events() -> None:
     assert len(outcome.written) == 4 and len(outcome.deleted) == 1
 
 
-def test_a_foreign_object_found_at_create_stops_every_write() -> None:
-    foreign = {**SERVICE, "metadata": {**SERVICE["metadata"], "ownerReferences": [
-        {"kind": "Application", "name": "shop", "uid": "u-x", "controller": True}]}}
-    kube = RecordingKube({("v1", "Service", "fraud"): foreign})
-    creates = (("apps/v1", "Deployment", "fraud"), ("v1", "Service", "fraud"))
-    the_plan = Plan(apply=(DEPLOYMENT, SERVICE), creates=creates,
-                    status={"phase": "Pending"}, events=(Event("Normal", "x", "y"),))
-    outcome = execute(kube, modeldeployment(spec()), the_plan)  # type: ignore[arg-type]
-    assert [c[0] for c in kube.calls] == ["get", "get"]
-    assert outcome.conflicts == {("v1", "Service", "fraud"): "controlled by Application shop (uid u-x)"}
-    assert outcome.written == []
 
 
-def test_our_own_unlabelled_object_is_not_a_conflict() -> None:
-    ours = {**SERVICE, "metadata": {**SERVICE["metadata"], "ownerReferences": [
-        {"kind": "ModelDeployment", "name": "fraud", "uid": "u-1", "controller": True}]}}
-    kube = RecordingKube({("v1", "Service", "fraud"): ours})
-    outcome = execute(kube, modeldeployment(spec()),  # type: ignore[arg-type]
-                      Plan(apply=(SERVICE,), creates=(("v1", "Service", "fraud"),)))
-    assert outcome.conflicts == {} and ("apply", "Service", "fraud", "modelpilot") in kube.calls
-
-
-def test_the_first_stage_is_the_deployments_and_their_create_checks() -> None:
-    whole = Plan(apply=(SERVICE, DEPLOYMENT), creates=(("apps/v1", "Deployment", "fraud"),),
-                 bootstrap=(DEPLOYMENT,), status={"phase": "Pending"})
+def test_the_first_stage_is_the_deployments() -> None:
+    whole = Plan(apply=(SERVICE, DEPLOYMENT), bootstrap=(DEPLOYMENT,), status={"phase": "Pending"})
     first, rest = first_stage(whole)
-    assert first.apply == (DEPLOYMENT,) and first.creates == whole.creates and first.bootstrap == (DEPLOYMENT,)
+    assert first.apply == (DEPLOYMENT,) and first.bootstrap == (DEPLOYMENT,)
     assert first.status is None and rest.apply == (SERVICE,) and rest.status == {"phase": "Pending"}
-    assert rest.creates == () and rest.bootstrap == ()
+    assert rest.bootstrap == ()
     assert first_stage(Plan(status={"a": 1})) == (Plan(), Plan(status={"a": 1}))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from modelpilot.cache import stub
 from modelpilot.control.observe import Observed
 from modelpilot.control.plan import PlanSettings, plan
 from modelpilot.rollout.machine import AnalysisResult, Measurement
@@ -215,13 +216,26 @@ def _foreign(kind: str, name: str, api_version: str = "v1") -> Callable[[Observe
     return edit
 
 
+def _unlabelled(kind: str, name: str, owner: bool = True) -> Callable[[Observed], Observed]:
+    """An object of someone else's (not our label), held in the cache as a stub."""
+    def edit(observed: Observed) -> Observed:
+        meta: dict[str, Any] = {"name": name, "namespace": "ml", "resourceVersion": "9", "labels": {"app": "shop"}}
+        if owner:
+            meta["ownerReferences"] = [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "name": "shop",
+                                        "uid": "u-shop", "controller": True}]
+        held = stub({"apiVersion": "v1", "kind": kind, "metadata": meta, "spec": {"selector": {"app": "shop"}}})
+        return replace(observed, children={**observed.children, ("v1", kind, name): held})
+    return edit
+
+
 @pytest.mark.parametrize(("edit", "named"), [
     (_foreign("Service", "fraud-canary"), "Service ml/fraud-canary exists and is controlled by ModelDeployment "
                                           "fraud-x"),
     (_foreign("Deployment", "fraud", "apps/v1"), "Deployment ml/fraud"),
-    (lambda o: replace(o, conflicts={("v1", "Service", "fraud"): "not controlled by this ModelDeployment"}),
-     "Service ml/fraud exists and is not controlled by this ModelDeployment"),
-], ids=["cached-service", "cached-deployment", "found-at-create"])
+    (_unlabelled("Service", "fraud"), "Service ml/fraud exists and is controlled by Application shop"),
+    (_unlabelled("Service", "fraud-stable", owner=False), "Service ml/fraud-stable exists and is not controlled by "
+                                                          "this ModelDeployment"),
+], ids=["cached-service", "cached-deployment", "someone-elses-service", "an-unowned-service"])
 def test_a_name_taken_by_another_owner_is_a_conflict_and_nothing_is_written(
         edit: Callable[[Observed], Observed], named: str) -> None:
     for observed in (Observed(md=modeldeployment(spec())), settle(Observed(md=modeldeployment(spec())))):

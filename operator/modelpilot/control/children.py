@@ -24,7 +24,6 @@ class Children:
     delete: tuple[ChildRef, ...] = ()
     decisions: tuple[tuple[str, dict[str, Any]], ...] = ()
     conflicts: dict[ChildRef, str] = field(default_factory=dict)  # ref -> who controls it
-    creates: tuple[ChildRef, ...] = ()  # children of `apply` the cache does not hold
 
 
 def _ref(obj: Obj) -> ChildRef:
@@ -81,10 +80,9 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
     apply: list[Obj] = []
     bootstrap: list[Obj] = []
     delete: list[ChildRef] = []
-    creates: list[ChildRef] = []
     decisions: list[tuple[str, dict[str, Any]]] = []
     wanted = wanted_children(observed, spec, tick, owner, build)
-    conflicts = dict(observed.conflicts)
+    conflicts: dict[ChildRef, str] = {}
     for child in wanted:
         live = observed.children.get(_ref(child))
         if live is not None and not controlled_by(live, uid):
@@ -104,7 +102,6 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
                 bootstrap.append({**child, "spec": {**child["spec"],
                                                     "replicas": spec.autoscaling.min_replicas or 1}})
             apply.append(child)
-            creates.append(ref)
             decisions.append(("created", {"kind": ref[1], "child": ref[2]}))
         elif owned_by(live, uid) and _needs_replacement(child, live):
             delete.append(ref)  # re-created by the next tick, once the delete is seen
@@ -120,7 +117,7 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
         if ref not in wanted_refs and live is not None and owned_by(live, uid):
             delete.append(ref)
             decisions.append(("deleted", {"kind": ref[1], "child": ref[2], "why": "no longer in the spec"}))
-    return Children(tuple(apply), tuple(bootstrap), tuple(delete), tuple(decisions), creates=tuple(creates))
+    return Children(tuple(apply), tuple(bootstrap), tuple(delete), tuple(decisions))
 
 
 def _unwanted(name: str, spec: ModelDeploymentSpec) -> list[ChildRef]:

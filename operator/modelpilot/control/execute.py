@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpilot.api.models import API_VERSION, KIND
-from modelpilot.control.observe import ChildRef, controlled_by, controller_of
+from modelpilot.control.observe import ChildRef
 from modelpilot.control.plan import Plan
 from modelpilot.k8s.client import BOOTSTRAP_FIELD_MANAGER, Kube
 from modelpilot.resources import ANNOTATION_ACTION
@@ -26,18 +26,6 @@ Obj = dict[str, Any]
 class Outcome:
     written: list[Obj] = field(default_factory=list)  # as the API server returned them
     deleted: list[Obj] = field(default_factory=list)  # stand-ins: apiVersion, kind, metadata
-    conflicts: dict[ChildRef, str] = field(default_factory=dict)  # names taken by others: nothing written
-
-
-def find_conflicts(kube: Kube, namespace: str, uid: str, creates: tuple[ChildRef, ...]) -> dict[ChildRef, str]:
-    """The children about to be created whose name someone else's object already has (one GET
-    each, only at creation: never in steady state)."""
-    found = {}
-    for ref in creates:
-        live = kube.get(ref[0], ref[1], namespace, ref[2])
-        if live is not None and not controlled_by(live, uid):
-            found[ref] = controller_of(live)
-    return found
 
 
 def first_stage(plan: Plan) -> tuple[Plan, Plan]:
@@ -46,8 +34,8 @@ def first_stage(plan: Plan) -> tuple[Plan, Plan]:
     deployments = tuple(o for o in plan.apply if o["kind"] == "Deployment")
     if not deployments:
         return Plan(), plan
-    first = Plan(apply=deployments, bootstrap=plan.bootstrap, creates=plan.creates)
-    rest = replace(plan, apply=tuple(o for o in plan.apply if o["kind"] != "Deployment"), bootstrap=(), creates=())
+    first = Plan(apply=deployments, bootstrap=plan.bootstrap)
+    rest = replace(plan, apply=tuple(o for o in plan.apply if o["kind"] != "Deployment"), bootstrap=())
     return first, rest
 
 
@@ -55,9 +43,6 @@ def execute(kube: Kube, md: Obj, plan: Plan) -> Outcome:
     meta = md["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     outcome = Outcome()
-    outcome.conflicts = find_conflicts(kube, namespace, meta["uid"], plan.creates)
-    if outcome.conflicts:
-        return outcome  # the next tick reports them; nothing is written meanwhile
     for obj in plan.bootstrap:
         kube.apply(obj, field_manager=BOOTSTRAP_FIELD_MANAGER)
     for obj in sorted(plan.apply, key=lambda o: o["kind"] != "Deployment"):

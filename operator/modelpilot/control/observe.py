@@ -43,9 +43,6 @@ class Observed:
     # Custom queries the metric provider refused as invalid (query -> why): reported as InvalidSpec
     # until the query changes, instead of counting as provider outages.
     rejected_queries: Mapping[str, str] = field(default_factory=dict)
-    # Children found at create time to exist without being ours (ref -> who controls them): they
-    # are not in the cache (it holds only our labelled objects), so execute reports them.
-    conflicts: Mapping[ChildRef, str] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:

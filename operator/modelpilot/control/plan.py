@@ -32,7 +32,7 @@ from modelpilot.status import RolloutView
 
 # While an analysis runs, its completion wakes the ModelDeployment; polling faster is wasted work.
 ANALYSIS_POLL_SECONDS = 5.0
-# A name clash with an object outside the cache is looked at again this often (one GET).
+# A name clash is looked at again this often (besides the watch events of the clashing object).
 CONFLICT_RECHECK_SECONDS = 30.0
 
 
@@ -61,9 +61,6 @@ class AnalysisRequest:
 @dataclass(frozen=True)
 class Plan:
     apply: tuple[dict[str, Any], ...] = ()
-    # Children of `apply` the cache does not hold: execute makes sure no one else's object has the
-    # name before it creates them (the cache holds only the operator's own labelled objects).
-    creates: tuple[ChildRef, ...] = ()
     bootstrap: tuple[dict[str, Any], ...] = ()  # a new autoscaled Deployment's first replica count
     delete: tuple[ChildRef, ...] = ()
     status: dict[str, Any] | None = None
@@ -137,7 +134,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     if request is not None:
         requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
     return Plan(
-        apply=children.apply, creates=children.creates, bootstrap=children.bootstrap, delete=children.delete,
+        apply=children.apply, bootstrap=children.bootstrap, delete=children.delete,
         status=status.patch,
         events=(*decision.events, *status.events),
         consume_action=tick.action if tick.action is not None and decision.consume_action else None,

@@ -14,7 +14,6 @@ import datetime as dt
 import functools
 import logging
 import math
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -26,8 +25,8 @@ from modelpilot.analysis.run import run_analysis
 from modelpilot.analysis.runner import AnalysisRunner
 from modelpilot.cache import Store
 from modelpilot.control.execute import execute, first_stage
-from modelpilot.control.observe import ChildRef, observe
-from modelpilot.control.plan import CONFLICT_RECHECK_SECONDS, AnalysisRequest, Plan, PlanSettings, plan
+from modelpilot.control.observe import observe
+from modelpilot.control.plan import AnalysisRequest, Plan, PlanSettings, plan
 from modelpilot.k8s.client import Kube
 from modelpilot.resources import BuildSettings
 from modelpilot.rollout.machine import AnalysisResult, Decision
@@ -65,7 +64,6 @@ class Reconciler:
         self.io = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="modelpilot-io")
         self.analyses = AnalysisRunner(settings.analysis_concurrency, done=wake, clock=clock)
         self.rejected_queries: dict[Key, dict[str, str]] = {}
-        self.conflicts: dict[Key, tuple[float, dict[ChildRef, str]]] = {}  # found at create, and when
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
@@ -80,8 +78,7 @@ class Reconciler:
             # that would count towards a rollback of a healthy canary.
             self.rejected_queries.setdefault(key, {}).update(dict(analysis.rejected))
             analysis = None
-        observed = replace(observed, rejected_queries=self.rejected_queries.get(key, {}),
-                           conflicts=self._conflicts(key))
+        observed = replace(observed, rejected_queries=self.rejected_queries.get(key, {}))
         the_plan = plan(observed, analysis, now, self.settings)
         if the_plan.analysis is not None:
             self._start_analysis(key, the_plan.analysis)
@@ -95,21 +92,8 @@ class Reconciler:
                 self.store.put(obj)
             for obj in outcome.deleted:
                 self.store.remove(obj)
-            if outcome.conflicts:
-                self.conflicts[key] = (time.monotonic(), outcome.conflicts)
-                return 0.0  # report them now
         self._record_metrics(namespace, name, the_plan)
         return the_plan.requeue
-
-    def _conflicts(self, key: Key) -> dict[ChildRef, str]:
-        """Name clashes found at create time, forgotten after a while so the create is tried again."""
-        found = self.conflicts.get(key)
-        if found is None:
-            return {}
-        if time.monotonic() - found[0] > CONFLICT_RECHECK_SECONDS:
-            del self.conflicts[key]
-            return {}
-        return found[1]
 
     def _finished_analysis(self, key: Key, md: dict[str, Any]) -> AnalysisResult | None:
         """A finished analysis, if it was for the canary now in status (else it is stale: dropped)."""
@@ -148,7 +132,6 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         self.analyses.forget(key)
         self.rejected_queries.pop(key, None)
-        self.conflicts.pop(key, None)
         metrics.forget_object(*key)
 
     async def stop(self) -> None:
