@@ -13,6 +13,7 @@ import tarfile
 import threading
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -74,12 +75,18 @@ def test_pod_template_runs_this_runtime(tmp_path: Path) -> None:
                 "model_deployment": "fraud",
                 "model": "fraud",
                 "version": "2026-11-02",
+                # The serving revision from the pod template: analyses select a canary by it.
+                "revision": server_env(server)["MODELPILOT_REVISION"],
                 "track": "canary",
                 "code": "200",
             }
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def server_env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
 def test_flags_win_over_environment(tmp_path: Path) -> None:

@@ -31,9 +31,8 @@ def test_not_ready_until_loaded(tmp_path: Path) -> None:
         status, body = server.post_json("/v2/models/iris/infer", iris_request())
         assert status == 503
         assert body["error"] == "model not ready: loading the model"
-        assert 'modelpilot_model_ready{model="iris",model_deployment="iris",track="stable",version=""} 0.0' in (
-            server.metrics_text()
-        )
+        labels = 'model="iris",model_deployment="iris",revision="",track="stable",version=""'
+        assert f"modelpilot_model_ready{{{labels}}} 0.0" in server.metrics_text()
         gate.touch()
         server.wait_ready()
         assert server.get("/v2/health/ready") == (200, {"ready": True})

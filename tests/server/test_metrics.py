@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelpilot.server.metrics import DURATION_BUCKETS
 from tests.support.testing import RuntimeProcess, free_port, iris_request
 
-LABELS = {"model_deployment", "model", "version", "track", "code"}
+LABELS = {"model_deployment", "model", "version", "revision", "track", "code"}
+REVISION = "c0ffee0001"
 
 
 def _pod_env(track: str) -> dict[str, str]:
@@ -21,6 +22,7 @@ def _pod_env(track: str) -> dict[str, str]:
         "MODELPILOT_MODEL_VERSION": "2026-11-02",
         "MODELPILOT_NAMESPACE": "ml",
         "MODELPILOT_TRACK": track,
+        "MODELPILOT_REVISION": REVISION,
     }
 
 
@@ -54,7 +56,8 @@ def _by_code(samples: list[tuple[dict[str, str], float]], **labels: str) -> dict
 
 def _check(text: str, track: str, expected: dict[str, float]) -> None:
     samples = _samples(text)
-    base = {"model_deployment": "fraud", "model": "fraud", "version": "2026-11-02", "track": track}
+    base = {"model_deployment": "fraud", "model": "fraud", "version": "2026-11-02", "revision": REVISION,
+            "track": track}
     assert _by_code(samples["modelpilot_requests_total"], **base) == expected
     # Every series carries this server's labels, nothing else.
     assert len(samples["modelpilot_requests_total"]) == len(expected)
@@ -89,7 +92,8 @@ def test_counts_per_code_and_track(models: dict[str, Path]) -> None:
 def test_labels_come_from_the_environment(models: dict[str, Path]) -> None:
     port = free_port()
     env = {"MODELPILOT_MODEL_NAME": "iris", "MODELPILOT_TRACK": "stable", "MODELPILOT_PORT": str(port),
-           "MODELPILOT_HOST": "127.0.0.1", "MODELPILOT_MODEL_DIR": str(models["iris"])}
+           "MODELPILOT_HOST": "127.0.0.1", "MODELPILOT_MODEL_DIR": str(models["iris"]),
+           "MODELPILOT_REVISION": "0a1b2c3d4e"}
     # A bare `modelpilot serve`: name, port, address and model all from the environment.
     with RuntimeProcess(["serve"], port=port, env=env) as server:
         server.wait_ready()
@@ -97,5 +101,6 @@ def test_labels_come_from_the_environment(models: dict[str, Path]) -> None:
         samples = _samples(server.metrics_text())["modelpilot_requests_total"]
         # No deployment or version in the environment: deployment falls back to the model name.
         assert samples == [
-            ({"model_deployment": "iris", "model": "iris", "version": "", "track": "stable", "code": "200"}, 1.0)
+            ({"model_deployment": "iris", "model": "iris", "version": "", "revision": "0a1b2c3d4e", "track": "stable",
+              "code": "200"}, 1.0)
         ]

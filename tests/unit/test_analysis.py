@@ -14,7 +14,7 @@ import pytest
 from modelpilot.analysis.builtin import BUILTIN, REQUESTS
 from modelpilot.analysis.evaluate import judge, threshold_text
 from modelpilot.analysis.provider import PrometheusProvider, ProviderError, QueryRejected, single_value
-from modelpilot.analysis.queries import check_syntax, render
+from modelpilot.analysis.queries import QueryError, check_syntax, render
 from modelpilot.analysis.run import run_analysis, window_seconds
 from modelpilot.api.models import Analysis, Metric
 from modelpilot.settings import OperatorSettings
@@ -114,40 +114,48 @@ class FakeProvider:
         return None
 
 
+REVISIONS = {"canary": "c0ffee0001", "stable": "5ab1e00001"}
+
+
 def analysis(**kw: Any) -> Analysis:
     return Analysis.model_validate({"minRequests": 20, **kw})
 
 
 def test_too_few_requests_is_inconclusive_and_skips_metrics() -> None:
     provider = FakeProvider({"increase(": 5.0})
-    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=provider, now=NOW)
+    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=provider,
+                          now=NOW, revisions=REVISIONS)
     assert result.verdict == "Inconclusive"
     assert "5 canary requests in 30s < minRequests 20" in result.summary()
     assert len(provider.queries) == 1
 
 
 def test_no_requests_at_all_is_inconclusive() -> None:
-    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=FakeProvider({}), now=NOW)
+    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=FakeProvider({}),
+                          now=NOW, revisions=REVISIONS)
     assert result.verdict == "Inconclusive"
 
 
 def test_pass_and_fail_and_precedence() -> None:
     good = FakeProvider({"increase(": 100.0, 'code=~"5.."': 0.0, "histogram_quantile": 12.0})
-    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=good, now=NOW)
+    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=good,
+                          now=NOW, revisions=REVISIONS)
     assert result.verdict == "Pass"
     assert [m.metric for m in result.measurements] == ["error-rate", "latency-p99"]
     assert all('namespace="ml", model_deployment="fraud", track="canary"' in q for q in good.queries)
     assert all("[30s]" in q for q in good.queries)
 
     bad = FakeProvider({"increase(": 100.0, 'code=~"5.."': 25.0, "histogram_quantile": ProviderError("down")})
-    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=bad, now=NOW)
+    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=bad,
+                          now=NOW, revisions=REVISIONS)
     assert result.verdict == "Fail"  # a failure beats a provider error
     assert [m.verdict for m in result.measurements] == ["Fail", "Error"]
 
 
 def test_provider_down_is_an_error_never_a_pass() -> None:
     down = FakeProvider({"": ProviderError("prometheus unreachable")})
-    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=down, now=NOW)
+    result = run_analysis(analysis(), namespace="ml", name="fraud", window=30, provider=down,
+                          now=NOW, revisions=REVISIONS)
     assert result.verdict == "Error"
     assert "unreachable" in result.summary()
 
@@ -156,10 +164,21 @@ def test_compare_to_stable_queries_both_tracks() -> None:
     spec = analysis(metrics=[{"name": "slower-than-stable", "template": "latency-p99",
                               "compareToStable": {"maxRatio": 1.5}}])
     provider = FakeProvider({"increase(": 50.0, 'track="canary"': 40.0, 'track="stable"': 10.0})
-    result = run_analysis(spec, namespace="ml", name="fraud", window=30, provider=provider, now=NOW)
+    result = run_analysis(spec, namespace="ml", name="fraud", window=30, provider=provider,
+                          now=NOW, revisions=REVISIONS)
     assert result.verdict == "Fail"
     assert any('track="stable"' in q for q in provider.queries)
     assert "ratio 4 > 1.5" in result.measurements[0].detail
+    # Each track is selected by its own revision: never an earlier canary's traffic.
+    assert all('revision="c0ffee0001"' in q for q in provider.queries if 'track="canary"' in q)
+    assert all('revision="5ab1e00001"' in q for q in provider.queries if 'track="stable"' in q)
+
+
+@pytest.mark.parametrize("revision", ['c0ffee"} or vector(1) #', "C0FFEE", "", "x" * 65])
+def test_a_revision_that_is_not_a_hash_is_never_substituted(revision: str) -> None:
+    with pytest.raises(QueryError):
+        render(BUILTIN["error-rate"], {"namespace": "ml", "name": "fraud", "track": "canary", "revision": revision,
+                                       "window": "30s"})
 
 
 def test_builtin_queries_are_valid_promql() -> None:
@@ -216,7 +235,8 @@ def test_a_rejected_custom_query_is_reported_with_the_result() -> None:
             raise QueryRejected("prometheus rejected the query: HTTP Status Code 400")
 
     analysis = Analysis.model_validate({"metrics": [{"name": "custom-x", "query": "sum(y)", "max": 1}]})
-    result = run_analysis(analysis, namespace="ml", name="fraud", window=60, provider=Rejecting(), now=NOW)
+    result = run_analysis(analysis, namespace="ml", name="fraud", window=60, provider=Rejecting(),
+                          now=NOW, revisions=REVISIONS)
     assert result.verdict == "Error" and result.rejected == (("sum(y)", "prometheus rejected the query: "
                                                                          "HTTP Status Code 400"),)
 

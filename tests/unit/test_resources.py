@@ -32,6 +32,7 @@ from modelpilot.resources import (
     placement,
     scale_selector,
     service_url,
+    serving_revision,
     unwanted_children,
 )
 from tests.unit.spec_cases import spec
@@ -307,7 +308,8 @@ def test_canary_deployment() -> None:
 
 
 def test_server_env_and_probes() -> None:
-    container = server(stable(parsed(model_version="v 7+build", runtime={"port": 9090})))
+    spec = parsed(model_version="v 7+build", runtime={"port": 9090})
+    container = server(stable(spec))
     env = env_of(container)
     assert env == {
         "MODELPILOT_MODEL_DEPLOYMENT": "fraud",
@@ -319,6 +321,7 @@ def test_server_env_and_probes() -> None:
         "MODELPILOT_NAMESPACE": "ml",
         "MODELPILOT_PORT": "9090",
         "MODELPILOT_TRACK": "stable",
+        "MODELPILOT_REVISION": serving_revision(spec),  # the runtime's metric label analyses select
         "MODELPILOT_DRAIN_SECONDS": "5",
         "MODELPILOT_POD_NAME": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
     }

@@ -1,13 +1,16 @@
 """Built-in queries over the runtime's metrics contract (docs/runtime.md).
 
 `modelpilot_requests_total` and `modelpilot_request_duration_seconds` carry the labels
-model_deployment, model, version, track and code from the runtime; Prometheus adds namespace and
-pod at scrape. Every query selects one ModelDeployment and one track and aggregates to one series.
+model_deployment, model, version, revision, track and code from the runtime; Prometheus adds
+namespace and pod at scrape. Every query selects one ModelDeployment, one track and that track's
+revision, and aggregates to one series.
 """
 
 from __future__ import annotations
 
-SELECTOR = 'namespace="{{namespace}}", model_deployment="{{name}}", track="{{track}}"'
+# By revision as well as track: a canary is judged on its own pods' traffic only, never on an
+# earlier canary's (the series of a replaced revision stay in Prometheus for a while).
+SELECTOR = 'namespace="{{namespace}}", model_deployment="{{name}}", track="{{track}}", revision="{{revision}}"'
 
 BUILTIN: dict[str, str] = {
     # Percent of responses that are 5xx. A track without any 5xx has no 5xx series at all, so the

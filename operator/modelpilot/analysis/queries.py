@@ -14,13 +14,14 @@ from collections.abc import Mapping
 import promql_parser
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_]+)\s*\}\}")
-PLACEHOLDERS = ("namespace", "name", "track", "window")
+PLACEHOLDERS = ("namespace", "name", "track", "revision", "window")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _WINDOW = re.compile(r"^[0-9]+(ms|s|m|h)$")
+_REVISION = re.compile(r"^[0-9a-f]{1,64}$")
 _TRACKS = ("stable", "canary")
 
 # Harmless sample values used only to check a template's syntax.
-_SAMPLE = {"namespace": "ns", "name": "model", "track": "canary", "window": "1m"}
+_SAMPLE = {"namespace": "ns", "name": "model", "track": "canary", "revision": "0123456789", "window": "1m"}
 
 
 class QueryError(ValueError):
@@ -35,6 +36,8 @@ def validate_values(values: Mapping[str, str]) -> None:
             ok = value in _TRACKS
         elif key == "window":
             ok = bool(_WINDOW.match(value))
+        elif key == "revision":
+            ok = bool(_REVISION.match(value))
         else:
             raise QueryError(f"unknown placeholder {{{{{key}}}}}")
         if not ok:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 
 from modelpilot.analysis.builtin import BUILTIN, REQUESTS
 from modelpilot.analysis.evaluate import judge
@@ -28,11 +29,12 @@ def metric_template(metric: Metric) -> str:
 
 
 def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, provider: MetricsProvider,
-                 now: dt.datetime) -> AnalysisResult:
+                 now: dt.datetime, revisions: Mapping[str, str]) -> AnalysisResult:
+    """`revisions`: the serving revision of each track ("canary", "stable"), for {{revision}}."""
     values = {"namespace": namespace, "name": name, "window": f"{window}s"}
 
     def query(template: str, track: str) -> float | None:
-        return provider.query(render(template, {**values, "track": track}))
+        return provider.query(render(template, {**values, "track": track, "revision": revisions[track]}))
 
     try:
         requests = query(REQUESTS, "canary")

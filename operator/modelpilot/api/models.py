@@ -88,6 +88,7 @@ RESERVED_ENV = (
     "MODELPILOT_NAMESPACE",
     "MODELPILOT_PORT",
     "MODELPILOT_TRACK",
+    "MODELPILOT_REVISION",
 )
 
 
@@ -507,8 +508,8 @@ class Metric(_Model):
     query: str | None = Field(
         default=None,
         description=(
-            "PromQL returning one value; placeholders {{namespace}}, {{name}}, {{track}} and {{window}} are "
-            "substituted with validated, quoted values."
+            "PromQL returning one value; placeholders {{namespace}}, {{name}}, {{track}}, {{revision}} and "
+            "{{window}} are substituted with validated, quoted values."
         ),
         min_length=1,
         max_length=4096,

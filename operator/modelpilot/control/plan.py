@@ -52,6 +52,7 @@ class AnalysisRequest:
     namespace: str
     name: str
     revision: str
+    stable_revision: str
     started_at: dt.datetime
     due: dt.datetime
     analysis: Analysis
@@ -187,6 +188,7 @@ def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
         # canary (say, a failing version this one replaces) and must not judge this one.
         window = max(1, min(window, math.floor((tick.analysis_due_at - canary.ready_at).total_seconds())))
     return AnalysisRequest(
-        namespace=observed.namespace, name=observed.name, revision=canary.revision, started_at=canary.started_at,
+        namespace=observed.namespace, name=observed.name, revision=canary.revision,
+        stable_revision=serving_revision(tick.stable_spec), started_at=canary.started_at,
         due=tick.analysis_due_at, analysis=canary_spec.analysis, window=window,
     )

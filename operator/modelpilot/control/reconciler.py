@@ -141,7 +141,8 @@ class Reconciler:
 
 def _analyse(request: AnalysisRequest, provider: Any, start: dt.datetime) -> AnalysisResult:
     result = run_analysis(request.analysis, namespace=request.namespace, name=request.name, window=request.window,
-                          provider=provider, now=start)
+                          provider=provider, now=start,
+                          revisions={"canary": request.revision, "stable": request.stable_revision})
     decision_log(request.namespace, request.name, "analysis",
                  {"verdict": result.verdict, "window": f"{request.window}s", "result": repr(result.summary())})
     return result

@@ -159,6 +159,7 @@ def _server_container(
         _env("MODELPILOT_NAMESPACE", namespace),
         _env("MODELPILOT_PORT", str(runtime.port)),
         _env("MODELPILOT_TRACK", track),
+        _env("MODELPILOT_REVISION", serving_revision(spec)),
         # After SIGTERM the runtime keeps serving (not ready) this long, so gateways and kube-proxy
         # drop the endpoint before the port closes: no refused connections on scale-down.
         _env("MODELPILOT_DRAIN_SECONDS", str(DRAIN_SECONDS)),

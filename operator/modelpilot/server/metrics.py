@@ -1,6 +1,6 @@
 """The metrics contract the canary analysis reads (docs/runtime.md, Metrics), emitted by the runtime itself.
 
-`modelpilot_requests_total{model_deployment, model, version, track, code}` and
+`modelpilot_requests_total{model_deployment, model, version, revision, track, code}` and
 `modelpilot_request_duration_seconds` (histogram, same labels). Label values come from the pod's
 environment; Prometheus adds `namespace` and `pod` at scrape.
 """
@@ -14,7 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import ProcessCollector
 
-LABELS = ("model_deployment", "model", "version", "track", "code")
+LABELS = ("model_deployment", "model", "version", "revision", "track", "code")
 
 # Roughly x1.5 per bucket from 0.5 ms to 10 s: histogram_quantile interpolates inside a bucket, so
 # a p99 anywhere between 1 ms and 10 s is read with at most ~half a bucket's (~25 %) error.
@@ -36,6 +36,9 @@ class MetricLabels:
     model: str
     version: str
     track: str
+    # The serving revision (a hash of the serving template): what analyses select, so one canary
+    # is never judged on the traffic of an earlier one with the same track or version.
+    revision: str = ""
 
 
 class RequestMetrics:
@@ -69,9 +72,9 @@ class RequestMetrics:
         self._children: dict[int, tuple[MetricWrapperBase, MetricWrapperBase]] = {}
         self._ready.labels(*self._base()).set(0)
 
-    def _base(self) -> tuple[str, str, str, str]:
+    def _base(self) -> tuple[str, str, str, str, str]:
         lb = self.labels
-        return (lb.model_deployment, lb.model, lb.version, lb.track)
+        return (lb.model_deployment, lb.model, lb.version, lb.revision, lb.track)
 
     def observe(self, code: int, seconds: float) -> None:
         children = self._children.get(code)

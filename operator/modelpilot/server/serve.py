@@ -44,6 +44,7 @@ class ServeConfig:
     version: str
     deployment: str
     track: str
+    revision: str
     host: str
     port: int
     graceful_timeout: float
@@ -91,6 +92,7 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
         version=pick(args.model_version, "MODELPILOT_MODEL_VERSION"),
         deployment=pick(args.deployment, "MODELPILOT_MODEL_DEPLOYMENT") or name,
         track=pick(args.track, "MODELPILOT_TRACK"),
+        revision=pick(None, "MODELPILOT_REVISION"),
         host=pick(args.host, "MODELPILOT_HOST", DEFAULT_HOST),
         port=port,
         graceful_timeout=float(pick(args.graceful_timeout, "MODELPILOT_GRACEFUL_TIMEOUT", "25")),
@@ -188,7 +190,8 @@ class GracefulServer(uvicorn.Server):
 def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMetrics]:
     state = ModelState(name=config.name, version=config.version)
     labels = MetricLabels(
-        model_deployment=config.deployment, model=config.name, version=config.version, track=config.track
+        model_deployment=config.deployment, model=config.name, version=config.version, track=config.track,
+        revision=config.revision,
     )
     metrics = RequestMetrics(labels)
 
