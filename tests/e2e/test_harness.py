@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
 import urllib.request
 from collections.abc import Iterator
@@ -209,8 +210,10 @@ def test_processes_follow_the_pods(api_client: client.ApiClient, core: client.Co
         assert len(addresses) == 2 and all(a.startswith("10.244.") for a in addresses), addresses
         for address in addresses:
             text = metrics_text(address)  # the process got the template's env: its metric labels say so
-            assert 'modelpilot_model_ready{model="iris",model_deployment="iris",track="stable",' \
-                   'version="2026-01-01"} 1.0' in text
+            revision = re.search(r'modelpilot_model_ready\{[^}]*revision="([0-9a-f]+)"', text)
+            assert revision is not None, text  # the serving revision from the template's env
+            assert f'modelpilot_model_ready{{model="iris",model_deployment="iris",revision="{revision[1]}",' \
+                   'track="stable",version="2026-01-01"} 1.0' in text
         wait_for(lambda: apps.read_namespaced_deployment(NAME, ns).status.ready_replicas == 2,
                  what="readyReplicas 2")
 
@@ -295,7 +298,7 @@ def test_prometheus_scrapes_every_server_with_namespace_and_pod(
     for pod in pods:
         labels = by_pod[pod.name]
         assert set(labels) == {"__name__", "namespace", "pod", "job", "instance", "model_deployment", "model",
-                               "version", "track", "code"}
+                               "version", "revision", "track", "code"}
         assert (labels["namespace"], labels["track"], labels["code"]) == (ns, pod.track, "200")
         assert labels["version"] == ("v1" if pod.track == "stable" else "v2")
         assert labels["instance"] == (pod.process.address if pod.process else None)
