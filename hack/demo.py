@@ -150,13 +150,20 @@ class Demo:
                 return None
             raise
 
-    def live_metrics(self) -> dict[str, dict[str, float | None]]:
+    def live_metrics(self, obj: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+        """Each track's built-in metrics over 10 s, selected by the track's revision (from status)."""
         provider = PrometheusProvider(self.prometheus_url, timeout=2)
+        status = obj.get("status") or {}
         values: dict[str, dict[str, float | None]] = {}
         for track in ("stable", "canary"):
             values[track] = {}
+            revision = (status.get(track) or {}).get("revision")
             for metric, template in BUILTIN.items():
-                query = render(template, {"namespace": NAMESPACE, "name": NAME, "track": track, "window": "10s"})
+                if not revision:
+                    values[track][metric] = None
+                    continue
+                query = render(template, {"namespace": NAMESPACE, "name": NAME, "track": track, "revision": revision,
+                                          "window": "10s"})
                 try:
                     values[track][metric] = provider.query(query)
                 except ProviderError:
@@ -183,7 +190,7 @@ class Demo:
             with Live(console=console, refresh_per_second=2) as live:
                 while time.monotonic() < deadline:
                     obj = self._get() or {}
-                    live.update(Group(render_view(obj, self.live_metrics()), Text(self.measured(obj))))
+                    live.update(Group(render_view(obj, self.live_metrics(obj)), Text(self.measured(obj))))
                     if done(obj):
                         return obj
                     time.sleep(1)
@@ -191,7 +198,7 @@ class Demo:
             last = ""
             while time.monotonic() < deadline:
                 obj = self._get() or {}
-                line = plain_line(obj, self.live_metrics())
+                line = plain_line(obj, self.live_metrics(obj))
                 status_part = line.split(" stable.")[0]
                 if status_part != last:
                     print(f"    {time.strftime('%H:%M:%S')} {line}", flush=True)
