@@ -141,27 +141,21 @@ def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessme
     ), base.stable)
 
 
+def _blocked(reason: str, message: str, remedy: str, previous_stable: dict[str, Any] | None) -> Assessment:
+    """Nothing can proceed until the user acts: Degraded, the stable status kept as it was."""
+    return Assessment("Degraded", (
+        Condition(READY, False, reason, message),
+        Condition(PROGRESSING, False, reason, remedy),
+        Condition(DEGRADED, True, reason, message),
+    ), previous_stable)
+
+
 def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessment:
     if obs.conflict is not None:
-        return Assessment(
-            phase="Degraded",
-            conditions=(
-                Condition(READY, False, "NameConflict", obs.conflict),
-                Condition(PROGRESSING, False, "NameConflict", "rename the ModelDeployment or remove the object"),
-                Condition(DEGRADED, True, "NameConflict", obs.conflict),
-            ),
-            stable=previous_stable,
-        )
+        return _blocked("NameConflict", obs.conflict, "rename the ModelDeployment or remove the object",
+                        previous_stable)
     if obs.invalid_spec is not None:
-        return Assessment(
-            phase="Degraded",
-            conditions=(
-                Condition(READY, False, "InvalidSpec", obs.invalid_spec),
-                Condition(PROGRESSING, False, "InvalidSpec", "fix the spec to resume"),
-                Condition(DEGRADED, True, "InvalidSpec", obs.invalid_spec),
-            ),
-            stable=previous_stable,
-        )
+        return _blocked("InvalidSpec", obs.invalid_spec, "fix the spec to resume", previous_stable)
 
     deployment = obs.stable_deployment
     if deployment is None:
