@@ -14,7 +14,7 @@ operator never reads them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,9 +109,6 @@ class Store:
 
     def pods_of(self, namespace: str, app: str) -> list[Obj]:
         return list(self.pods.get((namespace, app), {}).values())
-
-    def of_kind(self, api_version: str, kind: str) -> Iterator[Obj]:
-        return (obj for ref, obj in self.objects.items() if ref[0] == api_version and ref[1] == kind)
 
     def __len__(self) -> int:
         return len(self.objects)

@@ -113,6 +113,7 @@ def _managed(body: kopf.Body) -> bool:
 
 
 async def _cache(body: kopf.Body, **_: Any) -> None:
+    """Every event but DELETED (Kopf calls index handlers for those, before any other handler)."""
     runtime.store.put(body, whole=body.get("kind") == KIND or _managed(body))
     return None  # nothing for Kopf's own index
 
@@ -124,11 +125,11 @@ for _group, _version, _plural in CHILD_KINDS:
 
 
 def _track(event: dict[str, Any], body: kopf.Body) -> bool:
-    """Keep the cache in step with one event; True when the object still exists."""
+    """Drop a deleted object from the cache (the index handlers put all the others); True when
+    the object still exists."""
     if event.get("type") == "DELETED":
         runtime.store.remove(body)
         return False
-    runtime.store.put(body, whole=body.get("kind") == KIND or _managed(body))
     return True
 
 

@@ -46,10 +46,6 @@ class Scheduler(Generic[K]):
         self._tasks: list[asyncio.Task[None]] = []
         self.reconciles = 0
 
-    @property
-    def known(self) -> frozenset[K]:
-        return frozenset(self._known)
-
     def __contains__(self, key: object) -> bool:
         return key in self._known
 

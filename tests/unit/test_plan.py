@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from modelpilot.cache import stub
-from modelpilot.control.observe import Observed
+from modelpilot.control.observe import Observed, possible_children
 from modelpilot.control.plan import PlanSettings, plan
 from modelpilot.rollout.machine import AnalysisResult, Measurement
 from tests.unit.plan_world import T0, execute, modeldeployment, settle, spec
@@ -68,6 +68,8 @@ CREATE = [
 def test_create_plans_every_child_and_a_pending_status(body: dict[str, Any], children: list[tuple[str, str]]) -> None:
     the_plan = plan(Observed(md=modeldeployment(body)), None, T0)
     assert applied(the_plan) == children
+    created = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in the_plan.apply}
+    assert created <= set(possible_children("fraud"))  # what observe() looks up
     assert the_plan.delete == () and the_plan.consume_action is None and the_plan.analysis is None
     assert the_plan.events == ()  # a new object's first Pending is no news: no Event write
     assert the_plan.status is not None and the_plan.status["phase"] == "Pending"
@@ -169,6 +171,7 @@ def test_unwanted_owned_children_are_deleted(before: dict[str, Any], after: dict
         settled = edit(settled)
     the_plan = plan(with_spec(settled, after, generation=1), None, seconds(60))
     assert list(the_plan.delete) == deleted
+    assert set(deleted) <= set(possible_children("fraud"))  # what observe() looks up
     for ref in deleted:  # deleted children are not applied in the same tick
         assert (ref[1], ref[2]) not in applied(the_plan)
 

@@ -123,7 +123,7 @@ def test_failures_back_off_and_forgotten_keys_stop() -> None:
 
     s = run(scenario())
     assert calls == 2  # first failure, then one retry after 0.05 s; the next would be in 10 s
-    assert "a" not in s.known
+    assert "a" not in s
 
 
 @pytest.mark.parametrize("workers", [1, 3])

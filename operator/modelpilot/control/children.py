@@ -7,10 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec
-from modelpilot.control.observe import ChildRef, Observed, controlled_by, controller_of, owned_by, possible_children
+from modelpilot.control.observe import ChildRef, Observed, controlled_by, controller_of
 from modelpilot.control.tick import Tick
 from modelpilot.drift import differences
-from modelpilot.resources import BuildSettings, build_deployment, desired_children, desired_replicas
+from modelpilot.resources import (
+    BuildSettings,
+    build_deployment,
+    desired_children,
+    desired_replicas,
+    unwanted_children,
+)
 from modelpilot.resources.labels import ANNOTATION_WEIGHT
 from modelpilot.routing import ROUTERS, RouteContext, router_for
 
@@ -103,7 +109,7 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
                                                     "replicas": spec.autoscaling.min_replicas or 1}})
             apply.append(child)
             decisions.append(("created", {"kind": ref[1], "child": ref[2]}))
-        elif owned_by(live, uid) and _needs_replacement(child, live):
+        elif _needs_replacement(child, live):  # ours: a conflict returned above
             delete.append(ref)  # re-created by the next tick, once the delete is seen
             decisions.append(("replaced", {"kind": ref[1], "child": ref[2], "why": "clusterIP is immutable"}))
         else:
@@ -114,7 +120,7 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
     wanted_refs = {_ref(c) for c in wanted}
     for ref in _unwanted(observed.name, spec):
         live = observed.children.get(ref)
-        if ref not in wanted_refs and live is not None and owned_by(live, uid):
+        if ref not in wanted_refs and live is not None and controlled_by(live, uid):
             delete.append(ref)
             decisions.append(("deleted", {"kind": ref[1], "child": ref[2], "why": "no longer in the spec"}))
     return Children(tuple(apply), tuple(bootstrap), tuple(delete), tuple(decisions))
@@ -125,7 +131,4 @@ def _unwanted(name: str, spec: ModelDeploymentSpec) -> list[ChildRef]:
     other routers create once the router changes."""
     current = set(router_for(spec).child_refs(name))
     refs = [ref for router in ROUTERS.values() for ref in router.child_refs(name) if ref not in current]
-    if spec.autoscaling is None:
-        refs.append(("autoscaling/v2", "HorizontalPodAutoscaler", name))
-    assert all(ref in possible_children(name) for ref in refs)
-    return refs
+    return [*unwanted_children(spec, name=name), *refs]

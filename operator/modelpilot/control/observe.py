@@ -71,10 +71,6 @@ def observe(store: Store, namespace: str, name: str) -> Observed | None:
     return Observed(md=md, children=children, pods=pods)
 
 
-def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
-
-
 def controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
     """Whether `uid` is the object's controller: the only objects the operator ever writes."""
     return any(ref.get("uid") == uid and ref.get("controller") is True

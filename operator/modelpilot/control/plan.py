@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpilot.analysis.queries import QueryError, check_confined, check_syntax
@@ -112,17 +112,21 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
         spec = parse_spec(md.get("spec"))
         check_queries(spec, settings.confine_queries, observed.rejected_queries)
     except SpecError as err:
-        obs = StatusObservation(generation=generation, version="", revision="", stable_deployment=None,
-                                invalid_spec=str(err))
-        status = plan_status(md, obs, canary=None, stable_template=None, now=now)
-        decisions = (("invalid-spec", {"reason": str(err)}),) if status.patch is not None else ()
-        return Plan(status=status.patch, events=status.events, decisions=decisions)
+        return _blocked(observed, generation, now, StatusObservation(
+            generation=generation, version="", revision="", stable_deployment=None, invalid_spec=str(err)),
+            ("invalid-spec", {"reason": str(err)}))
 
     tick = rollout_tick(observed, spec, dict(md.get("status") or {}), analysis, now)
     children = desired_state(observed, spec, tick, owner_of(observed), settings.build)
     if children.conflicts:
-        return _conflict_plan(observed, children.conflicts, generation, now)
-    status = _status(observed, spec, tick, settings, generation, now)
+        conflicts = children.conflicts
+        return replace(_blocked(observed, generation, now, StatusObservation(
+            generation=generation, version="", revision="", stable_deployment=None,
+            conflict=describe_conflicts(observed.namespace, conflicts)),
+            ("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))})),
+            requeue=CONFLICT_RECHECK_SECONDS)
+    stable_revision = serving_revision(tick.stable_spec)
+    status = _status(observed, tick, stable_revision, settings, generation, now)
     decision = tick.decision
     decisions = list(children.decisions)
     if tick.action is not None and decision.consume_action:
@@ -130,7 +134,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     decisions += [(f"rollout-{e.reason}", {"message": repr(e.message)}) for e in decision.events]
     if status.patch is not None:
         decisions.append(("status", {"phase": status.phase, "ready": status.ready[0], "reason": status.ready[1]}))
-    request = _analysis_request(observed, spec, tick, settings)
+    request = _analysis_request(observed, spec, tick, stable_revision, settings)
     requeue = decision.requeue_after
     if request is not None:
         requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
@@ -143,19 +147,16 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     )
 
 
-def _conflict_plan(observed: Observed, conflicts: Mapping[ChildRef, str], generation: int,
-                   now: dt.datetime) -> Plan:
-    """A name clash: status and an Event only; the rollout state is kept as it was."""
-    message = describe_conflicts(observed.namespace, conflicts)
-    obs = StatusObservation(generation=generation, version="", revision="", stable_deployment=None,
-                            conflict=message)
+def _blocked(observed: Observed, generation: int, now: dt.datetime, obs: StatusObservation,
+             decision: tuple[str, dict[str, Any]]) -> Plan:
+    """An invalid spec or a name clash: status and an Event only (logged once, when the status
+    changes); no child is written and the rollout state is kept as it was."""
     status = plan_status(observed.md, obs, canary=None, stable_template=None, now=now)
-    decisions = (("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))}),) \
-        if status.patch is not None else ()
-    return Plan(status=status.patch, events=status.events, decisions=decisions, requeue=CONFLICT_RECHECK_SECONDS)
+    decisions = (decision,) if status.patch is not None else ()
+    return Plan(status=status.patch, events=status.events, decisions=decisions)
 
 
-def _status(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, settings: PlanSettings, generation: int,
+def _status(observed: Observed, tick: Tick, stable_revision: str, settings: PlanSettings, generation: int,
             now: dt.datetime) -> StatusPlan:
     stable_spec = tick.stable_spec
     canary = tick.decision.canary
@@ -167,7 +168,7 @@ def _status(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, settings:
     stable_pods = [p for p in observed.pods
                    if (p["metadata"].get("labels") or {}).get(LABEL_TRACK) != "canary"]
     obs = StatusObservation(
-        generation=generation, version=stable_spec.model.version, revision=serving_revision(stable_spec),
+        generation=generation, version=stable_spec.model.version, revision=stable_revision,
         stable_deployment=observed.child("apps/v1", "Deployment", observed.name), pods=stable_pods,
         accelerator=accelerator, url=service_url(observed.name, observed.namespace, settings.cluster_domain),
         rollout=view,
@@ -176,7 +177,7 @@ def _status(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, settings:
                        now=now)
 
 
-def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
+def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, stable_revision: str,
                       settings: PlanSettings) -> AnalysisRequest | None:
     canary = tick.canary_before
     if tick.analysis_due_at is None or canary is None:
@@ -189,6 +190,6 @@ def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
         window = max(1, min(window, math.floor((tick.analysis_due_at - canary.ready_at).total_seconds())))
     return AnalysisRequest(
         namespace=observed.namespace, name=observed.name, revision=canary.revision,
-        stable_revision=serving_revision(tick.stable_spec), started_at=canary.started_at,
+        stable_revision=stable_revision, started_at=canary.started_at,
         due=tick.analysis_due_at, analysis=canary_spec.analysis, window=window,
     )
