@@ -210,78 +210,88 @@ def _promoting(config: CanaryConfig, canary: CanaryState, obs: Observation, now:
 
 def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, now: dt.datetime) -> Decision:
     """One tick of the rollout. Pure: the same inputs always give the same decision."""
-    rev, stable_rev = obs.desired_revision, obs.stable_revision
     consume = obs.action is not None
-
     # Promotion in flight: the stable snapshot already holds the canary's template.
-    if canary is not None and canary.state == "Promoting" and canary.revision == rev:
+    if canary is not None and canary.state == "Promoting" and canary.revision == obs.desired_revision:
         return _promoting(config, canary, obs, now, consume)
+    if obs.desired_revision == obs.stable_revision or canary is None or canary.revision != obs.desired_revision:
+        return _new_revision(canary, obs, now, consume)
+    if obs.action is not None:
+        return _action(config, canary, obs, now)
+    if canary.state == "RolledBack":
+        return Decision(canary)
+    if obs.paused or canary.state == "Paused":
+        return _pause(canary, obs, now)
+    return _progressing(config, canary, obs, now)
 
-    # Nothing to roll out: the spec is the stable revision (never changed, or reverted).
-    if rev == stable_rev:
+
+def _new_revision(canary: CanaryState | None, obs: Observation, now: dt.datetime, consume: bool) -> Decision:
+    """The spec is the stable revision (never changed, or reverted), or a revision the running
+    canary is not for: start (or restart) on it at weight 0."""
+    if obs.desired_revision == obs.stable_revision:
         if canary is None:
             return Decision(None, consume_action=consume)
         ended = "ended" if canary.state != "RolledBack" else "cleared"
-        message = f"spec reverted to the stable revision {stable_rev}: canary {canary.version} {ended}, no failure"
+        message = (f"spec reverted to the stable revision {obs.stable_revision}: canary {canary.version} {ended}, "
+                   "no failure")
         return Decision(None, events=(Event("Normal", "CanaryCancelled", message),), consume_action=consume)
+    fresh = _start(obs, now)
+    if canary is not None and canary.state != "RolledBack":
+        event = Event("Normal", "CanaryRestarted",
+                      f"newer revision {obs.desired_version} mid-canary: restarting from step 0 "
+                      f"(was {canary.version} at weight {canary.weight}%)")
+    else:
+        event = Event("Normal", "CanaryStarted", f"canary {obs.desired_version} started")
+    return Decision(fresh, events=(event,), requeue_after=1.0, consume_action=consume)
 
-    # A revision the running canary is not for: start (or restart) on it at weight 0.
-    if canary is None or canary.revision != rev:
+
+def _action(config: CanaryConfig, canary: CanaryState, obs: Observation, now: dt.datetime) -> Decision:
+    """A manual action, consumed once whatever it does."""
+    if obs.action == "abort" and canary.state != "RolledBack":
+        decision = _rollback(canary, "Aborted", f"canary {canary.version} aborted by a manual action")
+        return replace(decision, consume_action=True)
+    if obs.action == "retry":
         fresh = _start(obs, now)
-        if canary is not None and canary.state != "RolledBack":
-            event = Event("Normal", "CanaryRestarted",
-                          f"newer revision {obs.desired_version} mid-canary: restarting from step 0 "
-                          f"(was {canary.version} at weight {canary.weight}%)")
-        else:
-            event = Event("Normal", "CanaryStarted", f"canary {obs.desired_version} started")
-        return Decision(fresh, events=(event,), requeue_after=1.0, consume_action=consume)
+        return Decision(fresh, events=(Event("Normal", "CanaryRetried",
+                                             f"canary {canary.version} retried from step 0"),),
+                        requeue_after=1.0, consume_action=True)
+    if obs.action == "promote" and canary.state in ("Progressing", "Paused"):
+        message = f"canary {canary.version} promoted by a manual action at weight {canary.weight}%"
+        promoting = replace(canary, state="Promoting", reason="ManualPromotion", message=message,
+                            paused_by="", last_progress_at=now)
+        return Decision(promoting, promote=True, events=(Event("Normal", "Promoting", message),),
+                        requeue_after=2.0, consume_action=True)
+    if obs.action == "resume" and canary.state == "Paused" and not obs.paused:
+        resumed = replace(canary, state="Progressing", paused_by="", provider_errors=0, last_progress_at=now,
+                          reason="Resumed", message=f"canary {canary.version} resumed")
+        return Decision(resumed, events=(Event("Normal", "Resumed", resumed.message),), requeue_after=1.0,
+                        consume_action=True)
+    if obs.action not in ACTIONS:
+        warning = Event("Warning", "UnknownAction",
+                        f"ignored modelpilot.io/action={obs.action!r}: use one of {', '.join(ACTIONS)}")
+        return replace(_hold(canary, config, now, (warning,)), consume_action=True)
+    ignored = Event("Normal", "ActionIgnored", f"action {obs.action} does nothing in state {canary.state}")
+    return replace(_hold(canary, config, now, (ignored,)), consume_action=True)
 
-    # Manual actions, consumed once.
-    if obs.action is not None:
-        if obs.action == "abort" and canary.state != "RolledBack":
-            decision = _rollback(canary, "Aborted", f"canary {canary.version} aborted by a manual action")
-            return replace(decision, consume_action=True)
-        if obs.action == "retry":
-            fresh = _start(obs, now)
-            return Decision(fresh, events=(Event("Normal", "CanaryRetried",
-                                                 f"canary {canary.version} retried from step 0"),),
-                            requeue_after=1.0, consume_action=True)
-        if obs.action == "promote" and canary.state in ("Progressing", "Paused"):
-            message = f"canary {canary.version} promoted by a manual action at weight {canary.weight}%"
-            promoting = replace(canary, state="Promoting", reason="ManualPromotion", message=message,
-                                paused_by="", last_progress_at=now)
-            return Decision(promoting, promote=True, events=(Event("Normal", "Promoting", message),),
-                            requeue_after=2.0, consume_action=True)
-        if obs.action == "resume" and canary.state == "Paused" and not obs.paused:
-            resumed = replace(canary, state="Progressing", paused_by="", provider_errors=0, last_progress_at=now,
-                              reason="Resumed", message=f"canary {canary.version} resumed")
-            return Decision(resumed, events=(Event("Normal", "Resumed", resumed.message),), requeue_after=1.0,
-                            consume_action=True)
-        if obs.action not in ACTIONS:
-            warning = Event("Warning", "UnknownAction",
-                            f"ignored modelpilot.io/action={obs.action!r}: use one of {', '.join(ACTIONS)}")
-            return replace(_hold(canary, config, now, (warning,)), consume_action=True)
-        ignored = Event("Normal", "ActionIgnored", f"action {obs.action} does nothing in state {canary.state}")
-        return replace(_hold(canary, config, now, (ignored,)), consume_action=True)
 
-    if canary.state == "RolledBack":
-        return Decision(canary)
-
-    # spec.paused freezes everything, the deadline clock included (reset when it lifts).
+def _pause(canary: CanaryState, obs: Observation, now: dt.datetime) -> Decision:
+    """spec.paused freezes everything, the deadline clock included (reset when it lifts); a policy
+    pause waits for promote, abort, retry or resume."""
     if obs.paused:
         if canary.state == "Paused":
             return Decision(canary)
         paused = replace(canary, state="Paused", paused_by="spec", reason="Paused",
                          message=f"canary {canary.version} paused by spec.paused at weight {canary.weight}%")
         return Decision(paused, events=(Event("Normal", "Paused", paused.message),))
-    if canary.state == "Paused":
-        if canary.paused_by != "spec":
-            return Decision(canary)  # a policy pause waits for promote, abort, retry or resume
-        resumed = replace(canary, state="Progressing", paused_by="", last_progress_at=now, reason="Resumed",
-                          message=f"canary {canary.version} resumed")
-        return Decision(resumed, events=(Event("Normal", "Resumed", resumed.message),), requeue_after=1.0)
+    if canary.paused_by != "spec":
+        return Decision(canary)
+    resumed = replace(canary, state="Progressing", paused_by="", last_progress_at=now, reason="Resumed",
+                      message=f"canary {canary.version} resumed")
+    return Decision(resumed, events=(Event("Normal", "Resumed", resumed.message),), requeue_after=1.0)
 
-    # Progressing.
+
+def _progressing(config: CanaryConfig, canary: CanaryState, obs: Observation, now: dt.datetime) -> Decision:
+    """Waiting for Ready, then one analysis per interval, all within progressDeadline."""
     overdue = _seconds(now, canary.last_progress_at) > config.progress_deadline
     if not obs.canary_ready:
         if overdue:
@@ -290,74 +300,73 @@ def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, n
                              f"canary {canary.version} {what} within progressDeadline "
                              f"{config.progress_deadline:g}s; stable untouched")
         return _hold(canary, config, now, ready=False)
-
     if canary.step < 0:
         first = replace(canary, step=0, weight=config.steps[0], ready_at=now, last_progress_at=now,
                         reason="Analysing", message=f"canary {canary.version} Ready: weight {config.steps[0]}%")
         return _hold(first, config, now, (Event("Normal", "CanaryReady", first.message),))
-
-    result = obs.analysis
-    if result is None:
+    if obs.analysis is None:
         if overdue:
             return _rollback(canary, "ProgressDeadlineExceeded",
                              f"canary {canary.version} made no progress within progressDeadline "
                              f"{config.progress_deadline:g}s (last: {canary.message})")
         return _hold(canary, config, now)
+    return replace(_analysed(config, canary, obs.analysis, now), measured=obs.analysis.measurements)
 
-    # One fresh analysis.
+
+def _analysed(config: CanaryConfig, canary: CanaryState, result: AnalysisResult, now: dt.datetime) -> Decision:
+    """One fresh analysis: its verdict under the policies."""
     analysed = replace(canary, last_analysis_at=now,
                        analyses=(*canary.analyses, *result.measurements)[-MAX_ANALYSES:])
     verdict = result.verdict
     if verdict == "Inconclusive" and config.on_inconclusive == "Fail":
         verdict = "Fail"
-
     if verdict == "Error":
-        errors = canary.provider_errors + 1
-        analysed = replace(analysed, provider_errors=errors, reason="ProviderError",
-                           message=f"metric provider error {errors}/{config.max_provider_errors}: {result.summary()}")
-        if errors >= config.max_provider_errors:
-            if config.on_provider_error == "Rollback":
-                return replace(_rollback(analysed, "ProviderErrors",
-                                         f"canary {canary.version} rolled back after {errors} consecutive metric "
-                                         f"provider errors: {result.summary()}"), measured=result.measurements)
-            paused = replace(analysed, state="Paused", paused_by="provider-error", reason="Paused",
-                             message=f"canary {canary.version} paused after {errors} consecutive metric provider "
-                                     f"errors: {result.summary()}; promote, abort, retry or resume")
-            return Decision(paused, events=(Event("Warning", "Paused", paused.message),), measured=result.measurements)
-        return _hold(analysed, config, now, (Event("Warning", "AnalysisError", analysed.message),),
-                     measured=result.measurements)
-
+        return _provider_error(config, analysed, result, now)
     analysed = replace(analysed, provider_errors=0)
     if verdict == "Fail":
         failed = canary.failed_checks + 1
         analysed = replace(analysed, failed_checks=failed, reason="AnalysisFailed",
                            message=f"analysis failed ({failed}/{config.failure_threshold}): {result.summary()}")
         if failed >= config.failure_threshold:
-            return replace(_rollback(analysed, "RolledBack",
-                                     f"canary {canary.version} rolled back at weight {canary.weight}%: "
-                                     f"{result.summary()}"), measured=result.measurements)
-        return _hold(analysed, config, now, (Event("Warning", "AnalysisFailed", analysed.message),),
-                     measured=result.measurements)
-
+            return _rollback(analysed, "RolledBack",
+                             f"canary {canary.version} rolled back at weight {canary.weight}%: {result.summary()}")
+        return _hold(analysed, config, now, (Event("Warning", "AnalysisFailed", analysed.message),))
     if verdict == "Inconclusive":
         analysed = replace(analysed, reason="Inconclusive", message=f"analysis inconclusive: {result.summary()}")
         if config.on_inconclusive == "Pause":
             paused = replace(analysed, state="Paused", paused_by="inconclusive", reason="Paused",
                              message=f"canary {canary.version} paused on an inconclusive analysis "
                                      f"({result.summary()}); promote, abort, retry or resume")
-            return Decision(paused, events=(Event("Normal", "Paused", paused.message),), measured=result.measurements)
-        return _hold(analysed, config, now, (Event("Normal", "AnalysisInconclusive", analysed.message),),
-                     measured=result.measurements)
+            return Decision(paused, events=(Event("Normal", "Paused", paused.message),))
+        return _hold(analysed, config, now, (Event("Normal", "AnalysisInconclusive", analysed.message),))
+    return _passed(config, canary, analysed, result, now)
 
-    # Pass.
+
+def _provider_error(config: CanaryConfig, analysed: CanaryState, result: AnalysisResult,
+                    now: dt.datetime) -> Decision:
+    errors = analysed.provider_errors + 1
+    analysed = replace(analysed, provider_errors=errors, reason="ProviderError",
+                       message=f"metric provider error {errors}/{config.max_provider_errors}: {result.summary()}")
+    if errors < config.max_provider_errors:
+        return _hold(analysed, config, now, (Event("Warning", "AnalysisError", analysed.message),))
+    if config.on_provider_error == "Rollback":
+        return _rollback(analysed, "ProviderErrors", f"canary {analysed.version} rolled back after {errors} "
+                         f"consecutive metric provider errors: {result.summary()}")
+    paused = replace(analysed, state="Paused", paused_by="provider-error", reason="Paused",
+                     message=f"canary {analysed.version} paused after {errors} consecutive metric provider "
+                             f"errors: {result.summary()}; promote, abort, retry or resume")
+    return Decision(paused, events=(Event("Warning", "Paused", paused.message),))
+
+
+def _passed(config: CanaryConfig, canary: CanaryState, analysed: CanaryState, result: AnalysisResult,
+            now: dt.datetime) -> Decision:
+    """The next step, or promotion after the last one."""
     if canary.step + 1 >= len(config.steps):
         message = f"canary {canary.version} passed the last step ({canary.weight}%): promoting ({result.summary()})"
         promoting = replace(analysed, state="Promoting", reason="Promoting", message=message, last_progress_at=now)
-        return Decision(promoting, promote=True, events=(Event("Normal", "Promoting", message),),
-                        requeue_after=2.0, measured=result.measurements)
+        return Decision(promoting, promote=True, events=(Event("Normal", "Promoting", message),), requeue_after=2.0)
     step = canary.step + 1
     advanced = replace(analysed, step=step, weight=config.steps[step], last_progress_at=now, reason="Analysing",
                        message=f"analysis passed: weight {config.steps[step]}% (step {step + 1}/{len(config.steps)}); "
                                f"{result.summary()}")
-    return _hold(advanced, config, now, (Event("Normal", "StepAdvanced", advanced.message),),
-                 measured=result.measurements)
+    return _hold(advanced, config, now, (Event("Normal", "StepAdvanced", advanced.message),))
