@@ -122,33 +122,52 @@ def _rewrite(node: Mapping[str, Any], defs: Mapping[str, Any], stack: tuple[str,
             raise SchemaError(f"{path}: recursive model {name} cannot be expressed in a structural schema")
         target = _rewrite(defs[name], defs, (*stack, name), path)
         return _merge(target, _siblings(out, path))
-
     if "anyOf" in out:
-        branches = [b for b in out.pop("anyOf") if not _is_null(b)]
-        if _is_int_or_string(branches):
-            # Kubernetes accepts exactly this anyOf beside x-kubernetes-int-or-string; constraints
-            # of the string branch (a quantity pattern) move up, where they apply to strings only.
-            string_branch = next(b for b in branches if b.get("type") == "string")
-            for key, value in string_branch.items():
-                if key not in ("type", *_DROP_KEYS):
-                    out.setdefault(key, value)
-            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-            out["x-kubernetes-int-or-string"] = True
-            return out
-        if len(branches) != 1:
-            raise SchemaError(f"{path}: unions other than Optional[X] and int|str are not structural")
-        # Optional[X]: X itself. The field is already absent from `required`; no `nullable`, so a
-        # null in an applied manifest is pruned like an absent field instead of being stored.
-        inner = _rewrite(branches[0], defs, stack, path)
-        return _merge(inner, _siblings(out, path))
-
+        return _rewrite_union(out, defs, stack, path)
     if "const" in out:
         const = out.pop("const")
         out.setdefault("enum", [const])
-
     if out.get("type") == "null":
         raise SchemaError(f"{path}: a field that can only be null is not structural")
+    _rewrite_nested(out, defs, stack, path)
+    if "allOf" in out:
+        # pydantic wraps a $ref with siblings in allOf on some versions: flatten single branches.
+        branches = out.pop("allOf")
+        if len(branches) != 1:
+            raise SchemaError(f"{path}: allOf with several schemas is not supported")
+        return _merge(_rewrite(branches[0], defs, stack, path), _siblings(out, path))
+    if not out.get("type") and not out.get("x-kubernetes-preserve-unknown-fields") and "anyOf" not in out:
+        if set(out) <= {"description"}:
+            # `Any`: keep whatever is there.
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        else:
+            raise SchemaError(f"{path}: schema without a type: {sorted(out)}")
+    return out
 
+
+def _rewrite_union(out: dict[str, Any], defs: Mapping[str, Any], stack: tuple[str, ...], path: str) -> dict[str, Any]:
+    """anyOf: int|str becomes x-kubernetes-int-or-string, Optional[X] becomes X; nothing else."""
+    branches = [b for b in out.pop("anyOf") if not _is_null(b)]
+    if _is_int_or_string(branches):
+        # Kubernetes accepts exactly this anyOf beside x-kubernetes-int-or-string; constraints
+        # of the string branch (a quantity pattern) move up, where they apply to strings only.
+        string_branch = next(b for b in branches if b.get("type") == "string")
+        for key, value in string_branch.items():
+            if key not in ("type", *_DROP_KEYS):
+                out.setdefault(key, value)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        out["x-kubernetes-int-or-string"] = True
+        return out
+    if len(branches) != 1:
+        raise SchemaError(f"{path}: unions other than Optional[X] and int|str are not structural")
+    # Optional[X]: X itself. The field is already absent from `required`; no `nullable`, so a
+    # null in an applied manifest is pruned like an absent field instead of being stored.
+    inner = _rewrite(branches[0], defs, stack, path)
+    return _merge(inner, _siblings(out, path))
+
+
+def _rewrite_nested(out: dict[str, Any], defs: Mapping[str, Any], stack: tuple[str, ...], path: str) -> None:
+    """The schemas inside an object or array: properties, additionalProperties, items (in place)."""
     if "properties" in out:
         props = {
             key: _rewrite(value, defs, stack, f"{path}.{key}" if path else key)
@@ -158,7 +177,6 @@ def _rewrite(node: Mapping[str, Any], defs: Mapping[str, Any], stack: tuple[str,
             out["properties"] = props
         else:
             del out["properties"]
-
     additional = out.get("additionalProperties")
     if additional is False:
         # Structural schemas forbid additionalProperties beside properties; unknown fields are
@@ -169,24 +187,8 @@ def _rewrite(node: Mapping[str, Any], defs: Mapping[str, Any], stack: tuple[str,
         out["x-kubernetes-preserve-unknown-fields"] = True
     elif isinstance(additional, Mapping):
         out["additionalProperties"] = _rewrite(additional, defs, stack, f"{path}.*")
-
     if "items" in out:
         out["items"] = _rewrite(out["items"], defs, stack, f"{path}[]")
-
-    if "allOf" in out:
-        # pydantic wraps a $ref with siblings in allOf on some versions: flatten single branches.
-        branches = out.pop("allOf")
-        if len(branches) != 1:
-            raise SchemaError(f"{path}: allOf with several schemas is not supported")
-        return _merge(_rewrite(branches[0], defs, stack, path), _siblings(out, path))
-
-    if not out.get("type") and not out.get("x-kubernetes-preserve-unknown-fields") and "anyOf" not in out:
-        if set(out) <= {"description"}:
-            # `Any`: keep whatever is there.
-            out["x-kubernetes-preserve-unknown-fields"] = True
-        else:
-            raise SchemaError(f"{path}: schema without a type: {sorted(out)}")
-    return out
 
 
 def check_descriptions(schema: Mapping[str, Any], path: str = "") -> list[str]:
