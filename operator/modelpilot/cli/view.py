@@ -83,64 +83,72 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
     """The rollout panel. `latest_only` shows the most recent analysis (every metric it measured)
     instead of the last six records; `events` (dicts with time, type, reason, message; oldest
     first) adds a table of recent events."""
-    meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
-    stable, canary = status.get("stable") or {}, status.get("canary") or {}
+    meta, status = md.get("metadata") or {}, md.get("status") or {}
     title = f"{meta.get('namespace')}/{meta.get('name')}  phase {status.get('phase', '?')}"
-    head = Table.grid(padding=(0, 2))
-    head.add_row("spec version", str((spec.get("model") or {}).get("version", "?")))
-    head.add_row("stable", f"{stable.get('version', '—')} ({stable.get('readyReplicas', 0)}/"
-                           f"{stable.get('replicas', 0)} ready)")
-    if canary:
-        steps = (((spec.get("rollout") or {}).get("canary") or {}).get("steps")) or [10, 25, 50]
-        head.add_row("canary", f"{canary.get('version')}  state {canary.get('state')}  step "
-                               f"{int(canary.get('step', -1)) + 1}/{len(steps)}  "
-                               f"failed checks {canary.get('failedChecks', 0)}  "
-                               f"provider errors {canary.get('providerErrors', 0)}")
-        head.add_row("weight", weight_bar(int(canary.get("weight") or 0)))
-        if canary.get("message"):
-            head.add_row("last decision", Text(str(canary["message"])[:200]))
-    else:
-        head.add_row("weight", weight_bar(0))
-    parts: list[Any] = [head]
-
+    parts: list[Any] = [_head(md)]
     if live:
-        limits = _limits(md)
-        table = Table(title="live (Prometheus)", expand=False)
-        table.add_column("metric")
-        table.add_column("stable", justify="right")
-        table.add_column("canary", justify="right")
-        table.add_column("limit")
-        for metric in sorted({m for values in live.values() for m in values}):
-            unit = "%" if metric == "error-rate" else " ms" if metric == "latency-p99" else ""
-            table.add_row(metric, _fmt((live.get("stable") or {}).get(metric), unit),
-                          _fmt((live.get("canary") or {}).get(metric), unit), limits.get(metric, ""))
-        parts.append(table)
-
-    analyses = canary.get("analyses") or []
+        parts.append(_live_table(md, live))
+    analyses = (status.get("canary") or {}).get("analyses") or []
     if analyses and latest_only:
         parts.append(_analysis_table("last analysis", last_round(analyses)))
     elif analyses:
         parts.append(_analysis_table("last analyses", analyses[-6:]))
-
     conditions = Table(title="conditions", expand=False)
     for column in ("type", "status", "reason", "message"):
         conditions.add_column(column)
     for cond in status.get("conditions") or []:
         conditions.add_row(cond.get("type"), cond.get("status"), cond.get("reason"), str(cond.get("message"))[:90])
     parts.append(conditions)
-
     if events is not None:
-        table = Table(title="recent events", expand=False)
-        for column in ("time", "type", "reason", "message"):
-            table.add_column(column)
-        for event in events:
-            style = "yellow" if event.get("type") == "Warning" else ""
-            table.add_row(str(event.get("time", ""))[11:19], Text(str(event.get("type", "")), style=style),
-                          str(event.get("reason", "")), str(event.get("message", ""))[:100])
-        if not events:
-            table.add_row("", "", "", "no events (they expire after an hour)")
-        parts.append(table)
+        parts.append(_events_table(events))
     return Group(Panel(Group(*parts), title=title))
+
+
+def _head(md: Mapping[str, Any]) -> Table:
+    """Versions, the canary's step and counters, the weight bar and the last decision."""
+    spec, status = md.get("spec") or {}, md.get("status") or {}
+    stable, canary = status.get("stable") or {}, status.get("canary") or {}
+    head = Table.grid(padding=(0, 2))
+    head.add_row("spec version", str((spec.get("model") or {}).get("version", "?")))
+    head.add_row("stable", f"{stable.get('version', '—')} ({stable.get('readyReplicas', 0)}/"
+                           f"{stable.get('replicas', 0)} ready)")
+    if not canary:
+        head.add_row("weight", weight_bar(0))
+        return head
+    steps = (((spec.get("rollout") or {}).get("canary") or {}).get("steps")) or [10, 25, 50]
+    head.add_row("canary", f"{canary.get('version')}  state {canary.get('state')}  step "
+                           f"{int(canary.get('step', -1)) + 1}/{len(steps)}  "
+                           f"failed checks {canary.get('failedChecks', 0)}  "
+                           f"provider errors {canary.get('providerErrors', 0)}")
+    head.add_row("weight", weight_bar(int(canary.get("weight") or 0)))
+    if canary.get("message"):
+        head.add_row("last decision", Text(str(canary["message"])[:200]))
+    return head
+
+
+def _live_table(md: Mapping[str, Any], live: Live) -> Table:
+    limits = _limits(md)
+    table = Table(title="live (Prometheus)", expand=False)
+    for column, justify in (("metric", "left"), ("stable", "right"), ("canary", "right"), ("limit", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for metric in sorted({m for values in live.values() for m in values}):
+        unit = "%" if metric == "error-rate" else " ms" if metric == "latency-p99" else ""
+        table.add_row(metric, _fmt((live.get("stable") or {}).get(metric), unit),
+                      _fmt((live.get("canary") or {}).get(metric), unit), limits.get(metric, ""))
+    return table
+
+
+def _events_table(events: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="recent events", expand=False)
+    for column in ("time", "type", "reason", "message"):
+        table.add_column(column)
+    for event in events:
+        style = "yellow" if event.get("type") == "Warning" else ""
+        table.add_row(str(event.get("time", ""))[11:19], Text(str(event.get("type", "")), style=style),
+                      str(event.get("reason", "")), str(event.get("message", ""))[:100])
+    if not events:
+        table.add_row("", "", "", "no events (they expire after an hour)")
+    return table
 
 
 def plain_line(md: Mapping[str, Any], live: Live | None = None) -> str:
