@@ -1,0 +1,324 @@
+"""The rollout part of a spec: canary steps and timing, analysis metrics and policies, traffic
+routing."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from modelpilot.api.common import (
+    BUILTIN_METRICS,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    HOSTNAME,
+    Duration,
+    MetricProvider,
+    SpecModel,
+    cel_rules,
+    check_duration,
+    duration_rules,
+)
+from modelpilot.api.durations import parse_duration
+
+# ----------------------------------------------------------------------------------------- rollout
+
+
+class CompareToStable(SpecModel):
+    """Judge the canary against the stable track: the same query runs on both."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.maxRatio) || has(self.maxIncrease)",
+                "compareToStable needs maxRatio or maxIncrease",
+            ),
+        )
+    )
+
+    max_ratio: float | None = Field(
+        default=None, description="Fail when canary / stable exceeds this ratio, e.g. 1.2.", ge=0
+    )
+    max_increase: float | None = Field(
+        default=None, description="Fail when canary - stable exceeds this amount (in the metric's unit).", ge=0
+    )
+
+    @model_validator(mode="after")
+    def _check_limit(self) -> CompareToStable:
+        if self.max_ratio is None and self.max_increase is None:
+            raise ValueError("compareToStable needs maxRatio or maxIncrease")
+        return self
+
+
+_BUILTIN_CEL = "[" + ", ".join(f"'{n}'" for n in BUILTIN_METRICS) + "]"
+
+
+class Metric(SpecModel):
+    """One analysis check run every interval. A built-in name (error-rate, latency-p99) selects its
+    query; otherwise give `template` (a built-in query under another name) or a PromQL `query`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.max) || has(self.min) || has(self.compareToStable)",
+                "a metric needs at least one of max, min or compareToStable",
+            ),
+            ("!(has(self.query) && has(self.template))", "a metric may set query or template, not both"),
+            (
+                f"has(self.query) || has(self.template) || self.name in {_BUILTIN_CEL}",
+                "a metric that is not built in (error-rate, latency-p99) needs a query or a template",
+            ),
+            (
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "a metric's min must be <= its max",
+            ),
+        )
+    )
+
+    name: str = Field(
+        description="Unique name (DNS-1123 label); error-rate and latency-p99 are built in.",
+        min_length=1,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+    )
+    template: Literal["error-rate", "latency-p99"] | None = Field(
+        default=None,
+        description="Use a built-in query under this metric's name: error-rate (percent 5xx) or latency-p99 (ms).",
+    )
+    query: str | None = Field(
+        default=None,
+        description=(
+            "PromQL returning one value; placeholders {{namespace}}, {{name}}, {{track}}, {{revision}} and "
+            "{{window}} are substituted with validated, quoted values."
+        ),
+        min_length=1,
+        max_length=4096,
+    )
+    max: float | None = Field(default=None, description="Fail when the canary's value is above this.")
+    min: float | None = Field(default=None, description="Fail when the canary's value is below this.")
+    compare_to_stable: CompareToStable | None = Field(
+        default=None, description="Fail when the canary is worse than stable by a ratio or an amount."
+    )
+
+    @model_validator(mode="after")
+    def _check_metric(self) -> Metric:
+        if self.max is None and self.min is None and self.compare_to_stable is None:
+            raise ValueError("a metric needs at least one of max, min or compareToStable")
+        if self.query is not None and self.template is not None:
+            raise ValueError("a metric may set query or template, not both")
+        if self.query is None and self.template is None and self.name not in BUILTIN_METRICS:
+            raise ValueError("a metric that is not built in (error-rate, latency-p99) needs a query or a template")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("a metric's min must be <= its max")
+        return self
+
+
+def _default_metrics() -> list[Metric]:
+    return [Metric(name="error-rate", max=1), Metric(name="latency-p99", max=500)]
+
+
+class Analysis(SpecModel):
+    """How each interval's measurements become a verdict: Pass, Fail, Inconclusive or provider error."""
+
+    min_requests: int = Field(
+        default=20,
+        description="Fewer canary requests than this in the window make the analysis Inconclusive (default 20).",
+        ge=0,
+    )
+    on_inconclusive: Literal["Wait", "Pause", "Fail"] = Field(
+        default="Wait",
+        description=(
+            "What an Inconclusive analysis does: Wait (hold the step and analyse again), Pause (hold the "
+            "rollout until a promote, abort or retry action) or Fail (count as a failed check). Default Wait."
+        ),
+    )
+    on_provider_error: Literal["Rollback", "Pause"] = Field(
+        default="Rollback",
+        description=(
+            "What maxProviderErrors consecutive metric-provider errors do: Rollback or Pause. Default Rollback."
+        ),
+    )
+    max_provider_errors: int = Field(
+        default=4,
+        description="Consecutive provider errors (unreachable, timeout, bad query) tolerated (default 4).",
+        ge=1,
+        le=100,
+    )
+    provider: MetricProvider = Field(
+        default="prometheus",
+        description="The metric provider that answers the queries: prometheus (the operator's configured "
+        "Prometheus; default).",
+    )
+    metrics: list[Metric] = Field(
+        default_factory=_default_metrics,
+        description="The checks; names unique. Default: error-rate max 1 (percent) and latency-p99 max 500 (ms).",
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_names(cls, metrics: list[Metric]) -> list[Metric]:
+        names = [m.name for m in metrics]
+        if len(names) != len(set(names)):
+            raise ValueError("metric names must be unique")
+        return metrics
+
+
+class ReplicasRouting(SpecModel):
+    """Traffic split by pod counts: one Service selects both tracks and the canary gets a share of
+    pods proportional to its weight. Needs nothing besides Kubernetes."""
+
+
+class ParentRef(SpecModel):
+    """A Gateway API parent (usually a Gateway) the HTTPRoute attaches to."""
+
+    name: str = Field(description="Name of the Gateway.", min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
+    namespace: str | None = Field(
+        default=None,
+        description="Namespace of the Gateway (default: the ModelDeployment's).",
+        max_length=63,
+        pattern=DNS1123_LABEL,
+    )
+    section_name: str | None = Field(
+        default=None,
+        description="Listener name on the Gateway.",
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+    )
+
+
+class GatewayAPI(SpecModel):
+    """Traffic split by an HTTPRoute `<name>` with weighted backends `<name>-stable` and
+    `<name>-canary`; the Service `<name>` then selects stable pods only."""
+
+    parent_refs: list[ParentRef] = Field(
+        description="Gateways the HTTPRoute attaches to.", min_length=1, max_length=16
+    )
+    hostnames: list[Annotated[str, Field(max_length=253, pattern=HOSTNAME)]] = Field(
+        default_factory=list, description="Host names the HTTPRoute matches (default: all).", max_length=16
+    )
+
+
+class TrafficRouting(SpecModel):
+    """How traffic is shifted to the canary: `replicas` (default) or `gatewayAPI`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!(has(self.replicas) && has(self.gatewayAPI))",
+                "trafficRouting must set either replicas or gatewayAPI, not both",
+            ),
+        )
+    )
+
+    replicas: ReplicasRouting | None = Field(
+        default=None, description="Split by pod counts (the default when gatewayAPI is not set); an empty object."
+    )
+    gateway_api: GatewayAPI | None = Field(
+        default=None, alias="gatewayAPI", description="Split with a Gateway API HTTPRoute."
+    )
+
+    @model_validator(mode="after")
+    def _one_router(self) -> TrafficRouting:
+        if self.replicas is not None and self.gateway_api is not None:
+            raise ValueError("trafficRouting must set either replicas or gatewayAPI, not both")
+        return self
+
+    @property
+    def mode(self) -> Literal["replicas", "gatewayAPI"]:
+        """The router in effect."""
+        return "gatewayAPI" if self.gateway_api is not None else "replicas"
+
+
+class Canary(SpecModel):
+    """The canary schedule: traffic steps, analysis timing and failure limits."""
+
+    steps: list[int] = Field(
+        default=[10, 25, 50],
+        description=(
+            "Canary traffic weights in percent, strictly ascending, each between 1 and 99; promotion "
+            "follows a passing analysis at the last step. Default [10, 25, 50]."
+        ),
+        min_length=1,
+        max_length=20,
+        json_schema_extra=cel_rules(
+            ("self.all(s, s > 0 && s < 100)", "rollout.canary.steps must each be between 1 and 99"),
+            (
+                "self.isSorted() && self.all(s, self.indexOf(s) == self.lastIndexOf(s))",
+                "rollout.canary.steps must be strictly ascending",
+            ),
+        ),
+    )
+    interval: Duration = Field(
+        default="30s",
+        description="Time between analyses, at least 5s (default 30s).",
+        json_schema_extra=duration_rules("rollout.canary.interval", minimum="5s"),
+    )
+    initial_delay: Duration = Field(
+        default="30s",
+        description="Warm-up after the canary is Ready before the first judgement (default 30s).",
+        json_schema_extra=duration_rules("rollout.canary.initialDelay"),
+    )
+    failure_threshold: int = Field(
+        default=2,
+        description="Failed analyses (cumulative over the rollout) that trigger a rollback (default 2).",
+        ge=1,
+        le=100,
+    )
+    progress_deadline: Duration = Field(
+        default="10m",
+        description="Roll back when the canary is not Ready within this time (default 10m).",
+        json_schema_extra=duration_rules("rollout.canary.progressDeadline", minimum="30s"),
+    )
+    analysis: Analysis = Field(default_factory=Analysis, description="How analyses judge the canary.")
+    traffic_routing: TrafficRouting = Field(
+        default_factory=TrafficRouting, description="How traffic is shifted (default: replicas)."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _check_steps(cls, steps: list[int]) -> list[int]:
+        if not all(0 < s < 100 for s in steps):
+            raise ValueError("rollout.canary.steps must each be between 1 and 99")
+        if any(a >= b for a, b in pairwise(steps)):
+            raise ValueError("rollout.canary.steps must be strictly ascending")
+        return steps
+
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, value: str) -> str:
+        return check_duration("rollout.canary.interval", value, 5.0, "5s")
+
+    @field_validator("initial_delay")
+    @classmethod
+    def _check_initial_delay(cls, value: str) -> str:
+        return check_duration("rollout.canary.initialDelay", value)
+
+    @field_validator("progress_deadline")
+    @classmethod
+    def _check_progress_deadline(cls, value: str) -> str:
+        return check_duration("rollout.canary.progressDeadline", value, 30.0, "30s")
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def initial_delay_seconds(self) -> float:
+        return parse_duration(self.initial_delay)
+
+    @property
+    def progress_deadline_seconds(self) -> float:
+        return parse_duration(self.progress_deadline)
+
+
+class Rollout(SpecModel):
+    """How a new revision (model, runtime, resources or accelerator changed) reaches production."""
+
+    strategy: Literal["Canary", "Rolling"] = Field(
+        default="Canary",
+        description="Canary (metric-gated traffic steps, default) or Rolling (a plain rolling update).",
+    )
+    canary: Canary = Field(default_factory=Canary, description="The canary schedule (used when strategy is Canary).")
