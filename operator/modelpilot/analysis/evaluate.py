@@ -36,6 +36,17 @@ def _missing(value: float | None) -> str | None:
     return None
 
 
+def _against(what: str, value: float, limit: float, failures: list[str]) -> str:
+    """One comparison with stable: its detail text; a failure appended when over the limit.
+    inf/inf and inf-inf are NaN, which compares False with every limit: that must fail instead."""
+    if math.isnan(value):
+        failures.append(f"{what} undefined (canary and stable both infinite)")
+        return ""
+    if value > limit:
+        failures.append(f"{what} {_num(round(value, 3))} > {_num(limit)}")
+    return f", {what} {_num(round(value, 3))}"
+
+
 def judge(metric: Metric, canary: float | None, stable: float | None, now: dt.datetime) -> Measurement:
     """Pass, Fail or Inconclusive for one metric. +Inf is a value (e.g. a p99 beyond the largest
     histogram bucket) and is judged like any other; no data and NaN are Inconclusive."""
@@ -64,23 +75,11 @@ def judge(metric: Metric, canary: float | None, stable: float | None, now: dt.da
             return result("Inconclusive", f"stable: {stable_missing}")
         assert stable is not None
         detail = f"stable {_num(stable)}"
-        # inf/inf and inf-inf are NaN, which compares False with every limit: it must fail instead.
         if compare.max_ratio is not None:
             ratio = (1.0 if canary == 0 else math.inf) if stable == 0 else canary / stable
-            if math.isnan(ratio):
-                failures.append("ratio undefined (canary and stable both infinite)")
-            else:
-                detail += f", ratio {_num(round(ratio, 3))}"
-                if ratio > compare.max_ratio:
-                    failures.append(f"ratio {_num(round(ratio, 3))} > {_num(compare.max_ratio)}")
+            detail += _against("ratio", ratio, compare.max_ratio, failures)
         if compare.max_increase is not None:
-            increase = canary - stable
-            if math.isnan(increase):
-                failures.append("increase undefined (canary and stable both infinite)")
-            else:
-                detail += f", increase {_num(round(increase, 3))}"
-                if increase > compare.max_increase:
-                    failures.append(f"increase {_num(round(increase, 3))} > {_num(compare.max_increase)}")
+            detail += _against("increase", canary - stable, compare.max_increase, failures)
     if failures:
         return result("Fail", "; ".join(failures) + (f" ({detail})" if detail else ""))
     return result("Pass", detail)
