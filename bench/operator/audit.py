@@ -9,13 +9,15 @@ auditID and placed in time by requestReceivedTimestamp.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hack.audit import events, log_offset, requests
+
+__all__ = ["Counts", "count", "log_offset", "policy_audits_reads", "wait_for_watch"]
 
 READS = {"get", "list"}
 WATCHES = {"watch"}
@@ -45,15 +47,6 @@ class Counts:
                 "writes": self.writes, "by_request": dict(self.by_request.most_common())}
 
 
-def timestamp(text: str) -> float:
-    """An audit timestamp (RFC 3339, microseconds, Z) as epoch seconds."""
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def log_offset(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
 def policy_audits_reads(policy: Path, user: str) -> bool:
     """Whether the running test bed's audit policy logs `user`'s reads (clusters started before
     that rule existed do not: `make cluster-down cluster-up` fixes it)."""
@@ -63,33 +56,12 @@ def policy_audits_reads(policy: Path, user: str) -> bool:
     return user in text and "watch" in text
 
 
-def _events(path: Path, offset: int) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open("rb") as log:
-        if log.seek(0, 2) < offset:  # rotated or recreated: read it all
-            offset = 0
-        log.seek(offset)
-        lines = log.read().decode(errors="replace").splitlines()
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            continue
-    return events
 
 
 def count(path: Path, offset: int, user: str, start: float, end: float) -> Counts:
     """`user`'s requests received in [start, end), from the log lines after byte `offset`."""
     counts = Counts(start=start, end=end)
-    seen: set[str] = set()
-    for event in _events(path, offset):
-        if (event.get("user") or {}).get("username") != user or event.get("auditID") in seen:
-            continue
-        if not start <= timestamp(event["requestReceivedTimestamp"]) < end:
-            continue
-        seen.add(event["auditID"])
+    for event in requests(path, since=start, until=end, user=user, offset=offset):
         verb, ref = event.get("verb", ""), event.get("objectRef") or {}
         if ref.get("resource"):
             resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
@@ -109,7 +81,7 @@ def wait_for_watch(path: Path, offset: int, user: str, namespace: str, resource:
     """Wait until `user` has opened a watch on `resource` in `namespace` (after byte `offset`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in _events(path, offset):
+        for event in events(path, offset):
             ref = event.get("objectRef") or {}
             if ((event.get("user") or {}).get("username") == user and event.get("verb") == "watch"
                     and ref.get("namespace") == namespace and ref.get("resource") == resource):

@@ -3,7 +3,6 @@ subresource (kubectl scale, an HPA that targets a ModelDeployment)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import socket
 import threading
@@ -16,7 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from hack import testbed
+from hack import audit, testbed
 from modelpilot.api.models import API_VERSION, KIND, SHORT_NAMES
 from modelpilot.resources.labels import scale_selector
 from tests.e2e import mdep
@@ -170,17 +169,9 @@ AUDITED_WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 def audited_requests(audit_log: Path, user: str, namespace: str, since: float) -> list[dict[str, Any]]:
     """Requests of `user` in `namespace` received after `since` (one entry per request)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for line in audit_log.read_text().splitlines():
-        event = json.loads(line)
-        ref = event.get("objectRef") or {}
-        if (event.get("user") or {}).get("username") != user or ref.get("namespace") != namespace:
-            continue
-        received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
-        if received >= since:
-            seen[event["auditID"]] = {"verb": event["verb"], "resource": ref.get("resource"),
-                                      "name": ref.get("name"), "sub": ref.get("subresource")}
-    return list(seen.values())
+    return [{"verb": e["verb"], "resource": (e.get("objectRef") or {}).get("resource"),
+             "name": (e.get("objectRef") or {}).get("name"), "sub": (e.get("objectRef") or {}).get("subresource")}
+            for e in audit.requests(audit_log, since=since, user=user, namespace=namespace)]
 
 
 def audited_operator_kubeconfig(core: client.CoreV1Api, rbac: client.RbacAuthorizationV1Api, admin: Path,
