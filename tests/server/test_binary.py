@@ -25,7 +25,6 @@ def _client(server: RuntimeProcess) -> Any:
     return httpclient.InferenceServerClient(url=f"{server.host}:{server.port}", network_timeout=60.0)
 
 
-
 def test_server_metadata_advertises_the_extension(echo_server: RuntimeProcess) -> None:
     metadata = _client(echo_server).get_server_metadata()
     assert "binary_tensor_data" in metadata["extensions"]

@@ -12,10 +12,8 @@ import socket
 import ssl
 import subprocess
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import pytest
 
 from modelpilot.server import storage
 from modelpilot.server.storage import FetchError, fetch
+from tests.server.fileserver import listing, serve_files
 from tests.server.minio import MinioServer
 from tests.support import testmodels
 from tests.support.testing import RuntimeProcess, fetch_cli
@@ -36,10 +35,6 @@ PRESIGNED = (
     "&X-Amz-Security-Token=SESSIONTOKEN42&X-Amz-Signature=deadbeefcafe0123sig"
     "&X-Goog-Signature=goog-sig-99&sig=azure-sig-77&token=plain-token-5"
 )
-
-
-def _listing(directory: Path) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*")) if directory.exists() else []
 
 
 # --- a tripwire: no test may ever open a connection to a link-local address ---------------------------
@@ -112,19 +107,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _serve(files: Path, context: ssl.SSLContext | None = None) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(files)))
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"{'https' if context else 'http'}://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture(scope="module")
 def http_base(files: Path) -> Iterator[str]:
-    yield from _serve(files)
+    yield from serve_files(_Handler, files)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +130,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def https_base(files: Path, certificate: Path) -> Iterator[str]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate / "cert.pem", certificate / "key.pem")
-    yield from _serve(files, context)
-
+    yield from serve_files(_Handler, files, context)
 
 
 # --- 6. Authorization only over https ---------------------------------------------------------------
@@ -157,7 +141,7 @@ def test_authorization_is_never_sent_over_plain_http(
     with pytest.raises(FetchError, match=r"HTTP_AUTHORIZATION is only sent over https://.*refused"):
         fetch(f"{http_base}/{testmodels.MODEL_FILE}", tmp_path / "a", environ={"HTTP_AUTHORIZATION": TOKEN})
     assert _Handler.seen_authorization == []  # nothing was even requested
-    assert _listing(tmp_path / "a") == []
+    assert listing(tmp_path / "a") == []
     # Over https the header is sent (the CLI, as the init container runs it, trusting the test CA).
     env = {"HTTP_AUTHORIZATION": TOKEN, "SSL_CERT_FILE": str(certificate / "cert.pem")}
     done = fetch_cli(f"{https_base}/{testmodels.MODEL_FILE}", str(tmp_path / "b"), env=env)
@@ -188,7 +172,7 @@ def test_link_local_addresses_are_refused(
     with pytest.raises(FetchError, match=r"is a link-local or cloud-metadata address; refused"):
         fetch(uri, tmp_path / "m", environ={})
     assert tripwire == []
-    assert _listing(tmp_path / "m") == []
+    assert listing(tmp_path / "m") == []
 
 
 def _resolve_metadata_test(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,7 +190,7 @@ def test_redirect_to_the_metadata_service_is_refused(http_base: str, tmp_path: P
     with pytest.raises(FetchError, match=r"169\.254\.169\.254 is a link-local or cloud-metadata address; refused"):
         fetch(f"{http_base}/redirect-metadata/model.joblib", tmp_path / "m", environ={})
     assert tripwire == []
-    assert _listing(tmp_path / "m") == []
+    assert listing(tmp_path / "m") == []
 
 
 def test_s3_endpoint_on_a_link_local_address_is_refused(tmp_path: Path, tripwire: list[str]) -> None:
@@ -234,7 +218,7 @@ def test_download_past_the_limit_is_refused(http_base: str, tmp_path: Path, path
     env = {"MODELPILOT_MAX_MODEL_BYTES": str(LIMIT)}
     with pytest.raises(FetchError, match=r"larger than the limit of 100000 bytes \(MODELPILOT_MAX_MODEL_BYTES\)"):
         fetch(f"{http_base}/{path}", tmp_path / "m", environ=env)
-    assert _listing(tmp_path / "m") == []  # nothing half-written, no staging folder
+    assert listing(tmp_path / "m") == []  # nothing half-written, no staging folder
     fetch(f"{http_base}/small.bin", tmp_path / "ok", environ=env)
     assert (tmp_path / "ok" / "small.bin").stat().st_size == LIMIT // 2
 
@@ -242,7 +226,7 @@ def test_download_past_the_limit_is_refused(http_base: str, tmp_path: Path, path
 def test_local_copy_past_the_limit_is_refused(files: Path, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match=r"larger than the limit of 100000 bytes"):
         fetch(f"file://{files / 'big.bin'}", tmp_path / "m", environ={"MODELPILOT_MAX_MODEL_BYTES": "100000"})
-    assert _listing(tmp_path / "m") == []
+    assert listing(tmp_path / "m") == []
 
 
 @pytest.mark.parametrize("archive", ["bomb.tar.gz", "bomb.zip"])
@@ -250,7 +234,7 @@ def test_archive_expanding_past_the_limit_is_refused(files: Path, http_base: str
     assert (files / archive).stat().st_size < LIMIT // 10
     with pytest.raises(FetchError, match=rf"{archive} expands past the limit of 100000 bytes"):
         fetch(f"{http_base}/{archive}", tmp_path / "m", environ={"MODELPILOT_MAX_MODEL_BYTES": "100000"})
-    assert _listing(tmp_path / "m") == []
+    assert listing(tmp_path / "m") == []
 
 
 def test_s3_prefix_past_the_limit_is_refused(minio: MinioServer, files: Path, tmp_path: Path) -> None:
@@ -264,10 +248,10 @@ def test_s3_prefix_past_the_limit_is_refused(minio: MinioServer, files: Path, tm
     env = {**minio.env(), "MODELPILOT_MAX_MODEL_BYTES": str(LIMIT)}
     with pytest.raises(FetchError, match=r"larger than the limit of 100000 bytes"):
         fetch("s3://limits/model", tmp_path / "prefix", environ=env)
-    assert _listing(tmp_path / "prefix") == []
+    assert listing(tmp_path / "prefix") == []
     with pytest.raises(FetchError, match=r"a\.bin is larger than the limit of 1000 bytes"):
         fetch("s3://limits/model/a.bin", tmp_path / "object", environ={**env, "MODELPILOT_MAX_MODEL_BYTES": "1000"})
-    assert _listing(tmp_path / "object") == []
+    assert listing(tmp_path / "object") == []
 
 
 def test_size_setting() -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from modelpilot.server.app import PredictRunner
+from modelpilot.server.runner import PredictRunner
 
 
 class FakeModel:

@@ -8,10 +8,8 @@ import io
 import json
 import re
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 
 from modelpilot.server.loaders import load_model
 from modelpilot.server.storage import MARKER, FetchError, fetch, split_sha256
+from tests.server.fileserver import listing, serve_files
 from tests.server.minio import MinioServer
 from tests.support import testmodels
 from tests.support.testing import RuntimeProcess, fetch_cli, iris_request
@@ -28,10 +27,6 @@ TOKEN = "Bearer s3cret-token"
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _listing(directory: Path) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -92,25 +87,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def http_base(files: Path) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(files)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from serve_files(_Handler, files)
 
 
 # --- file ----------------------------------------------------------------------------------------
 def test_file_directory(files: Path, tmp_path: Path) -> None:
     target = tmp_path / "models"
     fetch(f"file://{files / 'iris'}", target)
-    assert _listing(target) == [MARKER, testmodels.MODEL_FILE]
+    assert listing(target) == [MARKER, testmodels.MODEL_FILE]
     assert (target / testmodels.MODEL_FILE).read_bytes() == (files / "iris" / testmodels.MODEL_FILE).read_bytes()
     fetch(f"file://{files / 'iris'}", target)  # idempotent: the init container may run again
     with pytest.raises(FetchError, match="is not empty; pass --force"):
         fetch(f"file://{files / 'iris.zip'}", target)
     fetch(f"file://{files / 'iris.zip'}", target, force=True)
-    assert _listing(target) == [MARKER, testmodels.MODEL_FILE]
+    assert listing(target) == [MARKER, testmodels.MODEL_FILE]
 
 
 def test_file_with_sha256_and_plain_path(files: Path, tmp_path: Path) -> None:
@@ -121,14 +111,14 @@ def test_file_with_sha256_and_plain_path(files: Path, tmp_path: Path) -> None:
     assert (tmp_path / "b" / testmodels.MODEL_FILE).is_file()
     with pytest.raises(FetchError, match="does not exist"):
         fetch(f"file://{files / 'missing.joblib'}", tmp_path / "c")
-    assert _listing(tmp_path / "c") == []
+    assert listing(tmp_path / "c") == []
 
 
 # --- http ----------------------------------------------------------------------------------------
 def test_http_with_correct_sha256(files: Path, http_base: str, tmp_path: Path) -> None:
     digest = _sha(files / "iris.tar.gz")
     fetch(f"{http_base}/iris.tar.gz#sha256={digest}", tmp_path / "m")
-    assert _listing(tmp_path / "m") == [MARKER, "iris", f"iris/{testmodels.MODEL_FILE}"]
+    assert listing(tmp_path / "m") == [MARKER, "iris", f"iris/{testmodels.MODEL_FILE}"]
     assert load_model(tmp_path / "m").platform == "sklearn"
 
 
@@ -145,17 +135,17 @@ def test_http_with_wrong_sha256_is_refused_and_leaves_nothing(http_base: str, tm
             fetch(uri, target, sha256=wrong)
         else:
             fetch(uri, target, environ={"MODELPILOT_MODEL_SHA256": wrong})
-    assert _listing(target) == []  # no model, no marker, no staging folder
+    assert listing(target) == []  # no model, no marker, no staging folder
 
 
 def test_http_authorization_and_missing_file(http_base: str, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="401"):
         fetch(f"{http_base}/private/iris.zip", tmp_path / "a", environ={})
-    assert _listing(tmp_path / "a") == []
+    assert listing(tmp_path / "a") == []
     # The token is only ever sent over https (test_fetch_safety.py fetches with it from an https server).
     with pytest.raises(FetchError, match="HTTP_AUTHORIZATION is only sent over https://"):
         fetch(f"{http_base}/private/iris.zip", tmp_path / "b", environ={"HTTP_AUTHORIZATION": TOKEN})
-    assert _listing(tmp_path / "b") == []
+    assert listing(tmp_path / "b") == []
     with pytest.raises(FetchError, match="does not exist"):
         fetch(f"{http_base}/nothing-here.joblib", tmp_path / "c", environ={})
 
@@ -166,14 +156,14 @@ def test_archive_escaping_the_target_is_refused(files: Path, tmp_path: Path, arc
     target = tmp_path / "deep" / "models"
     with pytest.raises(FetchError, match="points outside the target directory; refused"):
         fetch(f"file://{files / archive}", target)
-    assert _listing(target) == []  # not even the harmless member
-    assert _listing(tmp_path) == ["deep", "deep/models"]
+    assert listing(target) == []  # not even the harmless member
+    assert listing(tmp_path) == ["deep", "deep/models"]
     assert not Path("/tmp/modelpilot-escaped.txt").exists()
 
 
 def test_zip_is_extracted(files: Path, tmp_path: Path) -> None:
     fetch(f"file://{files / 'iris.zip'}", tmp_path / "m")
-    assert _listing(tmp_path / "m") == [MARKER, testmodels.MODEL_FILE]
+    assert listing(tmp_path / "m") == [MARKER, testmodels.MODEL_FILE]
 
 
 # --- s3 against a real S3-compatible server --------------------------------------------------------
@@ -206,7 +196,7 @@ def test_s3_object_prefix_and_archive(minio: MinioServer, bucket: str, files: Pa
     fetch(f"s3://{bucket}/iris/v1/model.joblib#sha256={_sha(model)}", tmp_path / "object", environ=env)
     assert (tmp_path / "object" / testmodels.MODEL_FILE).read_bytes() == model.read_bytes()
     fetch(f"s3://{bucket}/iris/v1", tmp_path / "prefix", environ=env)
-    assert _listing(tmp_path / "prefix") == [MARKER, testmodels.MODEL_FILE]
+    assert listing(tmp_path / "prefix") == [MARKER, testmodels.MODEL_FILE]
     fetch(f"s3://{bucket}/archives/iris.tar.gz", tmp_path / "archive", environ=env)
     assert load_model(tmp_path / "archive").platform == "sklearn"
 
@@ -214,11 +204,11 @@ def test_s3_object_prefix_and_archive(minio: MinioServer, bucket: str, files: Pa
 def test_s3_refusals(minio: MinioServer, bucket: str, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="sha256 mismatch"):
         fetch(f"s3://{bucket}/iris/v1/model.joblib", tmp_path / "a", sha256="1" * 64, environ=minio.env())
-    assert _listing(tmp_path / "a") == []
+    assert listing(tmp_path / "a") == []
     bad = {**minio.env(), "AWS_SECRET_ACCESS_KEY": "wrong-secret"}
     with pytest.raises(FetchError, match=re.escape("cannot fetch s3://models/iris/v1/model.joblib")):
         fetch(f"s3://{bucket}/iris/v1/model.joblib", tmp_path / "b", environ=bad)
-    assert _listing(tmp_path / "b") == []
+    assert listing(tmp_path / "b") == []
     with pytest.raises(FetchError, match="does not exist"):
         fetch(f"s3://{bucket}/iris/v404/model.joblib", tmp_path / "c", environ=minio.env())
 
@@ -226,7 +216,7 @@ def test_s3_refusals(minio: MinioServer, bucket: str, tmp_path: Path) -> None:
 def test_s3_anonymous_public_bucket(minio: MinioServer, bucket: str, tmp_path: Path) -> None:
     env = {"AWS_ENDPOINT_URL": minio.endpoint, "AWS_REGION": "us-east-1", "MODELPILOT_S3_ANONYMOUS": "true"}
     fetch("s3://public/iris.zip", tmp_path / "m", environ=env)
-    assert _listing(tmp_path / "m") == [MARKER, testmodels.MODEL_FILE]
+    assert listing(tmp_path / "m") == [MARKER, testmodels.MODEL_FILE]
     with pytest.raises(FetchError, match=re.escape("cannot fetch s3://models/iris/v1/model.joblib")):
         fetch(f"s3://{bucket}/iris/v1/model.joblib", tmp_path / "private", environ=env)
 
@@ -246,12 +236,12 @@ def test_fetch_cli(http_base: str, files: Path, tmp_path: Path) -> None:
     uri = f"{http_base}/iris.zip"
     ok = fetch_cli(env={"MODELPILOT_MODEL_URI": uri, "MODELPILOT_MODEL_DIR": str(tmp_path / "env")})
     assert ok.returncode == 0, ok.stderr
-    assert _listing(tmp_path / "env") == [MARKER, testmodels.MODEL_FILE]
+    assert listing(tmp_path / "env") == [MARKER, testmodels.MODEL_FILE]
     bad = fetch_cli(f"{uri}#sha256={'f' * 64}", str(tmp_path / "args"), env={})
     assert bad.returncode == 1
     assert f"modelpilot fetch: sha256 mismatch for {uri}: expected {'f' * 64}" in bad.stderr
     assert "Traceback" not in bad.stderr
-    assert _listing(tmp_path / "args") == []
+    assert listing(tmp_path / "args") == []
     usage = fetch_cli(env={})
     assert usage.returncode == 2
 

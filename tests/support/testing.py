@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,21 +175,6 @@ class RuntimeProcess:
             self.proc.wait(15)
 
     # --- HTTP ---------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _connection(self, timeout: float) -> Iterator[http.client.HTTPConnection]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    def request(self, method: str, path: str, body: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
-        with self._connection(timeout) as conn:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-
     def exchange(
         self,
         method: str,
@@ -199,11 +184,20 @@ class RuntimeProcess:
         timeout: float = 60.0,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request with the given headers: (status, response headers lower-cased, raw body)."""
-        with self._connection(timeout) as conn:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
             conn.request(method, path, body=body, headers=dict(headers or {}))
             response = conn.getresponse()
             answer = {k.lower(): v for k, v in response.getheaders()}
             return response.status, answer, response.read()
+        finally:
+            conn.close()
+
+    def request(self, method: str, path: str, body: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
+        """(status, raw body); a body is sent as JSON."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        status, _, raw = self.exchange(method, path, body, headers, timeout)
+        return status, raw
 
     def get(self, path: str, timeout: float = 60.0) -> tuple[int, Any]:
         status, raw = self.request("GET", path, timeout=timeout)
@@ -236,10 +230,15 @@ def iris_request(rows: Sequence[Sequence[float]] = ((5.1, 3.5, 1.4, 0.2),), name
 
 def request_codes(server: RuntimeProcess) -> dict[str, float]:
     """The runtime's modelpilot_requests_total, summed by response code."""
+    return codes_in(server.metrics_text())
+
+
+def codes_in(exposition: str) -> dict[str, float]:
+    """modelpilot_requests_total in a Prometheus text exposition, summed by response code."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(server.metrics_text()):
+    for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
             if sample.name == "modelpilot_requests_total":
                 out[sample.labels["code"]] = out.get(sample.labels["code"], 0.0) + sample.value

@@ -24,9 +24,6 @@ from modelpilot.server.loaders import Model, ModelLoadError
 from modelpilot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from modelpilot.server.metrics import RequestMetrics
 from modelpilot.server.protocol import DEFAULT_MAX_DECODED_BYTES
-from modelpilot.server.runner import PREDICT_MODES, PredictRunner
-
-__all__ = ["PREDICT_MODES", "InferenceApp", "ModelState", "PredictRunner"]
 
 log = logging.getLogger("modelpilot.server")
 
@@ -140,9 +137,7 @@ class InferenceApp:
             return
         if path.startswith("/v2/models/") and path.endswith("/infer"):
             # Counted: a client sending inference traffic to the wrong model name is an error.
-            started = time.perf_counter()
-            await send_json(send, 404, {"error": self._unknown_model(path)})
-            self.metrics.observe(404, time.perf_counter() - started)
+            await self._infer.error(send, time.perf_counter(), 404, self._unknown_model(path))
             return
         route = self._routes.get(path)
         if route is None:

@@ -54,43 +54,40 @@ def extract_archive(archive: Path, into: Path, max_bytes: int | None = None, lim
     """Extract a tar or zip archive into `into`, refusing absolute paths, `..`, links that leave
     the directory, device files, and members adding up to more than `max_bytes` (what is left of
     the size limit `limit`). Checks every member before writing any."""
-    if archive.name.lower().endswith(ZIP_SUFFIXES):
-        _extract_zip(archive, into, max_bytes, limit)
-    else:
-        _extract_tar(archive, into, max_bytes, limit)
+    try:
+        if archive.name.lower().endswith(ZIP_SUFFIXES):
+            _extract_zip(archive, into, max_bytes, limit)
+        else:
+            _extract_tar(archive, into, max_bytes, limit)
+    except (zipfile.BadZipFile, tarfile.TarError) as err:
+        raise ArchiveError(f"{archive.name} is not a valid archive: {err}") from None
 
 
 def _extract_zip(archive: Path, into: Path, max_bytes: int | None, limit: int | None) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                _inside(into, info.filename)
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    raise ArchiveError(f"archive member {info.filename!r} is a symbolic link; refused")
-            # zipfile stops each member at its declared size (and then fails its CRC check), so
-            # the declared sizes bound what extraction writes.
-            _check_size(archive, sum(info.file_size for info in infos), max_bytes, limit)
-            zf.extractall(into)
-    except zipfile.BadZipFile as err:
-        raise ArchiveError(f"{archive.name} is not a valid archive: {err}") from None
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        for info in infos:
+            _inside(into, info.filename)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ArchiveError(f"archive member {info.filename!r} is a symbolic link; refused")
+        # zipfile stops each member at its declared size (and then fails its CRC check), so
+        # the declared sizes bound what extraction writes.
+        _check_size(archive, sum(info.file_size for info in infos), max_bytes, limit)
+        zf.extractall(into)
 
 
 def _extract_tar(archive: Path, into: Path, max_bytes: int | None, limit: int | None) -> None:
-    try:
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for member in members:
-                _inside(into, member.name)
-                if member.issym() or member.islnk():
-                    # A symlink is relative to its own folder, a hard link to the archive root.
-                    base = posixpath.dirname(member.name) if member.issym() else ""
-                    _inside(into, member.linkname if member.linkname.startswith("/") else
-                            posixpath.join(base, member.linkname))
-                elif not (member.isfile() or member.isdir()):
-                    raise ArchiveError(f"archive member {member.name!r} is a device or fifo; refused")
-            _check_size(archive, sum(m.size for m in members if m.isfile()), max_bytes, limit)
-            # The "data" filter re-checks all of the above inside tarfile itself.
-            tf.extractall(into, members=members, filter="data")
-    except tarfile.TarError as err:
-        raise ArchiveError(f"{archive.name} is not a valid archive: {err}") from None
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        for member in members:
+            _inside(into, member.name)
+            if member.issym() or member.islnk():
+                # A symlink is relative to its own folder, a hard link to the archive root.
+                base = posixpath.dirname(member.name) if member.issym() else ""
+                _inside(into, member.linkname if member.linkname.startswith("/") else
+                        posixpath.join(base, member.linkname))
+            elif not (member.isfile() or member.isdir()):
+                raise ArchiveError(f"archive member {member.name!r} is a device or fifo; refused")
+        _check_size(archive, sum(m.size for m in members if m.isfile()), max_bytes, limit)
+        # The "data" filter re-checks all of the above inside tarfile itself.
+        tf.extractall(into, members=members, filter="data")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+from modelpilot.server.asgi import JSON_HEADERS, Headers
 from modelpilot.server.loaders import Model
 from modelpilot.server.protocol import (
     DEFAULT_MAX_DECODED_BYTES,
@@ -23,8 +24,6 @@ from modelpilot.server.protocol import (
     decode_request,
 )
 
-Headers = list[tuple[bytes, bytes]]
-JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 HEADER_LENGTH = b"inference-header-content-length"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY

@@ -83,18 +83,19 @@ class InferHandler:
             # A bug of ours: still a JSON error object, still counted.
             log.exception("infer request failed")
             if not sent:
-                await self._error(tracked, started, 500, f"internal error: {type(err).__name__}: {err}")
+                await self.error(tracked, started, 500, f"internal error: {type(err).__name__}: {err}")
 
-    async def _error(
+    async def error(
         self, send: Send, started: float, status: int, message: str, headers: Headers | None = None
     ) -> None:
+        """An error object answered and counted with its status (the request arrived at `started`)."""
         await send_json(send, status, {"error": message}, headers or [])
         self.metrics.observe(status, time.perf_counter() - started)
 
     async def _fail(
         self, send: Send, started: float, status: int, message: str, headers: Headers | None = None
     ) -> NoReturn:
-        await self._error(send, started, status, message, headers)
+        await self.error(send, started, status, message, headers)
         raise _Answered
 
     async def _off_loop(self, heavy: bool, fn: Callable[..., T], *args: Any) -> T:

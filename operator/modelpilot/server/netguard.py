@@ -51,7 +51,7 @@ def check_host(host: str, port: int | None) -> None:
     """Raise LinkLocalRefused when `host` is, or resolves to, a refused address. A name that does
     not resolve passes: the download then fails with its own, clearer error."""
     host = host.strip("[]")
-    if is_blocked(host) or is_blocked(host.rstrip(".")):
+    if is_blocked(host.rstrip(".")):  # "169.254.169.254." is that address too
         raise LinkLocalRefused(refusal(host))
     try:
         infos = socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)

@@ -20,9 +20,11 @@ from modelpilot.server.tensors import (
     DATATYPES,
     Budget,
     ProtocolError,
+    check_int_range,
     from_binary,
     from_json,
     parse_shape,
+    range_error,
     short,
     to_binary,
 )
@@ -239,20 +241,15 @@ def _cast(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """`array` as the declared datatype; values the datatype cannot hold are the client's mistake
     (same-kind casts may narrow: INT64 -> INT32, FP64 -> FP32)."""
     target = DATATYPES[spec.datatype]
+    where = f"input '{spec.name}'"
     if target.kind in "iu":
-        info: Any = np.iinfo(target)
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            raise _out_of_range(spec, info)
+        check_int_range(array, where, spec.datatype)
         return array.astype(target)
     with np.errstate(over="ignore", invalid="ignore"):
         cast = array.astype(target)
     if target.kind == "f" and np.isinf(cast).any() and (np.isinf(cast) & ~np.isinf(array)).any():
-        raise _out_of_range(spec, np.finfo(target))
+        raise range_error(where, spec.datatype)
     return cast
-
-
-def _out_of_range(spec: TensorSpec, info: Any) -> ProtocolError:
-    return ProtocolError(f"input '{spec.name}': values outside the {spec.datatype} range [{info.min}, {info.max}]")
 
 
 def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:

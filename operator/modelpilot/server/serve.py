@@ -21,12 +21,14 @@ from typing import Any
 
 import uvicorn
 
-from modelpilot.server.app import PREDICT_MODES, InferenceApp, ModelState
+from modelpilot.server.app import InferenceApp
 from modelpilot.server.codec import DEFAULT_MAX_BODY_BYTES
+from modelpilot.server.inference import ModelState
 from modelpilot.server.loaders import FORMATS, Model, load_model
 from modelpilot.server.metrics import MetricLabels, RequestMetrics
 from modelpilot.server.protocol import DEFAULT_MAX_DECODED_BYTES
 from modelpilot.server.redact import install_log_redaction, redact_uri
+from modelpilot.server.runner import PREDICT_MODES
 from modelpilot.server.sizes import parse_size
 
 log = logging.getLogger("modelpilot.server")

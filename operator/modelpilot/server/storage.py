@@ -34,7 +34,7 @@ from modelpilot.server.netguard import LinkLocalRefused, allowed, check_host, fi
 from modelpilot.server.redact import install_log_redaction, redact_text, redact_uri
 from modelpilot.server.sizes import parse_size as _parse_size
 
-__all__ = ["DEFAULT_MAX_BYTES", "MARKER", "FetchError", "extract_archive", "fetch", "is_archive", "split_sha256"]
+__all__ = ["DEFAULT_MAX_BYTES", "MARKER", "FetchError", "fetch", "split_sha256"]
 
 log = logging.getLogger("modelpilot.fetch")
 

@@ -126,10 +126,18 @@ def _fill(values: list[Any], dtype: np.dtype[Any]) -> np.ndarray:
     return out
 
 
-def _range_error(where: str, datatype: str) -> ProtocolError:
+def range_error(where: str, datatype: str) -> ProtocolError:
+    """Values that `datatype` cannot hold: the client's mistake, with the datatype's range."""
     dtype = DATATYPES[datatype]
     info: Any = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
     return ProtocolError(f"{where}: values outside the {datatype} range [{info.min}, {info.max}]")
+
+
+def check_int_range(array: np.ndarray, where: str, datatype: str) -> None:
+    """Raises the range error when integer `array` holds values the integer `datatype` cannot."""
+    info = np.iinfo(DATATYPES[datatype])
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise range_error(where, datatype)
 
 
 def _ints(values: list[Any], datatype: str, where: str) -> np.ndarray:
@@ -138,14 +146,12 @@ def _ints(values: list[Any], datatype: str, where: str) -> np.ndarray:
         wide = _fill(values, np.dtype(np.int64))
     except OverflowError:
         if datatype != "UINT64":
-            raise _range_error(where, datatype) from None
+            raise range_error(where, datatype) from None
         try:
             return _fill(values, dtype)
         except OverflowError:
-            raise _range_error(where, datatype) from None
-    info = np.iinfo(dtype)
-    if wide.min() < info.min or wide.max() > info.max:
-        raise _range_error(where, datatype)
+            raise range_error(where, datatype) from None
+    check_int_range(wide, where, datatype)
     return wide.astype(dtype, copy=False)
 
 
@@ -153,13 +159,13 @@ def _floats(values: list[Any], datatype: str, where: str) -> np.ndarray:
     try:
         array = _fill(values, DATATYPES[datatype])
     except OverflowError:  # an integer beyond any float
-        raise _range_error(where, datatype) from None
+        raise range_error(where, datatype) from None
     if not np.isfinite(array).all():  # JSON has no infinity: a value overflowed the datatype
-        raise _range_error(where, datatype)
+        raise range_error(where, datatype)
     return array
 
 
-def _strings(values: list[Any], where: str, budget: Budget) -> np.ndarray:
+def _strings(values: list[Any], budget: Budget) -> np.ndarray:
     budget.charge(len(values) * BYTES_OVERHEAD + sum(sum(map(len, part)) for part in _chunks(values)))
     return _fill(values, DATATYPES["BYTES"])
 
@@ -178,7 +184,7 @@ def from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str, budg
     if datatype == "BYTES":
         if kinds != {str}:
             raise ProtocolError(f"{where}: datatype BYTES needs strings in 'data'")
-        return _strings(flat, where, budget).reshape(shape)
+        return _strings(flat, budget).reshape(shape)
     budget.charge(count * dtype.itemsize)
     if datatype == "BOOL":
         if kinds != {bool}:
