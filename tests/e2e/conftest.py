@@ -17,6 +17,8 @@ from kubernetes import client, config
 from hack import dataplane, netns, testbed
 from modelpilot.api.crd import CRD_FILENAME, CRD_NAME
 from modelpilot.api.models import GROUP
+from tests.e2e.canary import env  # noqa: F401  (fixture of the canary scenarios)
+from tests.e2e.harness.fixtures import canary_world  # noqa: F401  (fixture)
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle
 

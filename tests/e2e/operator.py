@@ -20,7 +20,8 @@ class OperatorProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> OperatorProcess:
+    def start(self, started: str = "modelpilot started") -> OperatorProcess:
+        """Start, and return once the log shows `started` (a standby logs "waiting to lead")."""
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "MODELPILOT_RESYNC_SECONDS": str(self.resync_seconds), "MODELPILOT_METRICS_PORT": "0",
                "MODELPILOT_WATCH_TIMEOUT": "10", **self.extra_env}
@@ -30,16 +31,16 @@ class OperatorProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self._wait_started()
+        self._wait_started(started)
         return self
 
-    def _wait_started(self, timeout: float = 30) -> None:
+    def _wait_started(self, line: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.logs()[-3000:]}")
-            if "modelpilot started" in self.logs():
+            if line in self.logs():
                 return
             time.sleep(0.1)
         raise RuntimeError(f"operator did not start within {timeout}s:\n{self.logs()[-3000:]}")

@@ -15,10 +15,10 @@ from kubernetes import client
 
 from modelpilot.routing import build_httproute
 from tests.e2e import mdep
+from tests.e2e.canary import Env, start_v1
 from tests.e2e.harness import Request, fixtures
 from tests.e2e.harness.fixtures import WorldFactory
 from tests.e2e.support import ClusterHandle, wait_for
-from tests.e2e.test_canary import Env, env, start_v1  # noqa: F401  (env is a fixture)
 from tests.e2e.test_harness import (
     GATEWAY,
     NAME,
@@ -62,7 +62,7 @@ def route_at(custom: client.CustomObjectsApi, namespace: str, spec: Any, weight:
 # ------------------------------------------------------------------------------------ the operator's canary
 
 
-def test_gateway_canary_at_20_percent_then_promoted(env: Env) -> None:  # noqa: F811
+def test_gateway_canary_at_20_percent_then_promoted(env: Env) -> None:
     """Acceptance: weight 20 through envoy over 1,000 requests is 20 +/- 4 %; after promotion
     every request is answered by a pod of the new stable template."""
     host = f"fraud.{env.namespace}.test"

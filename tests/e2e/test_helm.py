@@ -57,8 +57,11 @@ def assert_least_privilege(docs: list[dict[str, Any]]) -> None:
 
 
 def assert_restricted_pod(deployment: dict[str, Any]) -> None:
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas, one acting (leader election); a rolling update is safe with a Lease.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert container_env(deployment)["MODELPILOT_LEADER_ELECTION"] == "true"
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -95,8 +98,10 @@ def test_helm_lint_passes(helm: Helm, values: dict[str, Any]) -> None:
     ({"watchNamespaces": "team-a"}, "at '/watchNamespaces': got string, want array"),
     ({"watchNamespaces": ["Team_A"]}, "at '/watchNamespaces/0': 'Team_A' does not match pattern"),
     ({"rbac.create": "yes"}, "at '/rbac/create': got string, want boolean"),
+    ({"replicas": 0}, "at '/replicas'"),
+    ({"leaderElection.leaseSeconds": 1}, "at '/leaderElection/leaseSeconds'"),
 ], ids=["unknown-key", "unknown-top-level-key", "unknown-nested-key", "wrong-type", "bad-enum",
-        "string-not-list", "bad-namespace", "string-not-bool"])
+        "string-not-list", "bad-namespace", "string-not-bool", "no-replicas", "lease-too-short"])
 def test_schema_rejects_bad_values(helm: Helm, tmp_path: Path, values: dict[str, Any], message: str) -> None:
     for command in (["template", "r"], ["lint"]):
         result = helm.run(*command, str(CHART), *set_args(values), check=False)
@@ -119,6 +124,17 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+def test_several_replicas_need_leader_election(helm: Helm) -> None:
+    result = helm.run("template", "r", str(CHART), *set_args({"leaderElection.enabled": False}), check=False)
+    assert result.returncode != 0 and "replicas > 1 needs leaderElection.enabled" in result.stderr, result.stderr
+    single = helm.run("template", "r", str(CHART), *set_args({"leaderElection.enabled": False, "replicas": 1}))
+    docs = [d for d in yaml.safe_load_all(single.stdout) if d]
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert container_env(deployment)["MODELPILOT_LEADER_ELECTION"] == "false"
+    assert not [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")]
 
 
 def test_namespaced_mode_and_patterns_cannot_be_combined(helm: Helm) -> None:
@@ -276,13 +292,12 @@ def test_install_upgrade_uninstall(cluster: ClusterHandle, helm: Helm, apps: cli
     assert "STATUS: deployed" in installed.stdout
     assert "Mode: cluster-wide" in installed.stdout  # NOTES.txt
     # The operator pod is admitted where Pod Security "restricted" is enforced (KWOK runs no container).
-    pods = wait_for(lambda: core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={release}")
-                    .items, timeout=30, what="the operator pod created")
-    assert len(pods) == 1
+    wait_for(lambda: len(core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={release}")
+                         .items) == 2, timeout=30, what="the two operator pods created")
 
     fullname = f"{release}-modelpilot"
     deployment = apps.read_namespaced_deployment(fullname, namespace)
-    assert deployment.spec.replicas == 1 and deployment.spec.strategy.type == "Recreate"
+    assert deployment.spec.replicas == 2 and deployment.spec.strategy.type == "RollingUpdate"
     assert deployment.spec.template.spec.service_account_name == fullname
     core.read_namespaced_service_account(fullname, namespace)
     core.read_namespaced_service(f"{fullname}-metrics", namespace)

@@ -226,8 +226,10 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
         assert {("patch", "deployments", None), ("patch", "services", None),
                 ("patch", "horizontalpodautoscalers", None), ("delete", "horizontalpodautoscalers", None),
                 ("patch", PLURAL, "status"), ("patch", PLURAL, None),
-                ("create", "events", None)} <= done, done
-        assert {w["namespace"] for w in writes} == {watched}
+                ("create", "events", None), ("create", "leases", None), ("update", "leases", None)} <= done, done
+        # The Lease of leader election lives in the release namespace; everything else where it serves.
+        assert {w["namespace"] for w in writes if w["resource"] != "leases"} == {watched}
+        assert {w["namespace"] for w in writes if w["resource"] == "leases"} == {namespaced.namespace}
 
 
 def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, namespaced: Install,
@@ -263,6 +265,9 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("create", "events", "-n", watched),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
         ("list", "namespaces"),
+        # Leader election: its own Lease in the release namespace, and no other.
+        ("create", "leases.coordination.k8s.io", "-n", home),
+        ("update", f"leases.coordination.k8s.io/{namespaced.release}-modelpilot", "-n", home),
     ]
     denied = [
         ("list", MDEP, "-n", other),
@@ -278,6 +283,8 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("delete", "pods", "-n", watched),
         ("list", "events", "-n", watched),
         ("create", "leases.coordination.k8s.io", "-n", watched),
+        ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", home),
+        ("delete", f"leases.coordination.k8s.io/{namespaced.release}-modelpilot", "-n", home),
         ("get", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
         ("get", "namespaces"),

@@ -19,6 +19,7 @@ def _operator(args: argparse.Namespace) -> int:
         "RUNTIME_IMAGE": args.runtime_image,
         "RESYNC_SECONDS": args.resync_seconds,
         "METRICS_PORT": args.metrics_port,
+        "MAX_MODEL_BYTES": args.max_model_bytes,
         "NAMESPACES": ",".join(args.namespace) if args.namespace else None,
     }
     for key, value in flag_env.items():
@@ -38,8 +39,22 @@ def _operator(args: argparse.Namespace) -> int:
     if not args.verbose:
         # Kopf logs every handler call at INFO; our own decision lines are what operators read.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(standalone=True, clusterwide=not settings.namespaces, namespaces=list(settings.namespaces),
-             liveness_endpoint=args.liveness)
+    elector = None
+    if settings.leader_election:
+        from modelpilot.k8s.client import Kube
+        from modelpilot.leader.elector import elect
+
+        # One attempt per look: the election has its own rhythm and deadlines.
+        elector = elect(Kube.from_environment(max_attempts=1), settings.leader_election_namespace,
+                        settings.leader_election_id, settings.leader_election_lease_seconds, args.liveness)
+        if elector is None:
+            return 0
+    try:
+        kopf.run(standalone=True, clusterwide=not settings.namespaces, namespaces=list(settings.namespaces),
+                 liveness_endpoint=args.liveness)
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
 
 
@@ -139,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--runtime-image", help=f"default model-server image (env {ENV_PREFIX}RUNTIME_IMAGE)")
     op.add_argument("--resync-seconds", type=float, help=f"safety resync period (env {ENV_PREFIX}RESYNC_SECONDS)")
     op.add_argument("--metrics-port", type=int, help=f"port of the operator's /metrics (env {ENV_PREFIX}METRICS_PORT)")
+    op.add_argument("--max-model-bytes", help="most a model pod's fetch step may write, e.g. 20Gi; also the size "
+                    f"limit of its model volume (env {ENV_PREFIX}MAX_MODEL_BYTES)")
     op.add_argument("--liveness", default=None, help="Kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     op.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     op.add_argument("-v", "--verbose", action="store_true")

@@ -44,6 +44,9 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 
 RETRYABLE = {429, 500, 502, 503, 504}
+# A write the operator makes never expects a conflict (apply with force, merge patches without a
+# resourceVersion), so a 409 is a passing race inside the API server: tried again at once.
+CONFLICT = 409
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,14 @@ class Kube:
         self.writes = 0  # counted for logs and tests
 
     @classmethod
-    def from_environment(cls) -> Kube:
+    def from_environment(cls, max_attempts: int = 6) -> Kube:
         configuration = client.Configuration()
         try:
             config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)
         configuration.connection_pool_maxsize = CONNECTIONS
-        return cls(client.ApiClient(configuration))
+        return cls(client.ApiClient(configuration), max_attempts=max_attempts)
 
     def _count(self, write: str) -> None:
         self.writes += 1
@@ -89,7 +92,7 @@ class Kube:
 
     # -- raw ---------------------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                query: list[tuple[str, str]] | None = None) -> Any:
+                query: list[tuple[str, str]] | None = None, timeout: float = 30) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -97,16 +100,16 @@ class Kube:
                     method, path, query_params=query or [], header_params=dict(headers), body=body,
                     auth_settings=["BearerToken"])
                 response = self.api.call_api(method_, url, header_params=header_params, body=body_,
-                                             _request_timeout=30)
+                                             _request_timeout=timeout)
                 data = response.read()
                 if not 200 <= response.status < 300:
                     text = data.decode("utf-8", "replace") if data else ""
                     raise ApiException.from_response(http_resp=response, body=text, data=None)
                 return json.loads(data) if data else None
             except ApiException as err:
-                if err.status not in RETRYABLE or attempt == self.max_attempts:
+                if (err.status not in RETRYABLE and err.status != CONFLICT) or attempt == self.max_attempts:
                     raise
-                delay = _retry_after(err, attempt)
+                delay = _conflict_delay(attempt) if err.status == CONFLICT else _retry_after(err, attempt)
                 log.warning("api %s %s -> %s; retrying in %.1fs", method, path, err.status, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
@@ -189,6 +192,10 @@ class Kube:
         except ApiException as err:  # an Event is best effort: never fail a reconcile for it
             log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"],
                         err.status)
+
+
+def _conflict_delay(attempt: int) -> float:
+    return min(0.05 * 2 ** (attempt - 1), 0.4)  # 0.05, 0.1, 0.2, 0.4: all retries within a second
 
 
 def _retry_after(err: ApiException, attempt: int) -> float:
