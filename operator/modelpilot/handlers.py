@@ -37,6 +37,7 @@ log = logging.getLogger("modelpilot.handlers")
 
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 RECONCILES_PER_IO_THREAD = 4
+WATCH_GRACE_SECONDS = 5.0
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -65,7 +66,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # One replica with the Recreate strategy; no KopfPeering objects are needed.
     settings.peering.standalone = True
     settings.watching.server_timeout = int(config.watch_timeout)  # the API server wants an integer
-    settings.watching.client_timeout = config.watch_timeout + 30
+    # A stream that stalls without closing (a proxy, a half-dead connection) is given up a few
+    # seconds after the API server would have ended it, and re-established from the last
+    # resourceVersion: nothing is missed, and a stall costs at most the watch timeout plus this.
+    settings.watching.client_timeout = config.watch_timeout + WATCH_GRACE_SECONDS
+    settings.watching.inactivity_timeout = config.watch_timeout + WATCH_GRACE_SECONDS
     settings.watching.connect_timeout = 10
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60
@@ -147,6 +152,7 @@ async def modeldeployment_event(event: dict[str, Any], body: kopf.Body, name: st
         scheduler.forget((namespace, name))
         if runtime.reconciler is not None:
             runtime.reconciler.forget((namespace, name))
+        log.info("%s/%s deleted: forgotten (no more reconciles, analyses or metric series)", namespace, name)
 
 
 def _owner_name(body: kopf.Body) -> str | None:

@@ -7,6 +7,7 @@ import http.server
 import json
 import math
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -200,8 +201,10 @@ def test_window(interval: float, scrape: float, window: int) -> None:
 
 class _Prometheus(http.server.BaseHTTPRequestHandler):
     status = 400
+    delay = 0.0
 
     def do_GET(self) -> None:
+        time.sleep(self.delay)
         body = json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"}).encode()
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
@@ -223,6 +226,18 @@ def test_a_query_prometheus_refuses_is_rejected_not_an_outage(status: int, rejec
         with pytest.raises(ProviderError) as raised:
             provider.query("sum(x)")
         assert isinstance(raised.value, QueryRejected) is rejected
+    finally:
+        server.shutdown()
+
+
+def test_a_prometheus_too_slow_is_reported_as_a_timeout() -> None:
+    handler = type("Handler", (_Prometheus,), {"status": 200, "delay": 1.0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        provider = PrometheusProvider(f"http://127.0.0.1:{server.server_address[1]}", timeout=0.2)
+        with pytest.raises(ProviderError, match=r"timed out after 0.2s"):
+            provider.query("sum(x)")
     finally:
         server.shutdown()
 

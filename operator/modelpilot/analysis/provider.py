@@ -11,6 +11,7 @@ import re
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
@@ -40,15 +41,24 @@ class PrometheusProvider:
     def query(self, promql: str) -> float | None:
         try:
             result: Any = self._client.custom_query(promql, params={"timeout": f"{self._timeout:g}s"})
-        except requests.exceptions.Timeout:
-            raise ProviderError(f"prometheus at {self.url} timed out after {self._timeout:g}s") from None
         except requests.exceptions.RequestException as err:
+            if _timed_out(err):
+                raise ProviderError(f"prometheus at {self.url} timed out after {self._timeout:g}s") from None
             raise ProviderError(f"prometheus at {self.url} unreachable: {type(err).__name__}") from None
         except PrometheusApiClientException as err:
             if re.search(r"HTTP Status Code 400\b", str(err)):
                 raise QueryRejected(f"prometheus rejected the query: {str(err)[:300]}") from None
             raise ProviderError(f"prometheus failed the query: {str(err)[:300]}") from None
         return single_value(result)
+
+
+def _timed_out(err: requests.exceptions.RequestException) -> bool:
+    """With retries off, urllib3 wraps a read timeout in MaxRetryError, which requests reports as a
+    ConnectionError: look inside."""
+    if isinstance(err, requests.exceptions.Timeout):
+        return True
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return isinstance(reason, urllib3.exceptions.TimeoutError)
 
 
 def single_value(result: Any) -> float | None:
