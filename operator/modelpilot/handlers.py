@@ -63,7 +63,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # We post our own Events, one per decision; Kopf's per-handler Events would be writes on
     # every watch event and break "a steady state makes zero writes".
     settings.posting.enabled = False
-    # One replica with the Recreate strategy; no KopfPeering objects are needed.
+    # No KopfPeering objects: several replicas are kept apart by leader election (modelpilot.leader).
     settings.peering.standalone = True
     settings.watching.server_timeout = int(config.watch_timeout)  # the API server wants an integer
     # A stream that stalls without closing (a proxy, a half-dead connection) is given up a few
