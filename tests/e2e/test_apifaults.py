@@ -114,3 +114,24 @@ def test_a_stalled_watch_is_reestablished_within_the_watch_timeout(
     reopened = [s for s in proxy.seen("GET", watches) if s.watch and s.at > created and not s.fault]
     assert reopened, "the operator opened a new watch"
     assert took <= WATCH_TIMEOUT + WATCH_GRACE + RESYNC + 5
+
+
+def test_throttled_listing_at_start_waits_as_long_as_retry_after_says(
+        proxy: FaultProxy, crd: str, custom: client.CustomObjectsApi, apps: client.AppsV1Api, solo_namespace: str,
+        tmp_path: Path) -> None:
+    """Kopf's own requests (the initial listing of the watches) honour Retry-After too."""
+    lists = rf"/namespaces/{solo_namespace}/modeldeployments$"
+    proxy.inject(Fault.kube_status(429, "TooManyRequests", "slow down", headers={"Retry-After": "2"},
+                                   method="GET", path=lists, times=2))
+    mdep.create(custom, solo_namespace, mdep.simple("lst"))
+    proc = OperatorProcess(kubeconfig=proxy.write_kubeconfig(tmp_path / "proxied.kubeconfig"),
+                           namespaces=[solo_namespace], log_path=tmp_path / "operator.log",
+                           resync_seconds=RESYNC, extra_env={"MODELPILOT_WATCH_TIMEOUT": str(WATCH_TIMEOUT)}).start()
+    try:
+        attempts = settled(proxy, "GET", lists, 3)[:3]
+        assert [a.status for a in attempts[:2]] == [429, 429] and attempts[2].status == 200
+        assert all(gap >= 1.9 for gap in gaps(attempts)), gaps(attempts)
+        wait_for(lambda: apps.list_namespaced_deployment(solo_namespace, field_selector="metadata.name=lst").items,
+                 timeout=60, what="the ModelDeployment reconciled after the throttled listing")
+    finally:
+        proc.stop()
