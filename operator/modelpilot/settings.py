@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from modelpilot.fetch_settings import DEFAULT_MAX_MODEL_BYTES, parse_size
+
 ENV_PREFIX = "MODELPILOT_"
 
 
@@ -18,6 +20,10 @@ def _bool(raw: str, name: str) -> bool:
     if raw.lower() in ("false", "0", "no", ""):
         return False
     raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not true or false")
+
+
+def _size(name: str, default: int) -> int:
+    return parse_size(_env(name, str(default)), ENV_PREFIX + name)
 
 
 def _float(name: str, default: float) -> float:
@@ -56,6 +62,16 @@ class OperatorSettings:
     confine_queries: bool = False
     # Unsafe: accept any TLS certificate from Prometheus (a man in the middle could pass any canary).
     prometheus_insecure_skip_verify: bool = False
+    # The model pods' fetch step: the most one fetch may write (also their model volume's size
+    # limit), and whether it may reach link-local addresses (unsafe: cloud metadata credentials).
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    allow_link_local: bool = False
+    # Several replicas: only the holder of a coordination.k8s.io Lease acts, the others wait.
+    leader_election: bool = False
+    leader_election_namespace: str = ""  # empty: the pod's own namespace
+    leader_election_id: str = "modelpilot"  # the Lease's name
+    # A standby takes over a leader that died within about this plus a fifth of it.
+    leader_election_lease_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -76,4 +92,10 @@ class OperatorSettings:
             confine_queries=_bool(_env("CONFINE_QUERIES", "false"), "CONFINE_QUERIES"),
             prometheus_insecure_skip_verify=_bool(_env("PROMETHEUS_INSECURE_SKIP_VERIFY", "false"),
                                                   "PROMETHEUS_INSECURE_SKIP_VERIFY"),
+            max_model_bytes=_size("MAX_MODEL_BYTES", cls.max_model_bytes),
+            allow_link_local=_bool(_env("ALLOW_LINK_LOCAL", "false"), "ALLOW_LINK_LOCAL"),
+            leader_election=_bool(_env("LEADER_ELECTION", "false"), "LEADER_ELECTION"),
+            leader_election_namespace=_env("LEADER_ELECTION_NAMESPACE", cls.leader_election_namespace),
+            leader_election_id=_env("LEADER_ELECTION_ID", cls.leader_election_id),
+            leader_election_lease_seconds=_float("LEADER_ELECTION_LEASE_SECONDS", cls.leader_election_lease_seconds),
         )

@@ -60,6 +60,9 @@ class Observation:
     url: str = ""
     invalid_spec: str | None = None
     conflict: str | None = None  # a child name taken by an object this ModelDeployment does not control
+    # The stable template in status cannot be used (another release wrote it) and the running
+    # stable is not the current spec: the rollout holds until someone acts.
+    invalid_status: str | None = None
     rollout: RolloutView | None = None
 
 
@@ -108,7 +111,7 @@ def assess(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessme
     """Phase, conditions and the stable track's status for one observation."""
     base = _assess_stable(obs, previous_stable)
     view = obs.rollout
-    if view is None or obs.invalid_spec is not None or obs.conflict is not None:
+    if view is None or obs.invalid_spec is not None or obs.conflict is not None or obs.invalid_status is not None:
         return base
     if view.state == "RolledBack":
         return Assessment("Degraded", (
@@ -156,6 +159,9 @@ def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> 
                         previous_stable)
     if obs.invalid_spec is not None:
         return _blocked("InvalidSpec", obs.invalid_spec, "fix the spec to resume", previous_stable)
+    if obs.invalid_status is not None:
+        return _blocked("InvalidStatus", obs.invalid_status,
+                        "set the spec back to the version the stable Deployment runs, or promote", previous_stable)
 
     deployment = obs.stable_deployment
     if deployment is None:

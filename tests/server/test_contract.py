@@ -175,3 +175,21 @@ def test_model_volume_size_limit_is_the_fetch_limit() -> None:
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["model"]["emptyDir"] == {"sizeLimit": "20Gi"}
     assert storage.parse_size(volumes["model"]["emptyDir"]["sizeLimit"]) == storage.DEFAULT_MAX_BYTES
+
+
+@pytest.mark.parametrize(("max_bytes", "allow"), [(50 * 2**30, True), (5 * 10**9, False), (20 * 2**30, False)])
+def test_fetch_settings_the_operator_sets_are_the_ones_fetch_reads(max_bytes: int, allow: bool) -> None:
+    from modelpilot.server import netguard, storage
+
+    spec = parse_spec({"model": {"version": "v1", "uri": "s3://bucket/model.joblib", "format": "sklearn"}})
+    settings = BuildSettings(max_model_bytes=max_bytes, allow_link_local=allow)
+    pod = build_pod_template(spec, name="fraud", namespace="ml", track="stable", settings=settings)
+    fetch = next(c for c in pod["spec"]["initContainers"] if c["name"] == FETCH_CONTAINER)
+    env = {e["name"]: e["value"] for e in fetch["env"] if "value" in e}
+    # What `modelpilot fetch` would apply, from exactly this environment.
+    name = storage.MAX_BYTES_ENV
+    limit = storage.parse_size(env[name]) if name in env else storage.DEFAULT_MAX_BYTES
+    assert limit == max_bytes
+    assert netguard.allowed(env) is allow
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert storage.parse_size(volumes["model"]["emptyDir"]["sizeLimit"]) == max_bytes

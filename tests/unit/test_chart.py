@@ -56,7 +56,7 @@ def test_every_env_variable_of_the_deployment_is_an_operator_setting() -> None:
     template = (CHART / "templates" / "deployment.yaml").read_text()
     chart_env = set(re.findall(r"- name: MODELPILOT_([A-Z_]+)", template))
     settings = (ROOT / "operator" / "modelpilot" / "settings.py").read_text()
-    known = set(re.findall(r'_(?:env|float)\("([A-Z_]+)"', settings))
+    known = set(re.findall(r'_(?:env|float|size)\("([A-Z_]+)"', settings))
     assert chart_env <= known, chart_env - known
     # Every setting the operator has is settable from the chart.
     assert known <= chart_env, known - chart_env

@@ -153,6 +153,12 @@ CASES: list[tuple[str, dict[str, Any], str, BuildSettings]] = [
         "stable",
         BuildSettings(runtime_images={"xgboost": "ghcr.io/modelpilot/runtime-xgb:0.1.0"}),
     ),
+    (
+        "fetch-settings",
+        spec(model_storageSecretRef={"name": "s3-creds"}),
+        "stable",
+        BuildSettings(max_model_bytes=50 * 2**30, allow_link_local=True),
+    ),
 ]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from modelpilot.analysis.queries import QueryError, check_confined, check_syntax
 from modelpilot.analysis.run import window_seconds
 from modelpilot.api.models import API_VERSION, KIND, Analysis, ModelDeploymentSpec, SpecError, parse_spec
+from modelpilot.api.stored import StoredStatus, read_status
 from modelpilot.control.children import desired_state
 from modelpilot.control.observe import ChildRef, Observed, describe_conflicts
 from modelpilot.control.report import StatusPlan, plan_status
@@ -116,7 +117,12 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
             generation=generation, version="", revision="", stable_deployment=None, invalid_spec=str(err)),
             ("invalid-spec", {"reason": str(err)}))
 
-    tick = rollout_tick(observed, spec, dict(md.get("status") or {}), analysis, now)
+    stored = read_status(md.get("status"))  # whichever operator release wrote it; never raises
+    tick = rollout_tick(observed, spec, stored, analysis, now)
+    if tick.invalid_status is not None:
+        return _blocked(observed, generation, now, StatusObservation(
+            generation=generation, version="", revision="", stable_deployment=None,
+            invalid_status=tick.invalid_status), ("invalid-status", {"reason": tick.invalid_status}))
     children = desired_state(observed, spec, tick, owner_of(observed), settings.build)
     if children.conflicts:
         conflicts = children.conflicts
@@ -126,9 +132,13 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
             ("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))})),
             requeue=CONFLICT_RECHECK_SECONDS)
     stable_revision = serving_revision(tick.stable_spec)
-    status = _status(observed, tick, stable_revision, settings, generation, now)
+    status = _status(observed, tick, stable_revision, settings, generation, now, stored)
     decision = tick.decision
     decisions = list(children.decisions)
+    repaired = [*stored.dropped, *([stored.template_problem] if stored.template_problem else [])]
+    if repaired and status.patch is not None:
+        # What another release wrote that this one cannot read: dropped or rebuilt, written back now.
+        decisions.append(("status-repaired", {"values": repr("; ".join(repaired))}))
     if tick.action is not None and decision.consume_action:
         decisions.append(("action-consumed", {"action": tick.action}))
     decisions += [(f"rollout-{e.reason}", {"message": repr(e.message)}) for e in decision.events]
@@ -157,7 +167,7 @@ def _blocked(observed: Observed, generation: int, now: dt.datetime, obs: StatusO
 
 
 def _status(observed: Observed, tick: Tick, stable_revision: str, settings: PlanSettings, generation: int,
-            now: dt.datetime) -> StatusPlan:
+            now: dt.datetime, stored: StoredStatus) -> StatusPlan:
     stable_spec = tick.stable_spec
     canary = tick.decision.canary
     view = RolloutView(canary.state, canary.reason or canary.state, canary.message) if canary else None
@@ -174,7 +184,7 @@ def _status(observed: Observed, tick: Tick, stable_revision: str, settings: Plan
         rollout=view,
     )
     return plan_status(observed.md, obs, canary=canary, stable_template=canonical_serving_template(stable_spec),
-                       now=now)
+                       now=now, stored=stored)
 
 
 def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, stable_revision: str,

@@ -46,7 +46,8 @@ def decision_log(namespace: str, name: str, what: str, fields: dict[str, Any]) -
 
 def plan_settings(settings: OperatorSettings) -> PlanSettings:
     build = BuildSettings(gpu_product_label=settings.gpu_product_label, runtime_image=settings.runtime_image,
-                          cluster_domain=settings.cluster_domain)
+                          cluster_domain=settings.cluster_domain, max_model_bytes=settings.max_model_bytes,
+                          allow_link_local=settings.allow_link_local)
     return PlanSettings(build=build, gpu_product_label=settings.gpu_product_label,
                         cluster_domain=settings.cluster_domain, scrape_interval=settings.scrape_interval,
                         confine_queries=settings.confine_queries)

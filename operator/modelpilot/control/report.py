@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentStatus
+from modelpilot.api.stored import StoredStatus, read_status
 from modelpilot.resources.labels import scale_selector
 from modelpilot.rollout.machine import CanaryState, Event
 from modelpilot.rollout.state import to_status
 from modelpilot.status import Observation, assess, merge_conditions, status_patch, transitions
 
 # Ready reasons that deserve a Warning Event rather than a Normal one.
-WARNING_REASONS = frozenset({"InvalidSpec", "InsufficientAccelerator", "Unschedulable", "NameConflict"})
+WARNING_REASONS = frozenset({"InvalidSpec", "InvalidStatus", "InsufficientAccelerator", "Unschedulable",
+                             "NameConflict"})
 
 
 @dataclass(frozen=True)
@@ -30,29 +32,33 @@ class StatusPlan:
     ready: tuple[str, str] = ("", "")  # status, reason of the Ready condition
 
 
-def typed_status(desired: dict[str, Any]) -> dict[str, Any]:
+def typed_status(desired: dict[str, Any], verbatim: dict[str, Any] | None = None) -> dict[str, Any]:
     """`desired` through the status models: enums, bounds and field names as the CRD has them.
-    The stable template stays as built (canonical, defaults left out: it is what revisions hash)."""
+    The stable template stays as built (canonical, defaults left out: it is what revisions hash).
+    Parts in `verbatim` are kept exactly as stored, unchecked: another release may have written them."""
     template = (desired.get("stable") or {}).get("template")
     out = ModelDeploymentStatus.model_validate(desired).model_dump(mode="json", by_alias=True, exclude_none=True)
     if template is not None:
         out["stable"]["template"] = template
+    out.update(verbatim or {})
     return out
 
 
 def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None,
-                stable_template: dict[str, Any] | None, now: dt.datetime) -> StatusPlan:
-    current: dict[str, Any] = dict(md.get("status") or {})
+                stable_template: dict[str, Any] | None, now: dt.datetime,
+                stored: StoredStatus | None = None) -> StatusPlan:
+    current: dict[str, Any] = dict(md.get("status") or {})  # as stored: the patch is against this
+    stored = stored if stored is not None else read_status(current)  # what this release can read of it
     name = md["metadata"]["name"]
-    result = assess(obs, current.get("stable"))
-    conditions = merge_conditions(current.get("conditions") or [], result.conditions, obs.generation, now)
+    result = assess(obs, stored.stable or None)
+    conditions = merge_conditions(stored.conditions, result.conditions, obs.generation, now)
     desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
                                "conditions": conditions, "selector": scale_selector(name)}
-    if obs.invalid_spec is not None or obs.conflict is not None:
-        # Keep the rollout state as it was: fixing the spec (or the name) resumes where it stopped.
-        for key in ("stable", "canary"):
-            if key in current:
-                desired[key] = current[key]
+    verbatim: dict[str, Any] = {}
+    if obs.invalid_spec is not None or obs.conflict is not None or obs.invalid_status is not None:
+        # Keep the rollout state as stored: once the spec, the name or the status is sorted out, the
+        # rollout resumes where it stopped.
+        verbatim = {key: current[key] for key in ("stable", "canary") if key in current}
     else:
         stable = dict(result.stable or {})
         if stable_template is not None:
@@ -63,14 +69,14 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
             desired["canary"] = to_status(canary)
     if obs.url:
         desired["url"] = obs.url
-    patch = status_patch(current, typed_status(desired))
+    patch = status_patch(current, typed_status(desired, verbatim))
     ready = next(c for c in conditions if c["type"] == "Ready")
     if patch is None:
         return StatusPlan(None, phase=result.phase, ready=(ready["status"], ready["reason"]))
     # One Event per change of the Ready condition (status or reason), never one per resync;
     # rollout decisions post their own Events. A new object's first "Pending" says nothing the
     # create did not: no Event (one write less per new ModelDeployment).
-    previous = current.get("conditions") or []
+    previous = stored.conditions
     new = not any(c.get("type") == "Ready" for c in previous)
     events = tuple(
         Event("Warning" if cond["reason"] in WARNING_REASONS else "Normal", cond["reason"],

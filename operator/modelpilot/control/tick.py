@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-from modelpilot.api.models import Accelerator, ModelDeploymentSpec, ModelSource, Resources, Runtime
+from modelpilot.api.models import ModelDeploymentSpec, Resources, Runtime, ServingTemplate
+from modelpilot.api.stored import StoredStatus
 from modelpilot.control.observe import Observed
-from modelpilot.resources import ANNOTATION_ACTION, serving_revision
+from modelpilot.resources import ANNOTATION_ACTION, ANNOTATION_REVISION, serving_revision
 from modelpilot.rollout.machine import (
     AnalysisResult,
     CanaryConfig,
     CanaryState,
     Decision,
+    Event,
     Observation,
     analysis_due,
     decide,
@@ -32,19 +33,54 @@ class Tick:
     # Set when an analysis is due and none was handed in: the reconciler runs one (asynchronously).
     analysis_due_at: dt.datetime | None = None
     canary_before: CanaryState | None = None
+    # Set when the stable template cannot be known: nothing but status is written (plan._blocked).
+    invalid_status: str | None = None
 
 
-def stable_spec_from(spec: ModelDeploymentSpec, template: dict[str, Any] | None) -> ModelDeploymentSpec:
+def stable_spec_from(spec: ModelDeploymentSpec, template: ServingTemplate) -> ModelDeploymentSpec:
     """The spec with its serving part (model, runtime, resources, accelerator) taken from the stable
     template kept in status; everything else (replicas, autoscaling, routing) is the current spec's."""
-    if not template or "model" not in template:
-        return spec
     return spec.model_copy(update={
-        "model": ModelSource.model_validate(template["model"]),
-        "runtime": Runtime.model_validate(template.get("runtime") or {}),
-        "resources": Resources.model_validate(template.get("resources") or {}),
-        "accelerator": Accelerator.model_validate(template["accelerator"]) if template.get("accelerator") else None,
+        "model": template.model,
+        "runtime": template.runtime or Runtime(),
+        "resources": template.resources or Resources(),
+        "accelerator": template.accelerator,
     })
+
+
+def _running_revision(obs: Observed) -> str | None:
+    live = obs.child("apps/v1", "Deployment", obs.name) or {}
+    template = (live.get("spec") or {}).get("template") or {}
+    return ((template.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_REVISION)
+
+
+def known_stable_spec(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus, canary: CanaryState | None,
+                      desired_revision: str) -> ModelDeploymentSpec | None:
+    """The stable track's spec: from the template in status; without a readable one (another
+    release wrote it), the current spec when that is provably what the stable track runs or is
+    being promoted to (revisions are hashes of the template); otherwise unknown (None)."""
+    if stored.template is not None:
+        return stable_spec_from(spec, stored.template)
+    promoting = canary is not None and canary.state == "Promoting" and canary.revision == desired_revision
+    if promoting or desired_revision in (_running_revision(obs), stored.stable.get("revision")):
+        return spec
+    return None
+
+
+def _unknown_stable(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus, action: str | None) -> Tick:
+    """Never guess the stable template and never roll the spec out without a canary: hold (status
+    only) until the spec is set back to what the stable track runs, or a `promote` says to."""
+    problem = stored.template_problem or "status.stable.template is missing"
+    if action == "promote":
+        message = f"version {spec.model.version} promoted by a manual action without a canary ({problem})"
+        return Tick(stable_spec=spec, action=action,
+                    decision=Decision(None, events=(Event("Normal", "Promoted", message),), consume_action=True))
+    running = _running_revision(obs) or stored.stable.get("revision") or "unknown"
+    message = (f"{problem} (written by another operator release?): the stable Deployment is left as it is "
+               f"(revision {running}) and version {spec.model.version} is not rolled out. Set the spec back to "
+               f"the version it runs, or annotate {ANNOTATION_ACTION}=promote to roll out "
+               f"{spec.model.version} without a canary")
+    return Tick(stable_spec=spec, decision=Decision(None), action=action, invalid_status=message)
 
 
 def _canary_ready(obs: Observed, canary: CanaryState | None, revision: str) -> bool:
@@ -53,19 +89,20 @@ def _canary_ready(obs: Observed, canary: CanaryState | None, revision: str) -> b
         (live.get("status") or {}).get("readyReplicas", 0) >= 1
 
 
-def rollout_tick(obs: Observed, spec: ModelDeploymentSpec, status: dict[str, Any], analysis: AnalysisResult | None,
+def rollout_tick(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus, analysis: AnalysisResult | None,
                  now: dt.datetime) -> Tick:
-    stable = status.get("stable") or {}
-    if spec.rollout.strategy != "Canary" or not stable.get("template") or not stable.get("version"):
+    if spec.rollout.strategy != "Canary" or not stored.served:
         # Rolling strategy, or no version has ever served (nothing to protect, nothing to compare a
         # canary with, e.g. a first spec whose pods could not be scheduled): stable takes the spec.
         return Tick(stable_spec=spec, decision=Decision(None))
 
-    stable_spec = stable_spec_from(spec, stable.get("template"))
     desired_revision = serving_revision(spec)
-    config: CanaryConfig = config_from_spec(spec)
-    canary = from_status(status.get("canary"))
+    canary = from_status(stored.canary)
     action = (obs.md["metadata"].get("annotations") or {}).get(ANNOTATION_ACTION)
+    stable_spec = known_stable_spec(obs, spec, stored, canary, desired_revision)
+    if stable_spec is None:
+        return _unknown_stable(obs, spec, stored, action)
+    config: CanaryConfig = config_from_spec(spec)
     canary_ready = _canary_ready(obs, canary, desired_revision)
     stable_live = obs.child("apps/v1", "Deployment", obs.name)
     stable_done = stable_live is not None and rolled_out(stable_live, desired_revision)[0]

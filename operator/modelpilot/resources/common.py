@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpilot.api.models import ModelFormat
+from modelpilot.fetch_settings import DEFAULT_MAX_MODEL_BYTES
 
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelpilot/runtime:0.1.0"
 MODEL_DIR = "/mnt/models"  # emptyDir the init container downloads into; read-only for the server
@@ -34,6 +35,10 @@ class BuildSettings:
     fetch_image: str | None = None
     cluster_domain: str = "cluster.local"
     run_as_user: int = 1000
+    # The fetch step's cap (also the model volume's sizeLimit) and its link-local switch; at their
+    # defaults (the fetch step's own) no env is set, so the pod template stays as it always was.
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    allow_link_local: bool = False
     revision_history_limit: int = 3
 
     def runtime_image_for(self, model_format: ModelFormat) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec, Track
+from modelpilot.fetch_settings import ALLOW_LINK_LOCAL_ENV, DEFAULT_MAX_MODEL_BYTES, MAX_MODEL_BYTES_ENV, format_size
 from modelpilot.resources.common import MODEL_DIR, PVC_MOUNT, TMP_DIR, BuildSettings, Obj, object_meta, quantity
 from modelpilot.resources.labels import (
     ANNOTATION_REVISION,
@@ -26,11 +27,10 @@ READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 
 DRAIN_SECONDS = 5
-# The size limit of the model emptyDir. The fetch step (`modelpilot fetch`) refuses a download or
-# an archive expanding past the same 20 GiB by default (MODELPILOT_MAX_MODEL_BYTES), so a model
-# too large fails the init container with a clear error instead of getting the pod evicted; without
-# a limit a model (or an archive bomb) could fill the node's disk.
-MODEL_VOLUME_SIZE_LIMIT = "20Gi"
+# The model emptyDir's sizeLimit is BuildSettings.max_model_bytes (20 GiB by default), the same cap
+# the fetch step (`modelpilot fetch`) enforces on a download or an archive expanding: a model too
+# large fails the init container with a clear error instead of getting the pod evicted; without a
+# limit a model (or an archive bomb) could fill the node's disk.
 
 # Secret keys passed to the fetch init container as env variables of the same name. All are
 # optional except the two S3 keys for s3:// URIs, whose absence should fail visibly at pod start
@@ -114,7 +114,18 @@ def _storage_env(spec: ModelDeploymentSpec) -> list[Obj]:
     ]
 
 
-def _fetch_container(spec: ModelDeploymentSpec, image: str, resources: Obj) -> Obj:
+def _fetch_settings_env(settings: BuildSettings) -> list[Obj]:
+    # Only what differs from the fetch step's own defaults: default settings keep the pod template
+    # (and so every existing pod) exactly as it was.
+    env: list[Obj] = []
+    if settings.max_model_bytes != DEFAULT_MAX_MODEL_BYTES:
+        env.append(_env(MAX_MODEL_BYTES_ENV, format_size(settings.max_model_bytes)))
+    if settings.allow_link_local:
+        env.append(_env(ALLOW_LINK_LOCAL_ENV, "true"))
+    return env
+
+
+def _fetch_container(spec: ModelDeploymentSpec, image: str, resources: Obj, settings: BuildSettings) -> Obj:
     container: Obj = {
         "name": FETCH_CONTAINER,
         "image": image,
@@ -123,6 +134,7 @@ def _fetch_container(spec: ModelDeploymentSpec, image: str, resources: Obj) -> O
         "env": [
             _env("MODELPILOT_MODEL_URI", spec.model.uri),
             _env("MODELPILOT_MODEL_DIR", MODEL_DIR),
+            *_fetch_settings_env(settings),
             *_storage_env(spec),
         ],
     }
@@ -222,7 +234,7 @@ def build_pod_template(
         fetch_image = image if spec.model.format != "custom" else (settings.fetch_image or settings.runtime_image)
         # The init container gets the server's CPU/memory (not GPUs): the pod's effective request
         # is the max of the two, so this costs no extra capacity and satisfies quotas.
-        pod["initContainers"] = [_fetch_container(spec, fetch_image, cpu_resources)]
+        pod["initContainers"] = [_fetch_container(spec, fetch_image, cpu_resources, settings)]
     pod["containers"] = [
         _server_container(spec, name=name, namespace=namespace, track=track, image=image, resources=server_resources)
     ]
@@ -235,7 +247,7 @@ def build_pod_template(
         claim, _ = split_pvc_uri(spec.model.uri)
         volumes.append({"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     else:
-        volumes.append({"name": "model", "emptyDir": {"sizeLimit": MODEL_VOLUME_SIZE_LIMIT}})
+        volumes.append({"name": "model", "emptyDir": {"sizeLimit": format_size(settings.max_model_bytes)}})
     pod["volumes"] = volumes
 
     return {

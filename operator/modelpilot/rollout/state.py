@@ -69,9 +69,9 @@ def to_status(canary: CanaryState) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def from_status(status: dict[str, Any] | None) -> CanaryState | None:
+def from_status(status: Any) -> CanaryState | None:
     """The canary state in `status.canary`; None when there is none (or it is unreadable)."""
-    if not status or not status.get("state") or not status.get("revision"):
+    if not isinstance(status, dict) or not status.get("state") or not status.get("revision"):
         return None
     try:
         started = parse_time(status.get("startedAt")) or dt.datetime.now(dt.UTC)

@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 
+from modelpilot.fetch_settings import parse_size
 from modelpilot.server.app import InferenceApp
 from modelpilot.server.codec import DEFAULT_MAX_BODY_BYTES
 from modelpilot.server.inference import ModelState
@@ -29,7 +30,6 @@ from modelpilot.server.metrics import MetricLabels, RequestMetrics
 from modelpilot.server.protocol import DEFAULT_MAX_DECODED_BYTES
 from modelpilot.server.redact import install_log_redaction, redact_uri
 from modelpilot.server.runner import PREDICT_MODES
-from modelpilot.server.sizes import parse_size
 
 log = logging.getLogger("modelpilot.server")
 

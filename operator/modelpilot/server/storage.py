@@ -29,10 +29,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urldefrag, urlsplit
 
+from modelpilot.fetch_settings import DEFAULT_MAX_MODEL_BYTES
+from modelpilot.fetch_settings import parse_size as _parse_size
 from modelpilot.server.archives import MAX_BYTES_ENV, ArchiveError, extract_archive, is_archive
 from modelpilot.server.netguard import LinkLocalRefused, allowed, check_host, find_refusal, guarded_client
 from modelpilot.server.redact import install_log_redaction, redact_text, redact_uri
-from modelpilot.server.sizes import parse_size as _parse_size
 
 __all__ = ["DEFAULT_MAX_BYTES", "MARKER", "FetchError", "fetch", "split_sha256"]
 
@@ -44,10 +45,10 @@ PVC_ROOT_ENV = "MODELPILOT_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 SHA256_ENV = "MODELPILOT_MODEL_SHA256"
 S3_ANONYMOUS_ENV = "MODELPILOT_S3_ANONYMOUS"
-# The same 20 GiB as the sizeLimit of the model emptyDir in the pod template
-# (modelpilot.resources.deployment): the fetch stops with a clear error before the kubelet would
-# evict the pod for filling its volume.
-DEFAULT_MAX_BYTES = 20 * 2**30
+# The sizeLimit of the model emptyDir in the pod template (modelpilot.resources.deployment; the
+# operator passes its own cap in MODELPILOT_MAX_MODEL_BYTES when it is not this default): the fetch
+# stops with a clear error before the kubelet would evict the pod for filling its volume.
+DEFAULT_MAX_BYTES = DEFAULT_MAX_MODEL_BYTES
 _SECRET_ENV = ("HTTP_AUTHORIZATION", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
