@@ -56,6 +56,15 @@ def assert_least_privilege(docs: list[dict[str, Any]]) -> None:
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
+def leader_election(doc: dict[str, Any]) -> bool:
+    return str(doc["metadata"]["name"]).endswith("-leader-election")
+
+
+def serving_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Roles (or RoleBindings) of the watched namespaces: all but leader election's own."""
+    return [d for d in find(docs, kind) if not leader_election(d)]
+
+
 def assert_restricted_pod(deployment: dict[str, Any]) -> None:
     # Two replicas, one acting (leader election); a rolling update is safe with a Lease.
     assert deployment["spec"]["replicas"] == 2
@@ -155,8 +164,12 @@ def test_default_values_render_cluster_wide_mode_accepted_by_the_api_server(
     docs = helm.template(release, namespace, "--include-crds")
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                     "CustomResourceDefinition", "Deployment", "Service", "ServiceAccount"]
-    assert not find(docs, "Role") and not find(docs, "RoleBinding")
+                     "CustomResourceDefinition", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    assert not serving_roles(docs, "Role") and not serving_roles(docs, "RoleBinding")
+    # The one Role: leader election's, in the release namespace, on Leases only.
+    (lease_role,) = find(docs, "Role")
+    assert lease_role["metadata"]["namespace"] == namespace
+    assert {res for r in rules_of(lease_role) for res in r["resources"]} == {"leases"}
     # Cluster-scoped names carry the release name and namespace: two installs never collide.
     for doc in find(docs, "ClusterRole") + find(docs, "ClusterRoleBinding"):
         assert release in doc["metadata"]["name"] and namespace in doc["metadata"]["name"]
@@ -196,7 +209,7 @@ def test_namespaced_mode_renders_roles_accepted_by_the_api_server(
     core.patch_namespace(namespace, {"metadata": {"labels": RESTRICTED}})
     release = unique("tpl")
     docs = helm.template(release, namespace, *set_args({"watchNamespaces": extra_namespaces}))
-    roles, bindings = find(docs, "Role"), find(docs, "RoleBinding")
+    roles, bindings = serving_roles(docs, "Role"), serving_roles(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(extra_namespaces)
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(extra_namespaces)
     for binding in bindings:
@@ -222,7 +235,7 @@ def test_namespaced_mode_renders_roles_accepted_by_the_api_server(
 
 def test_namespace_patterns_keep_cluster_rbac_and_add_namespace_watch(helm: Helm) -> None:
     docs = helm.template("pat", "ops", *set_args({"namespacePatterns": ["team-*", "!team-x"]}))
-    assert not find(docs, "Role")
+    assert not serving_roles(docs, "Role")
     cluster_scope = next(d for d in find(docs, "ClusterRole") if d["metadata"]["name"].endswith("-cluster-scope"))
     assert [r["resources"] for r in rules_of(cluster_scope)] == [["customresourcedefinitions"], ["namespaces"]]
     assert container_env(one(docs, "Deployment"))["MODELPILOT_NAMESPACES"] == "team-*,!team-x"
