@@ -31,6 +31,16 @@ def metrics(*items: dict[str, Any]) -> dict[str, Any]:
     return canary(analysis={"metrics": list(items)})
 
 
+GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+CONVERSIONS = {"name": "conversion", "successes": "sum(increase(conv{track=\"{{track}}\"}[{{window}}]))",
+               "trials": "sum(increase(trials{track=\"{{track}}\"}[{{window}}]))"}
+
+
+def experiment(canary_fields: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    return spec(rollout={"strategy": "Experiment", "canary": canary_fields or {"trafficRouting": GATEWAY},
+                         "experiment": {"metrics": [CONVERSIONS], **fields}})
+
+
 # (id, spec, message expected in the error)
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
@@ -66,7 +76,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "metric-custom-no-query",
         metrics({"name": "custom-x", "max": 1}),
-        "a metric that is not built in (error-rate, latency-p99) needs a query or a template",
+        "a metric that is not built in (error-rate, latency-p99, prediction-shift) needs a query or a template",
     ),
     ("metric-min-over-max", metrics({"name": "error-rate", "min": 5, "max": 1}), "a metric's min must be <= its max"),
     (
@@ -91,6 +101,43 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "toleration value must be empty when operator is Exists",
     ),
     (
+        "shadow-replicas-router",
+        canary(shadow={"percent": 10}),
+        "rollout.canary shadow and match: gatewayAPI routing is required",
+    ),
+    (
+        "match-replicas-router",
+        canary(match=[{"headers": [{"name": "x-cohort", "value": "beta"}]}], trafficRouting={"replicas": {}}),
+        "rollout.canary shadow and match: gatewayAPI routing is required",
+    ),
+    ("shadow-short", canary(shadow={"duration": "5s"}, trafficRouting=GATEWAY),
+     "rollout.canary.shadow.duration must be at least 10s"),
+    ("steps-empty-no-match", canary(steps=[]), "rollout.canary.steps may be empty only with match"),
+    ("match-empty-condition", canary(match=[{}], trafficRouting=GATEWAY),
+     "a match needs at least one header or a cookie"),
+    (
+        "match-cookie-and-cookie-header",
+        canary(match=[{"cookie": {"name": "c", "value": "v"}, "headers": [{"name": "Cookie", "value": "x"}]}],
+               trafficRouting=GATEWAY),
+        "a match with a cookie may not also match the Cookie header",
+    ),
+    ("experiment-missing", spec(rollout={"strategy": "Experiment", "canary": {"trafficRouting": GATEWAY}}),
+     "strategy Experiment needs rollout.experiment"),
+    ("experiment-replicas-router", experiment({"trafficRouting": {"replicas": {}}}),
+     "strategy Experiment: gatewayAPI routing is required"),
+    ("experiment-with-match",
+     experiment({"trafficRouting": GATEWAY, "match": [{"headers": [{"name": "x", "value": "y"}]}]}),
+     "rollout.canary.match applies to strategy Canary only"),
+    ("experiment-proportion-no-trials", experiment(metrics=[{"name": "c", "successes": "up"}]),
+     "a Proportion metric needs successes and trials"),
+    ("experiment-mean-no-squares", experiment(metrics=[{"name": "m", "type": "Mean", "sum": "a", "count": "b"}]),
+     "a Mean metric needs sum, count and sumOfSquares"),
+    ("sticky-both", experiment(sticky={"header": "x-user", "cookie": "user"}),
+     "sticky needs exactly one of header or cookie"),
+    ("experiment-short", experiment(duration="5s"), "rollout.experiment.duration must be at least 10s"),
+    ("prediction-shift-compare", metrics({"name": "prediction-shift", "compareToStable": {"maxRatio": 2}}),
+     "prediction-shift compares the canary's and stable's prediction distributions itself"),
+    (
         "toleration-exists-every-taint",
         spec(accelerator={"vendor": "nvidia", "tolerations": [{"operator": "Exists"}]}),
         "toleration with operator Exists needs a key: without one it tolerates every taint",
@@ -108,6 +155,11 @@ INVALID_SCHEMA: list[tuple[str, dict[str, Any], str]] = [
     ("quantity", spec(resources={"requests": {"cpu": "lots"}}), "spec.resources.requests.cpu"),
     ("replicas-negative", spec(replicas=-1), "spec.replicas"),
     ("strategy", spec(rollout={"strategy": "BlueGreen"}), "spec.rollout.strategy"),
+    ("shadow-percent", canary(shadow={"percent": 0}, trafficRouting=GATEWAY), "spec.rollout.canary.shadow.percent"),
+    ("split-hundred", experiment(split=100), "spec.rollout.experiment.split"),
+    ("confidence-one", experiment(confidence=1), "spec.rollout.experiment.confidence"),
+    ("cookie-value-semicolon", canary(match=[{"cookie": {"name": "c", "value": "a;b"}}], trafficRouting=GATEWAY),
+     "spec.rollout.canary.match[0].cookie.value"),
     (
         "inconclusive-policy",
         canary(analysis={"onInconclusive": "Ignore"}),
@@ -184,4 +236,16 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("routing-replicas", canary(trafficRouting={"replicas": {}})),
     ("amd", spec(accelerator={"vendor": "amd"})),
     ("durations", canary(interval="5s", initialDelay="1h30m", progressDeadline="500ms30s")),
+    ("shadow", canary(shadow={"percent": 20, "duration": "2m", "maxPredictionShift": 0.2}, trafficRouting=GATEWAY)),
+    ("segment-only", canary(steps=[], match=[{"headers": [{"name": "x-cohort", "value": "beta"}]},
+                                             {"cookie": {"name": "cohort", "value": "beta"}}],
+                            matchDuration="30s", trafficRouting=GATEWAY)),
+    ("shadow-and-segment", canary(shadow={"percent": 50}, match=[{"headers": [
+        {"name": "x-cohort", "value": "be.*", "type": "RegularExpression"}]}], trafficRouting=GATEWAY)),
+    ("experiment", experiment(split=30, sticky={"cookie": "user"}, duration="2h", minSamples=500,
+                              confidence=0.99, onConclusion="Promote",
+                              metrics=[CONVERSIONS, {"name": "basket", "type": "Mean", "sum": "a", "count": "b",
+                                                     "sumOfSquares": "c", "higherIsBetter": True}])),
+    ("experiment-with-shadow", experiment({"trafficRouting": GATEWAY, "shadow": {"percent": 10}})),
+    ("prediction-shift-metric", metrics({"name": "prediction-shift", "max": 0.2})),
 ]

@@ -57,25 +57,34 @@ def test_one_key_never_runs_twice_at_once_and_reruns_when_dirty() -> None:
     overlaps = 0
     calls = 0
 
-    async def reconcile(key: str) -> float | None:
-        nonlocal overlaps, calls
-        calls += 1
-        if key in running:
-            overlaps += 1
-        running.add(key)
-        await asyncio.sleep(0.05)
-        running.discard(key)
-        return None
-
     async def scenario() -> None:
+        first_started, release_first, second_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def reconcile(key: str) -> float | None:
+            nonlocal overlaps, calls
+            calls += 1
+            if key in running:
+                overlaps += 1
+            running.add(key)
+            if calls == 1:
+                first_started.set()
+                await release_first.wait()  # held until every enqueue below has arrived
+            running.discard(key)
+            if calls == 2:
+                second_done.set()
+            return None
+
         s: Scheduler[str] = Scheduler(reconcile, resync_seconds=60, workers=4)
         s.start()
         s.track("a")
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(first_started.wait(), 10)
         for _ in range(10):  # all arrive while the first run is in progress
             s.enqueue("a")
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0.2)
+            await asyncio.sleep(0)
+        release_first.set()
+        await asyncio.wait_for(second_done.wait(), 10)
+        for _ in range(20):  # let a (wrong) third run start, if one was queued
+            await asyncio.sleep(0)
         await s.stop()
 
     run(scenario())

@@ -43,7 +43,9 @@ PVC_URI_PATTERN = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$"
 ModelFormat = Literal["sklearn", "xgboost", "onnx", "custom"]
 Vendor = Literal["nvidia", "amd", "intel"]
 Track = Literal["stable", "canary"]
-BUILTIN_METRICS = ("error-rate", "latency-p99")
+BUILTIN_METRICS = ("error-rate", "latency-p99", "prediction-shift")
+# Built-in metrics that compare the tracks themselves (no query, no template, no compareToStable).
+DISTRIBUTION_METRICS = ("prediction-shift",)
 # Metric providers an analysis can name; each has a module under modelpilot/analysis/ registered in
 # modelpilot.analysis.providers (a unit test keeps the two in step).
 METRIC_PROVIDERS = ("prometheus",)

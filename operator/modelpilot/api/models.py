@@ -64,6 +64,7 @@ from modelpilot.api.common import (
     duration_rules,
     validate_quantity,
 )
+from modelpilot.api.experiment import Experiment, ExperimentMetric
 from modelpilot.api.rollout import (
     Analysis,
     Canary,
@@ -93,6 +94,7 @@ from modelpilot.api.status import (
     ServingTemplate,
     StableStatus,
 )
+from modelpilot.api.traffic import CookieMatch, HeaderMatch, RouteMatch, Shadow, Sticky
 
 # -------------------------------------------------------------------------------------------- spec
 
@@ -266,9 +268,13 @@ __all__ = [
     "CanaryStatus",
     "CompareToStable",
     "Condition",
+    "CookieMatch",
     "Duration",
     "EnvVar",
+    "Experiment",
+    "ExperimentMetric",
     "GatewayAPI",
+    "HeaderMatch",
     "Metric",
     "MetricProvider",
     "ModelDeployment",
@@ -283,13 +289,16 @@ __all__ = [
     "ReplicasRouting",
     "Resources",
     "Rollout",
+    "RouteMatch",
     "Runtime",
     "SecretRef",
     "ServingTemplate",
+    "Shadow",
     "SpecError",
     "SpecModel",
     "StableStatus",
     "StatusModel",
+    "Sticky",
     "Toleration",
     "Track",
     "TrafficRouting",

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelpilot.api.common import (
     BUILTIN_METRICS,
+    DISTRIBUTION_METRICS,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
     HOSTNAME,
@@ -21,6 +22,8 @@ from modelpilot.api.common import (
     duration_rules,
 )
 from modelpilot.api.durations import parse_duration
+from modelpilot.api.experiment import Experiment
+from modelpilot.api.traffic import RouteMatch, Shadow
 
 # ----------------------------------------------------------------------------------------- rollout
 
@@ -51,6 +54,8 @@ class CompareToStable(SpecModel):
         return self
 
 
+_DISTRIBUTION_MESSAGE = ("prediction-shift compares the canary's and stable's prediction distributions itself: "
+                         "give it max only (no query, template or compareToStable)")
 _BUILTIN_CEL = "[" + ", ".join(f"'{n}'" for n in BUILTIN_METRICS) + "]"
 
 
@@ -67,17 +72,24 @@ class Metric(SpecModel):
             ("!(has(self.query) && has(self.template))", "a metric may set query or template, not both"),
             (
                 f"has(self.query) || has(self.template) || self.name in {_BUILTIN_CEL}",
-                "a metric that is not built in (error-rate, latency-p99) needs a query or a template",
+                "a metric that is not built in (error-rate, latency-p99, prediction-shift) needs a query or a "
+                "template",
             ),
             (
                 "!has(self.min) || !has(self.max) || self.min <= self.max",
                 "a metric's min must be <= its max",
             ),
+            (
+                "self.name != 'prediction-shift' || (!has(self.query) && !has(self.template) && "
+                "!has(self.compareToStable))",
+                _DISTRIBUTION_MESSAGE,
+            ),
         )
     )
 
     name: str = Field(
-        description="Unique name (DNS-1123 label); error-rate and latency-p99 are built in.",
+        description="Unique name (DNS-1123 label); error-rate, latency-p99 and prediction-shift (Jensen-Shannon "
+        "distance between the tracks' prediction distributions, 0-1) are built in.",
         min_length=1,
         max_length=63,
         pattern=DNS1123_LABEL,
@@ -108,9 +120,12 @@ class Metric(SpecModel):
         if self.query is not None and self.template is not None:
             raise ValueError("a metric may set query or template, not both")
         if self.query is None and self.template is None and self.name not in BUILTIN_METRICS:
-            raise ValueError("a metric that is not built in (error-rate, latency-p99) needs a query or a template")
+            raise ValueError("a metric that is not built in (error-rate, latency-p99, prediction-shift) needs a "
+                             "query or a template")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("a metric's min must be <= its max")
+        if self.name in DISTRIBUTION_METRICS and (self.query or self.template or self.compare_to_stable):
+            raise ValueError(_DISTRIBUTION_MESSAGE)
         return self
 
 
@@ -232,16 +247,29 @@ class TrafficRouting(SpecModel):
         return "gatewayAPI" if self.gateway_api is not None else "replicas"
 
 
+_GATEWAY_ONLY = "gatewayAPI routing is required: the replicas router cannot mirror or match requests"
+
+
 class Canary(SpecModel):
-    """The canary schedule: traffic steps, analysis timing and failure limits."""
+    """The canary schedule: an optional shadow and segment phase, traffic steps, analysis timing and
+    failure limits."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("!has(self.steps) || size(self.steps) > 0 || has(self.match)",
+             "rollout.canary.steps may be empty only with match (the canary then stays on its segment until "
+             "promote)"),
+            ("!(has(self.shadow) || has(self.match)) || (has(self.trafficRouting) && "
+             "has(self.trafficRouting.gatewayAPI))", f"rollout.canary shadow and match: {_GATEWAY_ONLY}"),
+        )
+    )
 
     steps: list[int] = Field(
         default=[10, 25, 50],
         description=(
             "Canary traffic weights in percent, strictly ascending, each between 1 and 99; promotion "
-            "follows a passing analysis at the last step. Default [10, 25, 50]."
+            "follows a passing analysis at the last step. Empty only with `match`. Default [10, 25, 50]."
         ),
-        min_length=1,
         max_length=20,
         json_schema_extra=cel_rules(
             ("self.all(s, s > 0 && s < 100)", "rollout.canary.steps must each be between 1 and 99"),
@@ -276,6 +304,33 @@ class Canary(SpecModel):
     traffic_routing: TrafficRouting = Field(
         default_factory=TrafficRouting, description="How traffic is shifted (default: replicas)."
     )
+    shadow: Shadow | None = Field(
+        default=None, description="A shadow phase on mirrored requests before any user sees the canary."
+    )
+    match: list[RouteMatch] | None = Field(
+        default=None,
+        description=(
+            "A segment phase after the shadow (if any): only requests matching one of these go to the canary "
+            "until a passing analysis at least matchDuration in, then the weight steps (or, with no steps, "
+            "until a promote action)."
+        ),
+        min_length=1,
+        max_length=8,
+    )
+    match_duration: Duration = Field(
+        default="1m",
+        description="How long the segment phase runs at least (default 1m).",
+        json_schema_extra=duration_rules("rollout.canary.matchDuration"),
+    )
+
+    @model_validator(mode="after")
+    def _check_phases(self) -> Canary:
+        if not self.steps and not self.match:
+            raise ValueError("rollout.canary.steps may be empty only with match (the canary then stays on its "
+                             "segment until promote)")
+        if (self.shadow is not None or self.match) and self.traffic_routing.gateway_api is None:
+            raise ValueError(f"rollout.canary shadow and match: {_GATEWAY_ONLY}")
+        return self
 
     @field_validator("steps")
     @classmethod
@@ -313,12 +368,50 @@ class Canary(SpecModel):
     def progress_deadline_seconds(self) -> float:
         return parse_duration(self.progress_deadline)
 
+    @field_validator("match_duration")
+    @classmethod
+    def _check_match_duration(cls, value: str) -> str:
+        return check_duration("rollout.canary.matchDuration", value)
+
+    @property
+    def match_duration_seconds(self) -> float:
+        return parse_duration(self.match_duration)
+
 
 class Rollout(SpecModel):
     """How a new revision (model, runtime, resources or accelerator changed) reaches production."""
 
-    strategy: Literal["Canary", "Rolling"] = Field(
-        default="Canary",
-        description="Canary (metric-gated traffic steps, default) or Rolling (a plain rolling update).",
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("!has(self.strategy) || self.strategy != 'Experiment' || has(self.experiment)", "strategy Experiment needs rollout.experiment"),
+            ("!has(self.strategy) || self.strategy != 'Experiment' || (has(self.canary) && has(self.canary.trafficRouting) && "
+             "has(self.canary.trafficRouting.gatewayAPI))", f"strategy Experiment: {_GATEWAY_ONLY}"),
+            ("!has(self.strategy) || self.strategy != 'Experiment' || !has(self.canary) || !has(self.canary.match)",
+             "strategy Experiment splits all users: rollout.canary.match applies to strategy Canary only"),
+        )
     )
-    canary: Canary = Field(default_factory=Canary, description="The canary schedule (used when strategy is Canary).")
+
+    strategy: Literal["Canary", "Rolling", "Experiment"] = Field(
+        default="Canary",
+        description="Canary (metric-gated traffic steps, default), Rolling (a plain rolling update) or "
+        "Experiment (a fixed split judged by a statistical test; needs gatewayAPI routing).",
+    )
+    canary: Canary = Field(
+        default_factory=Canary,
+        description="The canary schedule (strategy Canary); with Experiment: its shadow, timing, analysis "
+        "(the guardrails) and routing.",
+    )
+    experiment: Experiment | None = Field(default=None, description="The A/B experiment (strategy Experiment).")
+
+    @model_validator(mode="after")
+    def _check_experiment(self) -> Rollout:
+        if self.strategy != "Experiment":
+            return self
+        if self.experiment is None:
+            raise ValueError("strategy Experiment needs rollout.experiment")
+        if self.canary.traffic_routing.gateway_api is None:
+            raise ValueError(f"strategy Experiment: {_GATEWAY_ONLY}")
+        if self.canary.match:
+            raise ValueError("strategy Experiment splits all users: rollout.canary.match applies to strategy "
+                             "Canary only")
+        return self
