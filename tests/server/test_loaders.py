@@ -110,3 +110,37 @@ def test_load_errors(tmp_path: Path, models: dict[str, Path]) -> None:
     (bad_onnx / "model.onnx").write_bytes(b"\x00garbage")
     with pytest.raises(ModelLoadError, match=r"cannot load onnx model model\.onnx"):
         load_model(bad_onnx)
+
+
+def _iris_like(rows: int, seed: int = 3) -> np.ndarray:
+    """Random rows within the iris features' ranges."""
+    return np.random.default_rng(seed).uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(rows, 4))
+
+
+@pytest.mark.parametrize(("ratio", "low", "high"), [(0.0, 0.0, 0.0), (0.4, 0.36, 0.44), (1.0, 1.0, 1.0)])
+def test_shifted_model_changes_that_share_of_rows(
+    tmp_path: Path, models: dict[str, Path], ratio: float, low: float, high: float
+) -> None:
+    x = _iris_like(2000)
+    base = load_model(models["iris"]).predict({"input-0": x}, ["predict"])["predict"]
+    shifted_model = load_model(testmodels.write_shifted(tmp_path / "shifted", shift_ratio=ratio))
+    shifted = shifted_model.predict({"input-0": x}, ["predict"])["predict"]
+    assert shifted.dtype == base.dtype
+    assert low <= float(np.mean(shifted != base)) <= high
+    changed = shifted != base
+    assert np.array_equal(shifted[changed], (base[changed] + 1) % 3)
+    # The same rows, in any order or batch, get the same answers.
+    order = np.random.default_rng(4).permutation(len(x))
+    again = shifted_model.predict({"input-0": x[order]}, ["predict"])["predict"]
+    assert np.array_equal(again, shifted[order])
+
+
+def test_shifted_model_to_a_given_class(tmp_path: Path, models: dict[str, Path]) -> None:
+    x = _iris_like(1000)
+    base = load_model(models["iris"]).predict({"input-0": x}, ["predict"])["predict"]
+    model = load_model(testmodels.write_shifted(tmp_path / "to-2", shift_ratio=0.4, to_class=2))
+    shifted = model.predict({"input-0": x}, ["predict"])["predict"]
+    changed = shifted != base
+    assert 0.35 <= float(np.mean(changed)) <= 0.45
+    # Rows shifted off class 2 cannot go to 2: they take (2 + 1) % 3 = 0.
+    assert np.array_equal(shifted[changed], np.where(base[changed] == 2, 0, 2))

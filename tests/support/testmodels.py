@@ -10,11 +10,13 @@ function takes a directory and returns the model file it wrote.
     testmodels.write_iris(tmp / "good")
     testmodels.write_failing(tmp / "bad", error_ratio=0.5)   # half the predict() calls raise
     testmodels.write_slow(tmp / "slow", delay_seconds=0.3)
+    testmodels.write_shifted(tmp / "drift", shift_ratio=0.4)  # 40 % of the rows get another class
     testmodels.write_corrupt(tmp / "broken")                  # the ready endpoint says why
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -90,6 +92,34 @@ class FailingModel(_Wrapper):
         if self.fail_negative and np.any(np.asarray(x)[..., 0] < 0):
             raise ValueError("injected failure: negative first feature")
         return np.asarray(self.base.predict(x))
+
+
+class ShiftedModel(_Wrapper):
+    """Predicts another class than the base model for exactly the rows whose stable hash (BLAKE2b
+    of the row's float64 bytes) falls below `shift_ratio` (hash mod 1000 < shift_ratio * 1000):
+    the same row always gets the same answer, in any process. A shifted row gets `to_class` when
+    that differs from the base prediction, else (base + 1) % 3. Never raises for a valid input."""
+
+    def __init__(self, base: Any, shift_ratio: float, to_class: int | None = None) -> None:
+        super().__init__(base)
+        self.threshold = round(min(max(shift_ratio, 0.0), 1.0) * 1000)
+        self.to_class = to_class
+
+    def shifted(self, x: np.ndarray) -> np.ndarray:
+        """Which rows of the feature matrix `x` this model shifts (none of rows that are not numbers)."""
+        try:
+            rows = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+        except (TypeError, ValueError):
+            return np.zeros(len(x), dtype=bool)
+        keys = [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "big") for row in rows]
+        return np.asarray(keys, dtype=np.uint64) % 1000 < self.threshold
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        base = np.asarray(self.base.predict(x))
+        other = (base + 1) % 3
+        if self.to_class is not None:
+            other = np.where(base != self.to_class, self.to_class, other)
+        return np.where(self.shifted(x), other, base).astype(base.dtype)
 
 
 class SlowModel(_Wrapper):
@@ -172,6 +202,12 @@ def write_iris(directory: Path, *, two_inputs: bool = False) -> Path:
 
 def write_failing(directory: Path, error_ratio: float = 0.5, *, fail_negative: bool = False) -> Path:
     return _dump(FailingModel(iris_estimator(), error_ratio, fail_negative), directory)
+
+
+def write_shifted(directory: Path, shift_ratio: float, to_class: int | None = None) -> Path:
+    """The iris model with a prediction shift: `shift_ratio` of the rows (chosen by a hash of each
+    row, see ShiftedModel) get another class; a canary with a shifted prediction distribution."""
+    return _dump(ShiftedModel(iris_estimator(), shift_ratio, to_class), directory)
 
 
 def write_slow(

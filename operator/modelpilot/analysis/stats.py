@@ -15,14 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-ExperimentVerdict = Literal["Winner", "Loser", "NoDifference", "Inconclusive"]
+from modelpilot.api.common import ExperimentVerdict
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,8 @@ Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
 CanaryPhase = Literal["Progressing", "Paused", "Promoting", "RolledBack"]
 Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 PausedBy = Literal["spec", "inconclusive", "provider-error"]
+Stage = Literal["shadow", "segment", "experiment", "steps"]
+ExperimentVerdict = Literal["Winner", "Loser", "NoDifference", "Inconclusive"]
 MetricProvider = Literal["prometheus"]
 
 # Env vars the operator sets on the serving container; users may not set them (see Runtime.env).

@@ -30,7 +30,8 @@ class ExperimentMetric(SpecModel):
                 "a Proportion metric needs successes and trials",
             ),
             (
-                "!has(self.type) || self.type != 'Mean' || (has(self.sum) && has(self.count) && has(self.sumOfSquares))",
+                "!has(self.type) || self.type != 'Mean' || "
+                "(has(self.sum) && has(self.count) && has(self.sumOfSquares))",
                 "a Mean metric needs sum, count and sumOfSquares",
             ),
         )

@@ -383,9 +383,11 @@ class Rollout(SpecModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            ("!has(self.strategy) || self.strategy != 'Experiment' || has(self.experiment)", "strategy Experiment needs rollout.experiment"),
-            ("!has(self.strategy) || self.strategy != 'Experiment' || (has(self.canary) && has(self.canary.trafficRouting) && "
-             "has(self.canary.trafficRouting.gatewayAPI))", f"strategy Experiment: {_GATEWAY_ONLY}"),
+            ("!has(self.strategy) || self.strategy != 'Experiment' || has(self.experiment)",
+             "strategy Experiment needs rollout.experiment"),
+            ("!has(self.strategy) || self.strategy != 'Experiment' || (has(self.canary) && "
+             "has(self.canary.trafficRouting) && has(self.canary.trafficRouting.gatewayAPI))",
+             f"strategy Experiment: {_GATEWAY_ONLY}"),
             ("!has(self.strategy) || self.strategy != 'Experiment' || !has(self.canary) || !has(self.canary.match)",
              "strategy Experiment splits all users: rollout.canary.match applies to strategy Canary only"),
         )

@@ -9,8 +9,10 @@ from pydantic import Field
 
 from modelpilot.api.common import (
     CanaryPhase,
+    ExperimentVerdict,
     PausedBy,
     Phase,
+    Stage,
     StatusModel,
     Verdict,
 )
@@ -57,6 +59,35 @@ class AnalysisRecord(StatusModel):
     )
 
 
+class ComparisonStatus(StatusModel):
+    """One experiment metric compared between the tracks."""
+
+    metric: str = Field(description="Experiment metric name.", max_length=63)
+    verdict: ExperimentVerdict = Field(
+        description="Winner (the canary is better), Loser (worse), NoDifference (enough samples, no significant "
+        "difference) or Inconclusive (too few samples or no data)."
+    )
+    canary: float | None = Field(default=None, description="The canary's rate or mean.")
+    stable: float | None = Field(default=None, description="Stable's rate or mean.")
+    difference: float | None = Field(default=None, description="canary - stable.")
+    ci_low: float | None = Field(default=None, description="Lower bound of the difference's confidence interval.")
+    ci_high: float | None = Field(default=None, description="Upper bound of the difference's confidence interval.")
+    p_value: float | None = Field(default=None, description="Two-sided p-value of the test.", ge=0, le=1)
+    samples_canary: float | None = Field(default=None, description="The canary's trials (or count).", ge=0)
+    samples_stable: float | None = Field(default=None, description="Stable's trials (or count).", ge=0)
+    detail: str | None = Field(default=None, description="The comparison in words.", max_length=512)
+
+
+class ExperimentStatus(StatusModel):
+    """The A/B experiment's latest comparisons (interim until final)."""
+
+    final: bool = Field(description="Whether the experiment's duration is over and this is its verdict.")
+    verdict: ExperimentVerdict = Field(description="Combined: Loser if any metric loses, Inconclusive if any is, "
+                                       "Winner if any wins, else NoDifference.")
+    results: list[ComparisonStatus] = Field(default_factory=list, description="One per experiment metric.",
+                                            max_length=8)
+
+
 class CanaryStatus(StatusModel):
     """The rollout in progress, if any."""
 
@@ -87,6 +118,13 @@ class CanaryStatus(StatusModel):
     analyses: list[AnalysisRecord] = Field(
         default_factory=list, description="The last 10 measurements, oldest first.", max_length=10
     )
+    stage: Stage | None = Field(
+        default=None,
+        description="shadow (mirrored requests only), segment (matching requests only), experiment (a fixed "
+        "split) or steps (the weight steps); absent until the canary is Ready.",
+    )
+    stage_started_at: datetime | None = Field(default=None, description="When the current stage began.")
+    experiment: ExperimentStatus | None = Field(default=None, description="Strategy Experiment: the comparisons.")
 
 
 class ServingTemplate(StatusModel):

@@ -72,7 +72,8 @@ class RouteMatch(SpecModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            ("(has(self.headers) && size(self.headers) > 0) || has(self.cookie)", "a match needs at least one header or a cookie"),
+            ("(has(self.headers) && size(self.headers) > 0) || has(self.cookie)",
+             "a match needs at least one header or a cookie"),
             (
                 "!has(self.cookie) || !has(self.headers) || self.headers.all(h, !h.name.matches('(?i)^cookie$'))",
                 "a match with a cookie may not also match the Cookie header",

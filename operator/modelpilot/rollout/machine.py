@@ -15,133 +15,24 @@ States:
 from __future__ import annotations
 
 import datetime as dt
-import math
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
-from modelpilot.api.models import CanaryPhase as State
-from modelpilot.api.models import Verdict
-
-Action = Literal["promote", "abort", "retry", "resume"]
-ACTIONS: tuple[str, ...] = ("promote", "abort", "retry", "resume")
-MAX_ANALYSES = 10
-
-
-@dataclass(frozen=True)
-class CanaryConfig:
-    """spec.rollout.canary, in seconds and plain values."""
-
-    steps: tuple[int, ...]
-    interval: float
-    initial_delay: float
-    failure_threshold: int
-    progress_deadline: float
-    on_inconclusive: Literal["Wait", "Pause", "Fail"] = "Wait"
-    on_provider_error: Literal["Rollback", "Pause"] = "Rollback"
-    max_provider_errors: int = 4
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One metric of one analysis, as recorded in status.canary.analyses."""
-
-    time: dt.datetime
-    metric: str
-    value: float | None
-    threshold: str
-    verdict: Verdict
-    detail: str = ""
-
-    def describe(self) -> str:
-        value = "no data" if self.value is None else _fmt(self.value)
-        text = f"{self.metric}={value} (limit {self.threshold})"
-        return f"{text}: {self.detail}" if self.detail else text
-
-
-@dataclass(frozen=True)
-class AnalysisResult:
-    """The outcome of one analysis: an overall verdict and its measurements."""
-
-    verdict: Verdict
-    measurements: tuple[Measurement, ...] = ()
-    reason: str = ""  # why, for Inconclusive/Error without a measurement (e.g. too few requests)
-    # Custom queries the provider refused as invalid: (query, why). Not an outage: InvalidSpec.
-    rejected: tuple[tuple[str, str], ...] = ()
-
-    def summary(self) -> str:
-        parts = [m.describe() for m in self.measurements]
-        if self.reason:
-            parts.insert(0, self.reason)
-        return "; ".join(parts) or self.verdict
-
-    def failing(self) -> tuple[Measurement, ...]:
-        return tuple(m for m in self.measurements if m.verdict == self.verdict)
-
-
-@dataclass(frozen=True)
-class CanaryState:
-    state: State
-    version: str
-    revision: str
-    started_at: dt.datetime
-    last_progress_at: dt.datetime
-    step: int = -1  # -1: not Ready yet, no traffic decided
-    weight: int = 0
-    failed_checks: int = 0
-    provider_errors: int = 0
-    ready_at: dt.datetime | None = None
-    last_analysis_at: dt.datetime | None = None
-    paused_by: Literal["", "spec", "inconclusive", "provider-error"] = ""
-    reason: str = ""  # CamelCase reason of the last state change (for conditions)
-    message: str = ""
-    analyses: tuple[Measurement, ...] = ()
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Observation:
-    desired_revision: str
-    desired_version: str
-    stable_revision: str | None
-    canary_ready: bool = False
-    stable_rolled_out: bool = False
-    paused: bool = False
-    action: str | None = None
-    analysis: AnalysisResult | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    canary: CanaryState | None
-    promote: bool = False  # the stable snapshot takes the canary's (= the current spec's) template
-    events: tuple[Event, ...] = ()
-    requeue_after: float | None = None
-    consume_action: bool = False
-    outcome: Literal["", "promoted", "rolled-back"] = ""
-    measured: tuple[Measurement, ...] = field(default=())
-
-    @property
-    def weight(self) -> int:
-        return self.canary.weight if self.canary else 0
-
-    @property
-    def canary_running(self) -> bool:
-        """Whether the canary Deployment should have pods."""
-        return self.canary is not None and self.canary.state in ("Progressing", "Paused", "Promoting")
-
-
-def _fmt(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return f"{value:.4g}"
+from modelpilot.rollout.experiment import conclude
+from modelpilot.rollout.model import (
+    ACTIONS,
+    MAX_ANALYSES,
+    Action,
+    AnalysisResult,
+    CanaryConfig,
+    CanaryState,
+    Decision,
+    Event,
+    Measurement,
+    Observation,
+    State,
+    Verdict,
+)
+from modelpilot.rollout.stages import describe_stage, first_stage, next_stage, stage_elapsed, stage_seconds
 
 
 def _seconds(a: dt.datetime, b: dt.datetime) -> float:
@@ -301,8 +192,10 @@ def _progressing(config: CanaryConfig, canary: CanaryState, obs: Observation, no
                              f"{config.progress_deadline:g}s; stable untouched")
         return _hold(canary, config, now, ready=False)
     if canary.step < 0:
-        first = replace(canary, step=0, weight=config.steps[0], ready_at=now, last_progress_at=now,
-                        reason="Analysing", message=f"canary {canary.version} Ready: weight {config.steps[0]}%")
+        stage, weight = first_stage(config.stages, config.steps)
+        first = replace(canary, step=0, weight=weight, stage=stage, stage_started_at=now, ready_at=now,
+                        last_progress_at=now, reason="Analysing",
+                        message=f"canary {canary.version} Ready: {describe_stage(config.stages, stage, weight)}")
         return _hold(first, config, now, (Event("Normal", "CanaryReady", first.message),))
     if obs.analysis is None:
         if overdue:
@@ -315,13 +208,18 @@ def _progressing(config: CanaryConfig, canary: CanaryState, obs: Observation, no
 
 def _analysed(config: CanaryConfig, canary: CanaryState, result: AnalysisResult, now: dt.datetime) -> Decision:
     """One fresh analysis: its verdict under the policies."""
+    concluded = canary.experiment is not None and canary.experiment.final
     analysed = replace(canary, last_analysis_at=now,
-                       analyses=(*canary.analyses, *result.measurements)[-MAX_ANALYSES:])
+                       analyses=(*canary.analyses, *result.measurements)[-MAX_ANALYSES:],
+                       experiment=canary.experiment if concluded else (result.experiment or canary.experiment))
     verdict = result.verdict
     if verdict == "Inconclusive" and config.on_inconclusive == "Fail":
         verdict = "Fail"
     if verdict == "Error":
         return _provider_error(config, analysed, result, now)
+    report = result.experiment
+    if verdict != "Fail" and canary.stage == "experiment" and not concluded and report is not None and report.final:
+        return conclude(config, replace(analysed, provider_errors=0), report, now)
     analysed = replace(analysed, provider_errors=0)
     if verdict == "Fail":
         failed = canary.failed_checks + 1
@@ -361,6 +259,8 @@ def _provider_error(config: CanaryConfig, analysed: CanaryState, result: Analysi
 def _passed(config: CanaryConfig, canary: CanaryState, analysed: CanaryState, result: AnalysisResult,
             now: dt.datetime) -> Decision:
     """The next step, or promotion after the last one."""
+    if canary.stage in ("shadow", "segment", "experiment"):
+        return _stage_passed(config, canary, analysed, result, now)
     if canary.step + 1 >= len(config.steps):
         message = f"canary {canary.version} passed the last step ({canary.weight}%): promoting ({result.summary()})"
         promoting = replace(analysed, state="Promoting", reason="Promoting", message=message, last_progress_at=now)
@@ -370,3 +270,52 @@ def _passed(config: CanaryConfig, canary: CanaryState, analysed: CanaryState, re
                        message=f"analysis passed: weight {config.steps[step]}% (step {step + 1}/{len(config.steps)}); "
                                f"{result.summary()}")
     return _hold(advanced, config, now, (Event("Normal", "StepAdvanced", advanced.message),))
+
+
+def _stage_passed(config: CanaryConfig, canary: CanaryState, analysed: CanaryState, result: AnalysisResult,
+                  now: dt.datetime) -> Decision:
+    """A passing analysis in a shadow, segment or experiment stage: the next stage once the stage
+    has lasted its duration (an experiment ends on its final report instead); until then, every
+    pass is progress, so a stage longer than progressDeadline is not cut short."""
+    stages = config.stages
+    needed = stage_seconds(stages, canary.stage)
+    elapsed = stage_elapsed(canary.stage_started_at, now)
+    following = next_stage(stages, canary.stage, config.steps)
+    if canary.stage == "experiment" or (needed is not None and elapsed < needed) or following is None:
+        if canary.stage == "experiment" and analysed.experiment is not None and analysed.experiment.final:
+            message = canary.message  # concluded: the verdict stays the message until an action
+        elif following is None and canary.stage == "segment" and needed is not None and elapsed >= needed:
+            message = (f"segment passed ({result.summary()}): the canary stays on its segment until a promote "
+                       "action (no weight steps)")
+        else:
+            left = "" if needed is None else f", {max(0.0, needed - elapsed):.0f}s left"
+            traffic = describe_stage(stages, canary.stage, canary.weight)
+            message = f"{traffic}: analysis passed{left}; {result.summary()}"
+        held = replace(analysed, last_progress_at=now, reason=canary.reason if message == canary.message
+                       else "Analysing", message=message)
+        return _hold(held, config, now)
+    stage, weight = following
+    advanced = replace(analysed, stage=stage, weight=weight, step=0, stage_started_at=now, last_progress_at=now,
+                       reason="Analysing",
+                       message=f"{canary.stage} passed: {describe_stage(stages, stage, weight)}; {result.summary()}")
+    return _hold(advanced, config, now, (Event("Normal", "StageAdvanced", advanced.message),))
+
+
+# The values live in model.py; callers import them from here too.
+__all__ = [
+    "ACTIONS",
+    "MAX_ANALYSES",
+    "Action",
+    "AnalysisResult",
+    "CanaryConfig",
+    "CanaryState",
+    "Decision",
+    "Event",
+    "Measurement",
+    "Observation",
+    "State",
+    "Verdict",
+    "analysis_due",
+    "decide",
+    "next_analysis_at",
+]

@@ -8,6 +8,11 @@ from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec
 from modelpilot.rollout.machine import CanaryConfig, CanaryState, Measurement
+from modelpilot.rollout.stages import ComparisonRecord, ExperimentReport, StageConfig
+
+_COMPARISON_FIELDS = (("canary", "canary"), ("stable", "stable"), ("difference", "difference"),
+                      ("ci_low", "ciLow"), ("ci_high", "ciHigh"), ("p_value", "pValue"),
+                      ("samples_canary", "samplesCanary"), ("samples_stable", "samplesStable"))
 
 
 def config_from_spec(spec: ModelDeploymentSpec) -> CanaryConfig:
@@ -22,6 +27,22 @@ def config_from_spec(spec: ModelDeploymentSpec) -> CanaryConfig:
         on_inconclusive=analysis.on_inconclusive,
         on_provider_error=analysis.on_provider_error,
         max_provider_errors=analysis.max_provider_errors,
+        stages=stage_config(spec),
+    )
+
+
+def stage_config(spec: ModelDeploymentSpec) -> StageConfig:
+    canary = spec.rollout.canary
+    shadow = canary.shadow
+    experiment = spec.rollout.experiment if spec.rollout.strategy == "Experiment" else None
+    return StageConfig(
+        shadow_seconds=shadow.duration_seconds if shadow else None,
+        mirror_percent=shadow.percent if shadow else 0,
+        match=bool(canary.match) and experiment is None,
+        match_seconds=canary.match_duration_seconds,
+        experiment_seconds=experiment.duration_seconds if experiment else None,
+        experiment_split=experiment.split if experiment else 0,
+        on_conclusion=experiment.on_conclusion if experiment else "Report",
     )
 
 
@@ -65,6 +86,8 @@ def to_status(canary: CanaryState) -> dict[str, Any]:
         "pausedBy": canary.paused_by or None, "reason": canary.reason or None,
         "message": canary.message[:2048] or None,
         "analyses": [measurement_to_status(m) for m in canary.analyses],
+        "stage": canary.stage or None, "stageStartedAt": stamp(canary.stage_started_at),
+        "experiment": experiment_to_status(canary.experiment) if canary.experiment else None,
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -84,6 +107,36 @@ def from_status(status: Any) -> CanaryState | None:
             paused_by=status.get("pausedBy") or "", reason=status.get("reason") or "",
             message=status.get("message") or "",
             analyses=tuple(measurement_from_status(r) for r in status.get("analyses") or []),
+            stage=status.get("stage") or "", stage_started_at=parse_time(status.get("stageStartedAt")),
+            experiment=experiment_from_status(status.get("experiment")),
         )
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def _finite(value: float | None) -> float | None:
+    return round(value, 6) if value is not None and math.isfinite(value) else None
+
+
+def experiment_to_status(report: ExperimentReport) -> dict[str, Any]:
+    results = []
+    for r in report.results:
+        record: dict[str, Any] = {"metric": r.metric, "verdict": r.verdict}
+        for attr, key in _COMPARISON_FIELDS:
+            value = _finite(getattr(r, attr))
+            if value is not None:
+                record[key] = min(1.0, max(0.0, value)) if key == "pValue" else value
+        if r.detail:
+            record["detail"] = r.detail[:512]
+        results.append(record)
+    return {"final": report.final, "verdict": report.verdict, "results": results}
+
+
+def experiment_from_status(status: Any) -> ExperimentReport | None:
+    if not isinstance(status, dict) or "verdict" not in status:
+        return None
+    results = tuple(
+        ComparisonRecord(metric=r["metric"], verdict=r["verdict"], detail=r.get("detail") or "",
+                         **{attr: r.get(key) for attr, key in _COMPARISON_FIELDS if r.get(key) is not None})
+        for r in status.get("results") or [] if isinstance(r, dict) and "metric" in r and "verdict" in r)
+    return ExperimentReport(final=bool(status.get("final")), verdict=status["verdict"], results=results)

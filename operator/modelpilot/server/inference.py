@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
+
+import numpy as np
 
 from modelpilot.server.asgi import Headers, Receive, Scope, Send, header, read_body, send_json, send_parts
 from modelpilot.server.codec import HEADER_LENGTH, Limits, Prepared, encode, output_elements, prepare
@@ -130,6 +132,17 @@ class InferHandler:
             await self._fail(send, started, 500, f"model output cannot be encoded: {err}")
         await send_parts(send, 200, headers, parts)
         self.metrics.observe(200, time.perf_counter() - started)
+        await self._count_predictions(result)
+
+    async def _count_predictions(self, result: Mapping[str, Any]) -> None:
+        """The first output's rows into modelpilot_predictions_total, after the answer has been sent;
+        never an error (observe_predictions skips what it cannot bin)."""
+        try:
+            output = next(iter(result.values()), None)
+            heavy = int(np.size(output)) > INLINE_OUTPUT_ELEMENTS
+            await self._off_loop(heavy, self.metrics.observe_predictions, output)
+        except Exception as err:  # e.g. the codec thread already shut down: the request still succeeded
+            log.debug("predictions not counted: %s: %s", type(err).__name__, err)
 
     async def _body(self, scope: Scope, receive: Receive, send: Send, started: float) -> bytes | bytearray:
         encoding = (header(scope, b"content-encoding") or b"identity").decode("latin-1").strip().lower()

@@ -1,12 +1,14 @@
 """The metrics contract the canary analysis reads (docs/runtime.md, Metrics), emitted by the runtime itself.
 
 `modelpilot_requests_total{model_deployment, model, version, revision, track, code}` and
-`modelpilot_request_duration_seconds` (histogram, same labels). Label values come from the pod's
-environment; Prometheus adds `namespace` and `pod` at scrape.
+`modelpilot_request_duration_seconds` (histogram, same labels); `modelpilot_predictions_total` counts
+the predicted rows of successful inferences by `bin` instead of `code` (`modelpilot.server.predictions`).
+Label values come from the pod's environment; Prometheus adds `namespace` and `pod` at scrape.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -14,7 +16,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import ProcessCollector
 
+from modelpilot.server.predictions import PredictionBinner
+
 LABELS = ("model_deployment", "model", "version", "revision", "track", "code")
+PREDICTION_LABELS = (*LABELS[:-1], "bin")
+log = logging.getLogger("modelpilot.server")
 
 # Roughly x1.5 per bucket from 0.5 ms to 10 s: histogram_quantile interpolates inside a bucket, so
 # a p99 anywhere between 1 ms and 10 s is read with at most ~half a bucket's (~25 %) error.
@@ -67,9 +73,17 @@ class RequestMetrics:
             LABELS[:-1],
             registry=self.registry,
         )
+        self._predictions = Counter(
+            "modelpilot_predictions_total",
+            "Predicted rows of the first output of successful inference requests, by class or value bin.",
+            PREDICTION_LABELS,
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
         # Children are resolved once per status code: labels() takes a lock and builds a tuple.
         self._children: dict[int, tuple[MetricWrapperBase, MetricWrapperBase]] = {}
+        self._binner = PredictionBinner()
+        self._bins: dict[str, MetricWrapperBase] = {}  # bounded: the float bins, NaN, the class bins, other
         self._ready.labels(*self._base()).set(0)
 
     def _base(self) -> tuple[str, str, str, str, str]:
@@ -84,6 +98,20 @@ class RequestMetrics:
             self._children[code] = children
         children[0].inc()  # type: ignore[attr-defined]
         children[1].observe(seconds)  # type: ignore[attr-defined]
+
+    def observe_predictions(self, output: object) -> None:
+        """Count each row of `output`, the first output tensor of a successful inference, in its bin.
+        Never raises: an output that is not one value per row (or anything unexpected) is not counted."""
+        try:
+            counts = self._binner.count(output)
+        except Exception as err:  # a metric must never fail a request that succeeded
+            log.debug("predictions not counted: %s: %s", type(err).__name__, err)
+            return
+        for name, rows in counts.items():
+            child = self._bins.get(name)
+            if child is None:
+                child = self._bins[name] = self._predictions.labels(*self._base(), name)
+            child.inc(rows)  # type: ignore[attr-defined]
 
     def set_ready(self, ready: bool) -> None:
         self._ready.labels(*self._base()).set(1 if ready else 0)

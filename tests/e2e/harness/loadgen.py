@@ -19,53 +19,43 @@ requests are queued or running, the next one is `dropped` (track `none`) rather 
 without bound behind a slow model. Every request is recorded with its time, track, pod and
 outcome: an HTTP status code, `dropped`, `no-entry` (nothing to send to yet) or
 `error:<ExceptionName>` (connection errors and timeouts are counted, never raised).
+
+Per-request headers: `headers(seq)` gives the extra headers of the request with sequence number
+`seq` (0, 1, 2, ... in release order, dropped ones included); `set_headers()` swaps it mid-run.
+Each Request keeps the headers and the `user` that `user_of(headers)` names (e.g. the value of a
+sticky header or cookie). `on_answer(request)` is called once for every request a pod answered,
+when its outcome is known (e.g. ConversionReporter.record).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import random
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelpilot.resources.labels import LABEL_TRACK, LABEL_VERSION
+from modelpilot.resources.labels import ANNOTATION_REVISION, LABEL_TRACK, LABEL_VERSION
 from tests.e2e.harness.bridge import PodProcessBridge
+from tests.e2e.harness.payload import DEFAULT_INPUTS, Payload, iris_payload
+from tests.e2e.harness.transport import Entry, HttpClient
 
 GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
 POD_HEADER = "x-modelpilot-pod"
 NO_TRACK = "none"
 
+REVISION_ENV = "MODELPILOT_REVISION"  # what the runtime labels its metrics' `revision` with
+
 Outcome = int | str
-Payload = Callable[[list[dict[str, Any]]], dict[str, Any]]
-DEFAULT_INPUTS = [{"name": "input-0", "datatype": "FP64", "shape": [1, 4]}]
-
-
-@dataclass(frozen=True)
-class Entry:
-    """Where requests go now."""
-
-    kind: str  # "gateway" | "service" | "none"
-    host: str = ""  # address to connect to
-    port: int = 0
-    host_header: str | None = None
-    keepalive: bool = False
-    read_at: float = 0.0
-    error: str | None = None
-
-    def describe(self) -> str:
-        if self.kind == "none":
-            return f"no entry ({self.error})"
-        header = f" Host: {self.host_header}" if self.host_header else ""
-        return f"{self.kind} {self.host}:{self.port}{header}"
+Headers = Callable[[int], dict[str, str]]  # seq -> extra request headers
+UserOf = Callable[[dict[str, str]], str | None]  # request headers -> user
 
 
 @dataclass
@@ -77,27 +67,10 @@ class Request:
     version: str | None = None
     outcome: Outcome | None = None  # None while in flight
     seconds: float | None = None
-
-
-def iris_payload(inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Random positive iris-like features for every declared input (-1 in a shape becomes 1)."""
-    tensors = []
-    for spec in inputs:
-        shape = [1 if d is None or int(d) < 0 else int(d) for d in spec.get("shape") or [1, 4]]
-        size = 1
-        for d in shape:
-            size *= d
-        datatype = spec.get("datatype", "FP64")
-        if datatype.startswith("FP"):
-            data: list[Any] = [round(random.uniform(0.1, 7.9), 2) for _ in range(size)]
-        elif datatype.startswith(("INT", "UINT")):
-            data = [random.randint(0, 5) for _ in range(size)]
-        elif datatype == "BOOL":
-            data = [random.random() < 0.5 for _ in range(size)]
-        else:
-            data = ["x"] * size
-        tensors.append({"name": spec.get("name", "input-0"), "shape": shape, "datatype": datatype, "data": data})
-    return {"inputs": tensors}
+    seq: int = -1  # release order (0, 1, 2, ...)
+    headers: dict[str, str] = field(default_factory=dict)  # the extra headers it was sent with
+    user: str | None = None  # user_of(headers)
+    revision: str | None = None  # of the pod that answered (its MODELPILOT_REVISION / annotation)
 
 
 class LoadGenerator:
@@ -111,13 +84,18 @@ class LoadGenerator:
         the entry point.
     payload: builds a request body from the model's declared inputs (read once through the entry
         from /v2/models/{model_name}; the iris default [1,4] FP64 `input-0` when that fails).
+    headers: seq -> extra request headers (see module doc); user_of: headers -> the user (or None).
+    on_answer: called with every request a pod answered, once its outcome is known (errors it
+        raises are kept in `hook_errors`).
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, bridge: PodProcessBridge, *,
                  gateway: tuple[str, int] | None = None, rate: float = 50.0, model_name: str | None = None,
                  workers: int = 16, max_in_flight: int = 64, timeout: float = 10.0, poll_interval: float = 0.5,
                  payload: Payload = iris_payload, history_seconds: float = 900.0,
-                 wait_for_endpoints: bool = True) -> None:
+                 wait_for_endpoints: bool = True, headers: Headers | None = None,
+                 user_of: UserOf | None = None,
+                 on_answer: Callable[[Request], None] | None = None) -> None:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace = namespace
@@ -133,6 +111,12 @@ class LoadGenerator:
         self.payload = payload
         self.history_seconds = history_seconds
         self.wait_for_endpoints = wait_for_endpoints
+        self._headers = headers
+        self.user_of = user_of
+        self.on_answer = on_answer
+        self.hook_errors: list[str] = []
+        self._seq = 0
+        self._revisions: dict[str, str | None] = {}  # pod -> revision
         self.entry = Entry("none", error="not resolved yet")
         self.sent: Counter[str] = Counter()  # track -> requests it answered (or none)
         self.responses: dict[str, Counter[Outcome]] = {}  # track -> outcome -> count
@@ -144,7 +128,7 @@ class LoadGenerator:
         self._resolved = threading.Event()
         self._threads: list[threading.Thread] = []
         self._executor: ThreadPoolExecutor | None = None
-        self._local = threading.local()
+        self._client = HttpClient(timeout)
         self._inputs: list[dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------------------- control
@@ -173,6 +157,14 @@ class LoadGenerator:
 
     def set_rate(self, rate: float) -> None:
         self.rate = rate
+
+    def set_headers(self, headers: Headers | None, user_of: UserOf | None = None) -> None:
+        """From the next request released on: extra headers from `headers(seq)` (None: none);
+        `user_of` too when given."""
+        with self._lock:
+            self._headers = headers
+            if user_of is not None:
+                self.user_of = user_of
 
     def __enter__(self) -> LoadGenerator:
         return self.start()
@@ -290,19 +282,34 @@ class LoadGenerator:
                 continue
             next_at = max(next_at + 1.0 / self.rate, now - 1.0)  # no burst to catch up after a stall
             with self._lock:
+                seq, make_headers, user_of = self._seq, self._headers, self.user_of
+                self._seq += 1
+            request = Request(sent_at=now, entry=self.entry.kind, seq=seq)
+            failed = self._set_headers(request, make_headers, user_of)
+            with self._lock:
                 full = self._in_flight >= self.max_in_flight
-                if not full:
+                if not full and failed is None:
                     self._in_flight += 1
-            if full:
-                request = Request(sent_at=now, entry=self.entry.kind)
+            if full or failed is not None:
                 self._record(request)
-                self._finish(request, "dropped")
+                self._finish(request, failed or "dropped")
                 continue
             assert self._executor is not None
             try:
-                self._executor.submit(self._send)
+                self._executor.submit(self._send, request)
             except RuntimeError:  # shut down meanwhile
                 return
+
+    @staticmethod
+    def _set_headers(request: Request, make_headers: Headers | None,
+                     user_of: UserOf | None) -> str | None:
+        """Fill the request's headers and user; the outcome to give it when that failed."""
+        try:
+            request.headers = dict(make_headers(request.seq)) if make_headers is not None else {}
+            request.user = user_of(request.headers) if user_of is not None else None
+        except Exception as err:
+            return f"error:headers:{type(err).__name__}"
+        return None
 
     def _record(self, request: Request) -> None:
         with self._lock:
@@ -313,19 +320,46 @@ class LoadGenerator:
 
     def _finish(self, request: Request, outcome: Outcome, pod: str | None = None) -> None:
         labels = (self.bridge.labels_of(pod) or {}) if pod else {}
+        revision = self._revision_of(pod) if pod else None
         with self._lock:
             request.pod = pod
             request.track = labels.get(LABEL_TRACK, "unknown") if pod else NO_TRACK
             request.version = labels.get(LABEL_VERSION)
+            request.revision = revision
             request.outcome = outcome
             self.sent[request.track] += 1
             self.responses.setdefault(request.track, Counter())[outcome] += 1
+            hook = self.on_answer
+        if pod is not None and hook is not None:
+            try:
+                hook(request)
+            except Exception as err:
+                self.hook_errors.append(f"on_answer: {err!r}")
 
-    def _send(self) -> None:
+    def _revision_of(self, pod: str) -> str | None:
+        """The serving revision of a pod: the runtime's MODELPILOT_REVISION in its process plan,
+        else the pod's annotation (read once; a draining pod's process is already gone)."""
+        if pod in self._revisions:
+            return self._revisions[pod]
+        process = self.bridge.process(pod)
+        revision = process.plan.server.env.get(REVISION_ENV) if process and process.plan.server else None
+        if revision is None:
+            try:
+                meta = self.core.read_namespaced_pod(pod, self.namespace).metadata
+                revision = (meta.annotations or {}).get(ANNOTATION_REVISION)
+            except ApiException as err:
+                if err.status != 404:
+                    return None  # ask again next time
+            except Exception:
+                return None
+        self._revisions[pod] = revision
+        return revision
+
+    def _send(self, request: Request) -> None:
         try:
             entry = self.entry
             started = time.monotonic()
-            request = Request(sent_at=started, entry=entry.kind)
+            request.sent_at, request.entry = started, entry.kind
             self._record(request)
             if entry.kind == "none":
                 self._finish(request, "no-entry")
@@ -333,7 +367,8 @@ class LoadGenerator:
             pod: str | None = None
             try:
                 body = json.dumps(self.payload(self._model_inputs(entry))).encode()
-                status, headers, _ = self._http(entry, "POST", f"/v2/models/{self.model_name}/infer", body)
+                status, headers, _ = self._http(entry, "POST", f"/v2/models/{self.model_name}/infer", body,
+                                                request.headers)
                 outcome: Outcome = status
                 pod = headers.get(POD_HEADER)
             except Exception as err:
@@ -367,42 +402,7 @@ class LoadGenerator:
             self._inputs = declared
         return self._inputs
 
-    def _connection(self, entry: Entry) -> http.client.HTTPConnection:
-        conns: dict[tuple[str, int], http.client.HTTPConnection] = getattr(self._local, "conns", None) or {}
-        self._local.conns = conns
-        key = (entry.host, entry.port)
-        conn = conns.get(key)
-        if conn is None:
-            conn = conns[key] = http.client.HTTPConnection(entry.host, entry.port, timeout=self.timeout)
-        return conn
-
-    def _drop_connection(self, entry: Entry) -> None:
-        conn = getattr(self._local, "conns", {}).pop((entry.host, entry.port), None)
-        if conn is not None:
-            conn.close()
-
-    def _http(self, entry: Entry, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if entry.host_header:
-            headers["Host"] = entry.host_header
-        if not entry.keepalive:
-            headers["Connection"] = "close"
-        for attempt in (0, 1):
-            conn = self._connection(entry)
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                found = {k.lower(): v for k, v in response.getheaders()}
-                if not entry.keepalive:
-                    self._drop_connection(entry)
-                return response.status, found, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # A kept-alive connection the server closed meanwhile: retry once on a new one.
-                self._drop_connection(entry)
-                if attempt or not entry.keepalive:
-                    raise
-            except Exception:
-                self._drop_connection(entry)
-                raise
-        raise AssertionError("unreachable")
+    def _http(self, entry: Entry, method: str, path: str, body: bytes | None,
+              extra: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        self._client.timeout = self.timeout
+        return self._client.request(entry, method, path, body, extra)

@@ -2,9 +2,13 @@
 
 `PrometheusHub` runs Debian's Prometheus (hack.testbed.start_prometheus) with one job that reads
 every `<workdir>/targets/*.json`. Each bridge writes its own file there, with the labels the
-chart's PodMonitor gives in a real cluster (`namespace`, `pod`). One hub per test isolates
-everything; one hub per xdist worker (the operator fixture can get its URL before it starts)
-works too, since every query of the operator filters by namespace.
+chart's PodMonitor gives in a real cluster (`namespace`, `pod`); other exporters (the harness's
+ConversionReporter) add their own files. The job honours the labels a target exposes
+(`honor_labels`): an exporter that labels its series itself (`namespace`, `track`) keeps them,
+and the model servers, whose series carry neither `namespace` nor `pod`, get the target's
+labels as before. One hub per test isolates everything; one hub per xdist worker (the operator
+fixture can get its URL before it starts) works too, since every query of the operator filters
+by namespace.
 """
 
 from __future__ import annotations
@@ -68,13 +72,14 @@ class PrometheusHub:
                 "job_name": self.job,
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": self.scrape_interval,
+                "honor_labels": True,
                 "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")],
                                      "refresh_interval": self.refresh_interval}],
             }],
         }
 
     def target_file(self, key: str) -> Path:
-        """The file_sd file for one bridge (created empty)."""
+        """The file_sd file for one bridge or exporter (created empty)."""
         path = self.targets_dir / f"{key}.json"
         if not path.exists():
             write_targets(path, [])

@@ -11,8 +11,9 @@ from typing import Any
 from kubernetes import client
 
 from tests.e2e.harness.bridge import PodProcessBridge, PodView, wait_serving
-from tests.e2e.harness.loadgen import LoadGenerator, Payload, Request, iris_payload
-from tests.e2e.harness.prometheus import PrometheusHub
+from tests.e2e.harness.conversions import ConversionReporter
+from tests.e2e.harness.loadgen import Headers, LoadGenerator, Payload, Request, UserOf, iris_payload
+from tests.e2e.harness.prometheus import PrometheusHub, write_targets
 
 
 class CanaryWorld:
@@ -23,13 +24,18 @@ class CanaryWorld:
 
     `start()` starts Prometheus (when owned), the bridge and the load generator (paused when
     `load=False`); `stop()` stops them in reverse order. Also a context manager.
+
+    `headers`/`user_of` go to the load generator. A ConversionReporter (`reporter`, or
+    `add_reporter()` later) counts conversions of the requests pods answer, scraped by the
+    world's Prometheus (stopped with the world).
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, *, workdir: Path | None = None,
                  prometheus: PrometheusHub | None = None, rate: float = 50.0, load: bool = True,
                  model_name: str | None = None, reflect_readiness: bool = True,
                  pvc_dirs: Mapping[str, Path] | None = None, payload: Payload = iris_payload,
-                 grace: float = 10.0, gateway: tuple[str, int] | None = None) -> None:
+                 grace: float = 10.0, gateway: tuple[str, int] | None = None, headers: Headers | None = None,
+                 user_of: UserOf | None = None, reporter: ConversionReporter | None = None) -> None:
         self.namespace = namespace
         self.name = name
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"world-{namespace}-"))
@@ -40,9 +46,12 @@ class CanaryWorld:
                                        prometheus=self.prometheus, reflect_readiness=reflect_readiness,
                                        pvc_dirs=pvc_dirs, grace=grace)
         self.loadgen = LoadGenerator(api_client, namespace, name, self.bridge, gateway=gateway, rate=rate,
-                                     model_name=model_name, payload=payload)
+                                     model_name=model_name, payload=payload, headers=headers, user_of=user_of)
         self.discovery = client.DiscoveryV1Api(api_client)
         self._load = load
+        self.reporter: ConversionReporter | None = None
+        self._reporter_file: Path | None = None
+        self._initial_reporter = reporter
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -51,6 +60,8 @@ class CanaryWorld:
             if self.owns_prometheus:
                 self.prometheus.start()
             self.bridge.start()
+            if self._initial_reporter is not None:
+                self.add_reporter(self._initial_reporter)
             if not self._load:
                 self.loadgen.pause()
             self.loadgen.start()
@@ -61,9 +72,36 @@ class CanaryWorld:
 
     def stop(self) -> None:
         self.loadgen.stop()
+        self.remove_reporter()
         self.bridge.stop()
         if self.owns_prometheus:
             self.prometheus.stop()
+
+    def add_reporter(self, reporter: ConversionReporter) -> ConversionReporter:
+        """Feed `reporter` every request a pod answers (loadgen.on_answer), serve its /metrics
+        (started if needed) and make it a target of the world's Prometheus, labelled with its
+        namespace and model_deployment (its own series' labels win: the job honours them).
+        Prometheus applies a new target file within ~5 s. One reporter per world."""
+        if self.reporter is not None and self.reporter is not reporter:
+            raise RuntimeError(f"{self.namespace}/{self.name} already has a conversion reporter")
+        reporter.start()
+        self.reporter = reporter
+        self._reporter_file = self.prometheus.target_file(f"conversions-{self.namespace}-{self.name}")
+        write_targets(self._reporter_file, [(reporter.address, reporter.target_labels())])
+        self.loadgen.on_answer = reporter.record
+        return reporter
+
+    def remove_reporter(self) -> None:
+        """Stop feeding, scraping and serving the reporter (its totals stay readable)."""
+        reporter, self.reporter = self.reporter, None
+        if reporter is None:
+            return
+        if self.loadgen.on_answer == reporter.record:
+            self.loadgen.on_answer = None
+        if self._reporter_file is not None:
+            self._reporter_file.unlink(missing_ok=True)
+            self._reporter_file = None
+        reporter.stop()
 
     def __enter__(self) -> CanaryWorld:
         return self.start()
