@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import yaml
@@ -196,13 +196,18 @@ class Watcher:
         self.process = subprocess.Popen([str(PLUGIN), "status", name, "-n", namespace, "--watch", "--interval", "1"],
                                         env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: list[str] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.errors: list[str] = []
+        # Both pipes are drained: a full stderr pipe (urllib3's retry warnings on a loaded machine)
+        # would block the plugin, and then its exit on Ctrl-C.
+        self.thread = threading.Thread(target=self._read, args=(self.process.stdout, self.lines), daemon=True)
         self.thread.start()
+        threading.Thread(target=self._read, args=(self.process.stderr, self.errors), daemon=True).start()
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @staticmethod
+    def _read(stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            into.append(line.rstrip("\n"))
 
     def saw(self, text: str, timeout: float = 30) -> str:
         return wait_for(lambda: next((line for line in self.lines if text in line), None), timeout=timeout,
@@ -211,7 +216,11 @@ class Watcher:
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=20)
+        try:
+            code = self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"the plugin did not stop on Ctrl-C; stderr: {self.errors[-20:]}") from None
         self.thread.join(timeout=5)
         return code
 
