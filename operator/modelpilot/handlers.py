@@ -43,6 +43,8 @@ CHILD_KINDS = (
     ("", "v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("gateway.networking.k8s.io", "v1", "httproutes"),
+    # Sticky experiments (Envoy Gateway); without its CRD Kopf watches nothing of this kind.
+    ("gateway.envoyproxy.io", "v1alpha1", "backendtrafficpolicies"),
 )
 
 
@@ -168,6 +170,7 @@ def _owner_name(body: kopf.Body) -> str | None:
 @kopf.on.event("", "v1", "services", id="service_event")
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", id="hpa_event")
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", id="httproute_event")
+@kopf.on.event("gateway.envoyproxy.io", "v1alpha1", "backendtrafficpolicies", id="sticky_event")
 async def child_event(event: dict[str, Any], body: kopf.Body, namespace: str | None, **_: Any) -> None:
     _track(event, body)
     _wake(namespace, _owner_name(body))

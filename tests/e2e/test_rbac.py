@@ -261,6 +261,8 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("delete", "services", "-n", watched),
         ("patch", "horizontalpodautoscalers.autoscaling", "-n", watched),
         ("patch", "httproutes.gateway.networking.k8s.io", "-n", watched),
+        ("patch", "backendtrafficpolicies.gateway.envoyproxy.io", "-n", watched),
+        ("watch", "backendtrafficpolicies.gateway.envoyproxy.io", "-n", watched),
         ("watch", "pods", "-n", watched),
         ("create", "events", "-n", watched),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -329,7 +331,8 @@ def test_cluster_wide_rbac_reconciles_as_the_chart_service_account(
     kc = clusterwide.kubeconfig
     for verb in ("list", "watch"):
         for resource in (MDEP, "deployments.apps", "services",
-                         "horizontalpodautoscalers.autoscaling", "httproutes.gateway.networking.k8s.io", "pods"):
+                         "horizontalpodautoscalers.autoscaling", "httproutes.gateway.networking.k8s.io",
+                         "backendtrafficpolicies.gateway.envoyproxy.io", "pods"):
             assert can_i(cluster, kc, verb, resource, "--all-namespaces"), (verb, resource)
     assert can_i(cluster, kc, "patch", "deployments.apps", "-n", other)
     assert can_i(cluster, kc, "list", "namespaces"), "namespacePatterns: Kopf matches namespaces"

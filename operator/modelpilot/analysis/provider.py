@@ -28,6 +28,10 @@ class QueryRejected(ProviderError):
 class MetricsProvider(Protocol):
     def query(self, promql: str) -> float | None: ...
 
+    def query_vector(self, promql: str, label: str) -> dict[str, float]:
+        """Every series of the result by the value of `label` (a histogram by bin, say)."""
+        ...
+
 
 class PrometheusProvider:
     def __init__(self, url: str, timeout: float = 5.0, insecure_skip_verify: bool = False) -> None:
@@ -39,8 +43,14 @@ class PrometheusProvider:
         self._timeout = timeout
 
     def query(self, promql: str) -> float | None:
+        return single_value(self._query(promql))
+
+    def query_vector(self, promql: str, label: str) -> dict[str, float]:
+        return by_label(self._query(promql), label)
+
+    def _query(self, promql: str) -> Any:
         try:
-            result: Any = self._client.custom_query(promql, params={"timeout": f"{self._timeout:g}s"})
+            return self._client.custom_query(promql, params={"timeout": f"{self._timeout:g}s"})
         except requests.exceptions.RequestException as err:
             if _timed_out(err):
                 raise ProviderError(f"prometheus at {self.url} timed out after {self._timeout:g}s") from None
@@ -49,7 +59,6 @@ class PrometheusProvider:
             if re.search(r"HTTP Status Code 400\b", str(err)):
                 raise QueryRejected(f"prometheus rejected the query: {str(err)[:300]}") from None
             raise ProviderError(f"prometheus failed the query: {str(err)[:300]}") from None
-        return single_value(result)
 
 
 def _timed_out(err: requests.exceptions.RequestException) -> bool:
@@ -75,6 +84,20 @@ def single_value(result: Any) -> float | None:
     if not isinstance(sample, list) or len(sample) != 2:
         raise ProviderError("query returned a range vector or no value; use an instant vector")
     return _number(sample[1])
+
+
+def by_label(result: Any, label: str) -> dict[str, float]:
+    """An instant vector as {value of `label`: sample}; series without the label are refused."""
+    if not isinstance(result, list) or (len(result) == 2 and not isinstance(result[0], dict)):
+        raise ProviderError(f"expected an instant vector by {label}, got {type(result).__name__}")
+    out: dict[str, float] = {}
+    for series in result:
+        key = (series.get("metric") or {}).get(label)
+        sample = series.get("value")
+        if key is None or not isinstance(sample, list) or len(sample) != 2:
+            raise ProviderError(f"a series without the label {label!r} or without a value")
+        out[str(key)] = _number(sample[1])
+    return out
 
 
 def _number(text: Any) -> float:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from modelpilot.analysis.builtin import BUILTIN, REQUESTS
+from modelpilot.analysis.distribution import HISTOGRAM, prediction_shift
 from modelpilot.analysis.evaluate import judge
+from modelpilot.analysis.experiment import experiment_report
 from modelpilot.analysis.provider import MetricsProvider, ProviderError, QueryRejected
 from modelpilot.analysis.queries import render
-from modelpilot.api.models import Analysis, Metric
+from modelpilot.api.models import DISTRIBUTION_METRICS, Analysis, Experiment, Metric
 from modelpilot.rollout.machine import AnalysisResult, Measurement, Verdict
 
 # Worst first: one failing metric is a failure even if another could not be measured.
@@ -25,16 +28,35 @@ def window_seconds(interval: float, scrape_interval: float) -> int:
 def metric_template(metric: Metric) -> str:
     if metric.query:
         return metric.query
+    if metric.name in DISTRIBUTION_METRICS and not metric.template:
+        return HISTOGRAM
     return BUILTIN[metric.template or metric.name]
 
 
+@dataclass(frozen=True)
+class ExperimentRun:
+    """The experiment part of an analysis: its spec, the window since the split began, and whether
+    its duration is over (then the report is final)."""
+
+    experiment: Experiment
+    window: int
+    final: bool
+
+
 def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, provider: MetricsProvider,
-                 now: dt.datetime, revisions: Mapping[str, str]) -> AnalysisResult:
-    """`revisions`: the serving revision of each track ("canary", "stable"), for {{revision}}."""
+                 now: dt.datetime, revisions: Mapping[str, str], shift_window: int | None = None,
+                 experiment: ExperimentRun | None = None) -> AnalysisResult:
+    """`revisions`: the serving revision of each track ("canary", "stable"), for {{revision}}.
+    `shift_window`: the window of prediction-shift (default `window`)."""
     values = {"namespace": namespace, "name": name, "window": f"{window}s"}
 
-    def query(template: str, track: str) -> float | None:
-        return provider.query(render(template, {**values, "track": track, "revision": revisions[track]}))
+    def query(template: str, track: str, seconds: int = window) -> float | None:
+        return provider.query(render(template, {**values, "window": f"{seconds}s", "track": track,
+                                                "revision": revisions[track]}))
+
+    def histogram(track: str) -> dict[str, float]:
+        return provider.query_vector(render(HISTOGRAM, {**values, "window": f"{shift_window or window}s",
+                                                        "track": track, "revision": revisions[track]}), "bin")
 
     try:
         requests = query(REQUESTS, "canary")
@@ -52,6 +74,9 @@ def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, 
     for metric in analysis.metrics:
         template = metric_template(metric)
         try:
+            if metric.name in DISTRIBUTION_METRICS:
+                measurements.append(prediction_shift(metric, histogram, analysis.min_requests, now))
+                continue
             canary = query(template, "canary")
             stable = query(template, "stable") if metric.compare_to_stable is not None else None
         except QueryRejected as err:
@@ -65,4 +90,8 @@ def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, 
         measurements.append(judge(metric, canary, stable, now))
     verdicts = {m.verdict for m in measurements}
     verdict = next((v for v in PRECEDENCE if v in verdicts), "Pass")
-    return AnalysisResult(verdict, tuple(measurements), rejected=tuple(rejected))
+    report = None
+    if experiment is not None:
+        report = experiment_report(experiment.experiment, lambda t, track: query(t, track, experiment.window),
+                                   experiment.final)
+    return AnalysisResult(verdict, tuple(measurements), rejected=tuple(rejected), experiment=report)

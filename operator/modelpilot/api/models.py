@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 from modelpilot.api.common import (
     API_VERSION,
     BUILTIN_METRICS,
+    DISTRIBUTION_METRICS,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
     ENV_NAME,
@@ -238,6 +239,7 @@ NAME_MESSAGE = (
 __all__ = [
     "API_VERSION",
     "BUILTIN_METRICS",
+    "DISTRIBUTION_METRICS",
     "DNS1123_LABEL",
     "DNS1123_SUBDOMAIN",
     "ENV_NAME",

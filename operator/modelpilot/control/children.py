@@ -18,7 +18,10 @@ from modelpilot.resources import (
     unwanted_children,
 )
 from modelpilot.resources.labels import ANNOTATION_WEIGHT
-from modelpilot.routing import ROUTERS, RouteContext, router_for
+from modelpilot.rollout.machine import Decision
+from modelpilot.rollout.stages import capacity_percent, first_stage
+from modelpilot.rollout.state import stage_config
+from modelpilot.routing import ROUTERS, RouteContext, Traffic, router_for
 
 Obj = dict[str, Any]
 
@@ -52,13 +55,17 @@ def wanted_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, o
     children = desired_children(tick.stable_spec, name=name, namespace=namespace, owner=owner, settings=build)
     router = router_for(spec)
     canary_live = observed.child("apps/v1", "Deployment", f"{name}-canary")
+    stages = stage_config(spec)
     if decision.canary_running:
         assert decision.canary is not None
-        first_step = spec.rollout.canary.steps[0]
-        weight = decision.canary.weight if decision.canary.step >= 0 else first_step
+        steps = spec.rollout.canary.steps
+        first_stage_of = first_stage(stages, tuple(steps))
+        first_step = capacity_percent(stages, first_stage_of[0], first_stage_of[1], steps[0] if steps else 0)
+        capacity = capacity_percent(stages, decision.canary.stage, decision.canary.weight, first_step) \
+            if decision.canary.step >= 0 else first_step
         stable = stable_replicas(spec, observed.child("apps/v1", "Deployment", name))
         canary = build_deployment(spec, name=name, namespace=namespace, owner=owner, settings=build, track="canary",
-                                  replicas=router.canary_replicas(stable, weight, first_step))
+                                  replicas=router.canary_replicas(stable, capacity, first_step))
         # The weight these replicas were sized for, on the same object (for people and tests).
         canary["metadata"].setdefault("annotations", {})[ANNOTATION_WEIGHT] = str(decision.weight)
         children.append(canary)
@@ -67,8 +74,21 @@ def wanted_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, o
         children.append(build_deployment(spec, name=name, namespace=namespace, owner=owner, settings=build,
                                          track="canary", replicas=0))
     ctx = RouteContext(name=name, namespace=namespace, owner=owner, spec=spec)
-    children += router.children(ctx, decision.weight)
+    children += router.children(ctx, traffic_for(spec, decision))
     return children
+
+
+def traffic_for(spec: ModelDeploymentSpec, decision: Decision) -> Traffic:
+    """What the router sends to the canary in the decided stage. Matching users stay on the canary
+    through the weight steps too (no flapping back to stable between phases)."""
+    canary = decision.canary
+    if not decision.canary_running or canary is None or canary.step < 0:
+        return Traffic(weight=0)
+    shadow = spec.rollout.canary.shadow
+    if canary.stage == "shadow" and shadow is not None:
+        return Traffic(weight=0, mirror_percent=shadow.percent)
+    return Traffic(weight=canary.weight, segment=canary.stage in ("segment", "steps") and
+                   bool(spec.rollout.canary.match) and spec.rollout.strategy == "Canary")
 
 
 def _needs_replacement(desired: Obj, live: Obj) -> bool:
@@ -127,8 +147,7 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
 
 
 def _unwanted(name: str, spec: ModelDeploymentSpec) -> list[ChildRef]:
-    """Children that may exist from an earlier spec: the HPA once autoscaling is removed, and what
-    other routers create once the router changes."""
-    current = set(router_for(spec).child_refs(name))
-    refs = [ref for router in ROUTERS.values() for ref in router.child_refs(name) if ref not in current]
-    return [*unwanted_children(spec, name=name), *refs]
+    """Children that may exist from an earlier spec: the HPA once autoscaling is removed, and any
+    router child not wanted now (another router's, or the sticky policy after an experiment)."""
+    refs = [ref for router in ROUTERS.values() for ref in router.child_refs(name)]
+    return [*unwanted_children(spec, name=name), *dict.fromkeys(refs)]

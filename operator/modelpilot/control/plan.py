@@ -15,9 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from modelpilot.analysis.distribution import MAX_WINDOW_SECONDS
 from modelpilot.analysis.queries import QueryError, check_confined, check_syntax
-from modelpilot.analysis.run import window_seconds
-from modelpilot.api.models import API_VERSION, KIND, Analysis, ModelDeploymentSpec, SpecError, parse_spec
+from modelpilot.analysis.run import ExperimentRun, window_seconds
+from modelpilot.api.models import (
+    API_VERSION,
+    DISTRIBUTION_METRICS,
+    KIND,
+    Analysis,
+    Metric,
+    ModelDeploymentSpec,
+    SpecError,
+    parse_spec,
+)
 from modelpilot.api.stored import StoredStatus, read_status
 from modelpilot.control.children import desired_state
 from modelpilot.control.observe import ChildRef, Observed, describe_conflicts
@@ -26,7 +36,7 @@ from modelpilot.control.tick import Tick, rollout_tick
 from modelpilot.resources import BuildSettings, accelerator_resource, canonical_serving_template, serving_revision
 from modelpilot.resources.labels import LABEL_TRACK
 from modelpilot.resources.service import service_url
-from modelpilot.rollout.machine import AnalysisResult, Decision, Event
+from modelpilot.rollout.machine import AnalysisResult, CanaryState, Decision, Event
 from modelpilot.status import Accelerator as AcceleratorView
 from modelpilot.status import Observation as StatusObservation
 from modelpilot.status import RolloutView
@@ -58,6 +68,8 @@ class AnalysisRequest:
     due: dt.datetime
     analysis: Analysis
     window: int
+    shift_window: int | None = None  # prediction-shift: since the canary's Ready (at most an hour)
+    experiment: ExperimentRun | None = None
 
 
 @dataclass(frozen=True)
@@ -198,8 +210,35 @@ def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
         # Never reach back before this canary became Ready: older samples belong to an earlier
         # canary (say, a failing version this one replaces) and must not judge this one.
         window = max(1, min(window, math.floor((tick.analysis_due_at - canary.ready_at).total_seconds())))
+    due = tick.analysis_due_at
+    shift_window = None
+    if canary.ready_at is not None:
+        shift_window = max(1, min(MAX_WINDOW_SECONDS, math.floor((due - canary.ready_at).total_seconds())))
     return AnalysisRequest(
         namespace=observed.namespace, name=observed.name, revision=canary.revision,
         stable_revision=stable_revision, started_at=canary.started_at,
-        due=tick.analysis_due_at, analysis=canary_spec.analysis, window=window,
+        due=due, analysis=stage_analysis(spec, canary), window=window, shift_window=shift_window,
+        experiment=_experiment_run(spec, canary, due),
     )
+
+
+def stage_analysis(spec: ModelDeploymentSpec, canary: CanaryState) -> Analysis:
+    """The analysis of the current stage: a shadow adds prediction-shift (with its
+    maxPredictionShift) unless the metrics name it already."""
+    analysis = spec.rollout.canary.analysis
+    shadow = spec.rollout.canary.shadow
+    if canary.stage != "shadow" or shadow is None or any(m.name in DISTRIBUTION_METRICS for m in analysis.metrics):
+        return analysis
+    shift = Metric(name="prediction-shift", max=shadow.max_prediction_shift)
+    return analysis.model_copy(update={"metrics": [*analysis.metrics, shift]})
+
+
+def _experiment_run(spec: ModelDeploymentSpec, canary: CanaryState, due: dt.datetime) -> ExperimentRun | None:
+    """The experiment's queries while it runs (none once it has concluded)."""
+    experiment = spec.rollout.experiment
+    if spec.rollout.strategy != "Experiment" or experiment is None or canary.stage != "experiment" or \
+            canary.stage_started_at is None or (canary.experiment is not None and canary.experiment.final):
+        return None
+    elapsed = (due - canary.stage_started_at).total_seconds()
+    return ExperimentRun(experiment, window=max(1, math.floor(elapsed)),
+                         final=elapsed >= experiment.duration_seconds)

@@ -143,7 +143,11 @@ class Reconciler:
 def _analyse(request: AnalysisRequest, provider: Any, start: dt.datetime) -> AnalysisResult:
     result = run_analysis(request.analysis, namespace=request.namespace, name=request.name, window=request.window,
                           provider=provider, now=start,
-                          revisions={"canary": request.revision, "stable": request.stable_revision})
-    decision_log(request.namespace, request.name, "analysis",
-                 {"verdict": result.verdict, "window": f"{request.window}s", "result": repr(result.summary())})
+                          revisions={"canary": request.revision, "stable": request.stable_revision},
+                          shift_window=request.shift_window, experiment=request.experiment)
+    fields = {"verdict": result.verdict, "window": f"{request.window}s", "result": repr(result.summary())}
+    if result.experiment is not None:
+        fields.update(experiment=result.experiment.verdict, final=str(result.experiment.final).lower(),
+                      comparisons=repr(result.experiment.summary()))
+    decision_log(request.namespace, request.name, "analysis", fields)
     return result

@@ -20,6 +20,15 @@ ChildRef = tuple[str, str, str]  # apiVersion, kind, name
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """What reaches the canary at one tick."""
+
+    weight: int = 0  # percent of the (unmatched) requests
+    mirror_percent: int = 0  # shadow: percent of the requests copied to the canary, answers discarded
+    segment: bool = False  # requests matching spec.rollout.canary.match all go to the canary
+
+
+@dataclass(frozen=True)
 class RouteContext:
     """The ModelDeployment a router works for."""
 
@@ -32,8 +41,8 @@ class RouteContext:
 class Router(Protocol):
     mode: str
 
-    def children(self, ctx: RouteContext, weight: int) -> list[Obj]:
-        """Children that carry the split at `weight` percent to the canary (may be empty)."""
+    def children(self, ctx: RouteContext, traffic: Traffic) -> list[Obj]:
+        """Children that carry `traffic` to the canary (may be empty)."""
         ...
 
     def child_refs(self, name: str) -> list[ChildRef]:
@@ -41,5 +50,6 @@ class Router(Protocol):
         ...
 
     def canary_replicas(self, stable_replicas: int, weight: int, first_step: int) -> int:
-        """Canary pods needed to serve `weight` percent next to `stable_replicas` stable pods."""
+        """Canary pods needed to serve `weight` percent of the traffic (or of its copy) next to
+        `stable_replicas` stable pods."""
         ...

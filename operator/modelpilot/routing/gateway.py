@@ -1,34 +1,71 @@
 """The `gatewayAPI` router: an owned HTTPRoute `<name>` with exact weights on `<name>-stable` and
-`<name>-canary`. The Service `<name>` then selects stable only (see resources/service.py)."""
+`<name>-canary` (the Service `<name>` then selects stable only, see resources/service.py).
+
+The route also carries the phases the replicas router cannot: a RequestMirror filter copying a
+percentage of requests to the canary (shadow; standard channel since Gateway API v1.3), a rule
+sending requests that match headers or a cookie to the canary (segment), and, for sticky
+experiments, an Envoy Gateway BackendTrafficPolicy hashing a header or cookie, which makes Envoy
+pick the weighted backend from the hash (routing/sticky.py)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modelpilot.api.models import GatewayAPI
+from modelpilot.api.models import GatewayAPI, RouteMatch
 from modelpilot.resources.common import Obj, object_meta
 from modelpilot.resources.labels import common_labels
 from modelpilot.resources.service import SERVICE_PORT, service_name
-from modelpilot.routing.base import ChildRef, RouteContext
+from modelpilot.routing.base import ChildRef, RouteContext, Traffic
+from modelpilot.routing.sticky import STICKY_API_VERSION, STICKY_KIND, build_sticky_policy
 
 HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
+_ALL_PATHS = {"type": "PathPrefix", "value": "/"}
 
 
-def build_httproute(name: str, namespace: str, owner: Mapping[str, Any], gateway: GatewayAPI, weight: int) -> Obj:
+def _backend(name: str, track: str, weight: int | None = None) -> dict[str, Any]:
+    ref: dict[str, Any] = {"group": "", "kind": "Service", "name": service_name(name, track), "port": SERVICE_PORT}
+    if weight is not None:
+        ref["weight"] = weight
+    return ref
+
+
+def cookie_pattern(name: str, value: str) -> str:
+    """An RE2 pattern matching a whole Cookie header that carries `name=value` (Gateway API has no
+    cookie match; header regexes must match the entire value)."""
+    return rf"(?:.*;\s*)?{re.escape(name)}={re.escape(value)}(?:;.*)?"
+
+
+def route_matches(matches: Sequence[RouteMatch]) -> list[dict[str, Any]]:
+    """spec.rollout.canary.match as Gateway API HTTPRouteMatches."""
+    out = []
+    for match in matches:
+        headers = [{"type": h.type, "name": h.name, "value": h.value} for h in match.headers]
+        if match.cookie is not None:
+            headers.append({"type": "RegularExpression", "name": "Cookie",
+                            "value": cookie_pattern(match.cookie.name, match.cookie.value)})
+        out.append({"path": dict(_ALL_PATHS), "headers": headers})
+    return out
+
+
+def build_httproute(name: str, namespace: str, owner: Mapping[str, Any], gateway: GatewayAPI, weight: int, *,
+                    mirror_percent: int = 0, matches: Sequence[RouteMatch] = ()) -> Obj:
+    """The route at `weight` percent to the canary; with `mirror_percent`, that share of requests
+    copied to the canary; with `matches`, a first rule sending matching requests to the canary."""
     parent_refs = [ref.model_dump(by_alias=True, exclude_none=True) for ref in gateway.parent_refs]
-    spec: dict[str, Any] = {
-        "parentRefs": parent_refs,
-        "rules": [{
-            "backendRefs": [
-                {"group": "", "kind": "Service", "name": service_name(name, "stable"), "port": SERVICE_PORT,
-                 "weight": 100 - weight},
-                {"group": "", "kind": "Service", "name": service_name(name, "canary"), "port": SERVICE_PORT,
-                 "weight": weight},
-            ],
-        }],
-    }
+    split: dict[str, Any] = {"backendRefs": [_backend(name, "stable", 100 - weight),
+                                             _backend(name, "canary", weight)]}
+    if mirror_percent > 0:
+        split["filters"] = [{"type": "RequestMirror",
+                             "requestMirror": {"backendRef": _backend(name, "canary"), "percent": mirror_percent}}]
+    rules = [split]
+    if matches:
+        # More specific (header) matches win over the catch-all rule, whatever the order.
+        rules.insert(0, {"matches": route_matches(matches),
+                         "backendRefs": [_backend(name, "stable", 0), _backend(name, "canary", 100)]})
+    spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": rules}
     if gateway.hostnames:
         spec["hostnames"] = list(gateway.hostnames)
     return {
@@ -42,13 +79,21 @@ def build_httproute(name: str, namespace: str, owner: Mapping[str, Any], gateway
 class GatewayAPIRouter:
     mode = "gatewayAPI"
 
-    def children(self, ctx: RouteContext, weight: int) -> list[Obj]:
-        gateway = ctx.spec.rollout.canary.traffic_routing.gateway_api
+    def children(self, ctx: RouteContext, traffic: Traffic) -> list[Obj]:
+        rollout = ctx.spec.rollout
+        gateway = rollout.canary.traffic_routing.gateway_api
         assert gateway is not None, "the gatewayAPI router serves specs with trafficRouting.gatewayAPI"
-        return [build_httproute(ctx.name, ctx.namespace, ctx.owner, gateway, weight)]
+        matches = rollout.canary.match if traffic.segment and rollout.canary.match else ()
+        route = build_httproute(ctx.name, ctx.namespace, ctx.owner, gateway, traffic.weight,
+                                mirror_percent=traffic.mirror_percent, matches=matches)
+        children = [route]
+        experiment = rollout.experiment if rollout.strategy == "Experiment" else None
+        if experiment is not None and experiment.sticky is not None:
+            children.append(build_sticky_policy(ctx.name, ctx.namespace, ctx.owner, experiment.sticky))
+        return children
 
     def child_refs(self, name: str) -> list[ChildRef]:
-        return [(HTTPROUTE_API_VERSION, "HTTPRoute", name)]
+        return [(HTTPROUTE_API_VERSION, "HTTPRoute", name), (STICKY_API_VERSION, STICKY_KIND, name)]
 
     def canary_replicas(self, stable_replicas: int, weight: int, first_step: int) -> int:
         # Exact weights come from the HTTPRoute; the canary only needs the capacity for them.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from modelpilot.routing.base import ChildRef, Obj, RouteContext
+from modelpilot.routing.base import ChildRef, Obj, RouteContext, Traffic
 
 
 def canary_replicas(stable_replicas: int, weight: int) -> int:
@@ -29,7 +29,7 @@ def effective_weight(stable_ready: int, canary_ready: int) -> int:
 class ReplicasRouter:
     mode = "replicas"
 
-    def children(self, ctx: RouteContext, weight: int) -> list[Obj]:
+    def children(self, ctx: RouteContext, traffic: Traffic) -> list[Obj]:
         return []  # the Service <name> already selects both tracks
 
     def child_refs(self, name: str) -> list[ChildRef]:

@@ -1,0 +1,43 @@
+"""The built-in `prediction-shift` metric: how far the canary's predictions drift from stable's.
+
+Each track's prediction histogram (modelpilot_predictions_total by `bin`, which the runtime
+exports: class counts for classifiers, fixed buckets for regressors) is read over the same
+window, and the two are compared with the Jensen-Shannon distance (base 2). Jensen-Shannon rather
+than the population stability index: it is bounded (0 = same distribution, 1 = disjoint), so one
+default limit fits every model, symmetric, and defined when a bin is empty on one side (a class
+only the canary predicts), where PSI is infinite without an arbitrary smoothing constant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from modelpilot.analysis.evaluate import judge
+from modelpilot.analysis.stats import jensen_shannon
+from modelpilot.api.models import Metric
+from modelpilot.rollout.machine import Measurement
+
+SELECTOR = 'namespace="{{namespace}}", model_deployment="{{name}}", track="{{track}}", revision="{{revision}}"'
+HISTOGRAM = f"sum by (bin) (increase(modelpilot_predictions_total{{{SELECTOR}}}[{{{{window}}}}]))"
+# The window reaches back to the canary's Ready (the whole shadow so far), at most this far: a
+# distribution needs more samples than a rate, and the canary's own revision bounds it anyway.
+MAX_WINDOW_SECONDS = 3600
+
+Histogram = Callable[[str], dict[str, float]]  # track -> {bin: predictions in the window}
+
+
+def prediction_shift(metric: Metric, histogram: Histogram, min_predictions: int, now: dt.datetime) -> Measurement:
+    """Judge `metric` (a max on the distance) from both tracks' histograms; Inconclusive when a
+    track made fewer than `min_predictions` predictions in the window."""
+    canary, stable = histogram("canary"), histogram("stable")
+    counts = {"canary": sum(canary.values()), "stable": sum(stable.values())}
+    short = [f"{track} {n:.0f}" for track, n in counts.items() if n < max(1, min_predictions)]
+    if short:
+        return Measurement(now, metric.name, None, f"<= {metric.max:g}" if metric.max is not None else "",
+                           "Inconclusive", f"too few predictions ({', '.join(short)} < {max(1, min_predictions)})")
+    distance = jensen_shannon(canary, stable)
+    measured = judge(metric, distance, None, now)
+    detail = f"Jensen-Shannon distance over {counts['canary']:.0f} canary / {counts['stable']:.0f} stable predictions"
+    return Measurement(measured.time, measured.metric, measured.value, measured.threshold, measured.verdict,
+                       f"{measured.detail}; {detail}" if measured.detail else detail)
