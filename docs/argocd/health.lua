@@ -22,6 +22,22 @@ local function condition(status, kind)
   return nil
 end
 
+-- Where a Progressing canary stands: its stage (status.canary.stage, absent until Ready) and traffic.
+local function where(canary, rollout)
+  local version = text(canary.version, "?")
+  if canary.stage == "shadow" then
+    local shadow = (rollout.canary or {}).shadow or {}
+    return "canary " .. version .. " in stage shadow (" .. text(shadow.percent, "100") .. "% mirrored)"
+  end
+  if canary.stage == "segment" then
+    return "canary " .. version .. " in stage segment (matching requests only)"
+  end
+  if canary.stage == "experiment" then
+    return "canary " .. version .. " in stage experiment (" .. text(canary.weight, "?") .. "% split)"
+  end
+  return "canary " .. version .. " at " .. text(canary.weight, "0") .. "%"
+end
+
 local function describe(c)
   if c.message == nil or c.message == "" then
     return text(c.reason, "")
@@ -45,11 +61,15 @@ end
 
 local spec = obj.spec or {}
 local canary = status.canary or {}
+local experiment = canary.experiment or {}
 local ready = condition(status, "Ready")
 local degraded = condition(status, "Degraded")
+-- An experiment whose onConclusion rolled it back ended as planned: not a failure.
+local concluded_back = canary.state == "RolledBack" and canary.reason == "ExperimentConcluded"
 
 -- A rollback, an invalid spec: the operator will not go on by itself.
-if degraded ~= nil and degraded.status == "True" then
+local planned = concluded_back and degraded ~= nil and degraded.reason == "ExperimentConcluded"
+if degraded ~= nil and degraded.status == "True" and not planned then
   hs.status = "Degraded"
   hs.message = describe(degraded)
   return hs
@@ -72,6 +92,25 @@ if spec.paused == true and canary.state ~= "Promoting" then
   return hs
 end
 
+if concluded_back then
+  hs.status = "Healthy"
+  hs.message = "experiment concluded: " .. text(experiment.verdict, "?") .. ", rolled back to stable"
+  return hs
+end
+
+-- A final experiment verdict that waits for a human (onConclusion Report, or no clear verdict
+-- under Promote): the split stays until a promote or abort action.
+if canary.state == "Progressing" and experiment.final == true and
+    (canary.reason == "ExperimentConcluded" or canary.stage == "experiment") then
+  hs.status = "Suspended"
+  hs.message = "experiment " .. text(canary.version, "?") .. " concluded: " .. text(experiment.verdict, "?") ..
+    "; the " .. text(canary.weight, "?") .. "% split stays until a promote or abort action"
+  if canary.reason ~= "ExperimentConcluded" and canary.message ~= nil and canary.message ~= "" then
+    hs.message = hs.message .. " (last: " .. canary.message .. ")"
+  end
+  return hs
+end
+
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = text(ready.message, "")
@@ -80,7 +119,7 @@ end
 
 if canary.state == "Progressing" or canary.state == "Promoting" then
   hs.status = "Progressing"
-  local what = "canary " .. text(canary.version, "?") .. " at " .. text(canary.weight, "0") .. "%"
+  local what = where(canary, spec.rollout or {})
   if canary.state == "Promoting" then
     what = "promoting " .. text(canary.version, "?")
   end

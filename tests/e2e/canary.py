@@ -39,11 +39,11 @@ class Env:
 
     # -- models --------------------------------------------------------------------------------
     def model(self, kind: str, **kw: Any) -> str:
-        """A real model file of `kind` (good, good2, failing, slow, corrupt) as a file:// URI."""
+        """A real model file of `kind` (good, good2, failing, slow, corrupt, shifted) as a file:// URI."""
         directory = self.models / f"{kind}-{len(list(self.models.iterdir()))}"
         writer: Callable[..., Path] = {
             "good": testmodels.write_iris, "good2": testmodels.write_iris, "failing": testmodels.write_failing,
-            "slow": testmodels.write_slow, "corrupt": testmodels.write_corrupt,
+            "slow": testmodels.write_slow, "corrupt": testmodels.write_corrupt, "shifted": testmodels.write_shifted,
         }[kind]
         return f"file://{writer(directory, **kw)}"
 
@@ -106,8 +106,12 @@ class Env:
 
 def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, ...] = (20, 50),
          failure_threshold: int = 2, progress_deadline: str = "60s", min_requests: int = 10,
-         metrics: list[dict[str, Any]] | None = None, gateway: str | None = None, **analysis: Any) -> dict[str, Any]:
-    """`gateway`: the hostname of an HTTPRoute on the test bed's shared Gateway (gatewayAPI mode)."""
+         metrics: list[dict[str, Any]] | None = None, gateway: str | None = None,
+         canary_fields: dict[str, Any] | None = None, rollout_fields: dict[str, Any] | None = None,
+         **analysis: Any) -> dict[str, Any]:
+    """`gateway`: the hostname of an HTTPRoute on the test bed's shared Gateway (gatewayAPI mode).
+    `canary_fields` / `rollout_fields`: more of spec.rollout.canary / spec.rollout (shadow, match,
+    strategy, experiment, ...)."""
     canary: dict[str, Any] = {
         "steps": list(steps), "interval": f"{INTERVAL}s", "initialDelay": f"{INTERVAL}s",
         "failureThreshold": failure_threshold, "progressDeadline": progress_deadline,
@@ -118,10 +122,11 @@ def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, 
     if gateway:
         canary["trafficRouting"] = {"gatewayAPI": {"parentRefs": [dataplane.gateway_parent_ref()],
                                                    "hostnames": [gateway]}}
+    canary.update(canary_fields or {})
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": NAME},
             "spec": {"model": {"version": version, "uri": uri, "format": "sklearn"}, "replicas": replicas,
                      "runtime": dataplane.bridged_runtime(),
-                     "rollout": {"strategy": "Canary", "canary": canary}}}
+                     "rollout": {"strategy": "Canary", "canary": canary, **(rollout_fields or {})}}}
 
 
 @pytest.fixture

@@ -71,6 +71,17 @@ def test_draws_at_the_track_rates_reproducibly() -> None:
     assert again.totals() == totals  # seeded: the same draws
 
 
+@pytest.mark.parametrize("trials", [10, 99, 1000, 4321])
+def test_spread_conversions_hit_the_rate_in_every_prefix(trials: int) -> None:
+    reporter = ConversionReporter("ns", "fraud", RATES, spread=True)
+    for _ in range(trials):
+        reporter.record(answered("stable"))
+        reporter.record(answered("canary"))
+    totals = reporter.totals()
+    for track, rate in RATES.items():
+        assert totals[track] == (trials, int(trials * rate + 1e-9)), (track, totals[track])
+
+
 def test_set_rates_applies_to_later_trials() -> None:
     reporter = ConversionReporter("ns", "fraud", {"stable": 0.0, "canary": 1.0})
     for _ in range(100):

@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
+from modelpilot.api.common import ExperimentVerdict
 from modelpilot.cli import actions as cli_actions
 from modelpilot.resources import ANNOTATION_ACTION
 from modelpilot.rollout import machine
-from modelpilot.rollout.state import from_status
+from modelpilot.rollout.experiment import conclude
+from modelpilot.rollout.stages import ComparisonRecord, ExperimentReport, OnConclusion, StageConfig
+from modelpilot.rollout.state import experiment_to_status, from_status, to_status
 from modelpilot.status import Observation, RolloutView, assess, merge_conditions
 from tests import argocd_lua
 from tests.argocd_lua import ACTIONS, act, discover, health, merge_patch
@@ -50,12 +53,14 @@ def _canary(state: str, **extra: Any) -> dict[str, Any]:
 def mdep(*, view: RolloutView | None = None, canary: dict[str, Any] | None = None, invalid: str | None = None,
          deployment: dict[str, Any] | None = None, previous_stable: dict[str, Any] | None = None,
          generation: int = 4, observed: int | None = 4, paused: bool | None = None,
-         status: bool = True) -> dict[str, Any]:
+         status: bool = True, rollout: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ModelDeployment whose phase and conditions are what the operator computes for the inputs."""
     spec: dict[str, Any] = {"model": {"version": "v2" if canary else "v1", "uri": "s3://m/fraud", "format": "sklearn"},
                             "replicas": 2}
     if paused is not None:
         spec["paused"] = paused
+    if rollout is not None:
+        spec["rollout"] = rollout
     obj: dict[str, Any] = {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment",
                            "metadata": {"name": "fraud", "namespace": "ml", "generation": generation,
                                         "uid": "0b7e", "annotations": {"team": "risk"}, "labels": {}},
@@ -78,6 +83,73 @@ def mdep(*, view: RolloutView | None = None, canary: dict[str, Any] | None = Non
 
 
 ROLLED_BACK_MSG = "canary v2 rolled back at weight 25%: error-rate=3.2 (limit <= 1)"
+
+# ------------------------------------------------------------------ stages and experiments
+
+GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+STAGED_ROLLOUT = {"canary": {"steps": [], "trafficRouting": GATEWAY, "shadow": {"percent": 10, "duration": "5m"},
+                             "match": [{"headers": [{"name": "x-beta", "value": "yes"}]}]}}
+EXPERIMENT_ROLLOUT = {"strategy": "Experiment", "canary": {"trafficRouting": GATEWAY},
+                      "experiment": {"split": 30, "duration": "10m", "metrics": [{"name": "ctr"}]}}
+VERDICTS: tuple[ExperimentVerdict, ...] = ("Winner", "Loser", "NoDifference", "Inconclusive")
+SHADOW_MSG = "shadow: 10% of requests mirrored, clients see stable only: analysis passed, 120s left"
+SEGMENT_MSG = "segment: only matching requests on the canary: analysis passed, 30s left"
+EXPERIMENT_MSG = "experiment: 30% of users on the canary: analysis passed, 240s left"
+
+
+def _report(verdict: ExperimentVerdict, final: bool) -> ExperimentReport:
+    if verdict == "Inconclusive":
+        result = ComparisonRecord("ctr", "Inconclusive", samples_canary=300, samples_stable=700,
+                                  detail="too few samples: 300 < 1000")
+    else:
+        result = ComparisonRecord("ctr", verdict, canary=0.041, stable=0.037, difference=0.004,
+                                  ci_low=0.001, ci_high=0.007, p_value=0.004, samples_canary=12000,
+                                  samples_stable=28000)
+    return ExperimentReport(final=final, verdict=verdict, results=(result,))
+
+
+def _staged(stage: str, message: str, weight: int = 0, **extra: Any) -> dict[str, Any]:
+    canary = _canary("Progressing", stage=stage, stageStartedAt="2026-11-02T11:56:00Z", step=0, weight=weight,
+                     reason="Analysing", message=message, **extra)
+    return mdep(view=RolloutView("Progressing", "Canary", message), canary=canary,
+                rollout=EXPERIMENT_ROLLOUT if stage == "experiment" else STAGED_ROLLOUT)
+
+
+def _concluded(on_conclusion: OnConclusion, verdict: ExperimentVerdict) -> dict[str, Any]:
+    """A final experiment report under onConclusion, decided by the operator's own code."""
+    running = from_status(_canary("Progressing", stage="experiment", stageStartedAt="2026-11-02T11:50:10Z", step=0,
+                                  weight=30, reason="Analysing", message=EXPERIMENT_MSG))
+    assert running is not None
+    config = machine.CanaryConfig(steps=(10, 25, 50), interval=30, initial_delay=30, failure_threshold=2,
+                                  progress_deadline=600,
+                                  stages=StageConfig(experiment_seconds=600, experiment_split=30,
+                                                     on_conclusion=on_conclusion))
+    decided = conclude(config, running, _report(verdict, final=True), NOW).canary
+    assert decided is not None
+    return mdep(view=RolloutView(decided.state, decided.reason, decided.message), canary=to_status(decided),
+                rollout=EXPERIMENT_ROLLOUT)
+
+
+def _experiment_rolled_back(reason: str, message: str) -> dict[str, Any]:
+    canary = _canary("RolledBack", stage="experiment", weight=0, step=0, reason=reason, message=message,
+                     experiment=experiment_to_status(_report("Loser", final=True)))
+    return mdep(view=RolloutView("RolledBack", reason, message), canary=canary, rollout=EXPERIMENT_ROLLOUT)
+
+
+STAGE_FIXTURES: dict[str, dict[str, Any]] = {
+    "shadow-stage": _staged("shadow", SHADOW_MSG),
+    "segment-stage": _staged("segment", SEGMENT_MSG),
+    "experiment-running": _staged("experiment", EXPERIMENT_MSG, weight=30,
+                                  experiment=experiment_to_status(_report("Winner", final=False))),
+    **{f"experiment-report-{v.lower()}": _concluded("Report", v) for v in VERDICTS},
+    "experiment-promote-nodifference": _concluded("Promote", "NoDifference"),
+    "experiment-promote-winner": _concluded("Promote", "Winner"),
+    "experiment-promote-loser": _concluded("Promote", "Loser"),
+    **{f"experiment-rollback-{v.lower()}": _concluded("Rollback", v) for v in VERDICTS},
+    "experiment-guardrail-rolled-back": _experiment_rolled_back(
+        "RolledBack", "canary v2 rolled back at weight 30%: error-rate=3.2 (limit <= 1)"),
+    "experiment-aborted-after-verdict": _experiment_rolled_back("Aborted", "canary v2 aborted by a manual action"),
+}
 FIXTURES: dict[str, dict[str, Any]] = {
     "ready": mdep(),
     "no-status-yet": mdep(status=False),
@@ -113,6 +185,11 @@ FIXTURES: dict[str, dict[str, Any]] = {
     "insufficient-accelerator": mdep(deployment={**_deployment(STABLE_REV, available=0),
                                                  "status": {"observedGeneration": 1}}, previous_stable={}),
     "spec-paused-no-canary": mdep(paused=True),
+    **STAGE_FIXTURES,
+    "experiment-rolled-back-then-invalid-spec": {
+        **STAGE_FIXTURES["experiment-rollback-winner"],
+        "status": {**mdep(invalid="spec.rollout.experiment.split: must be between 1 and 99")["status"],
+                   "canary": STAGE_FIXTURES["experiment-rollback-winner"]["status"]["canary"]}},
 }
 
 
@@ -140,6 +217,42 @@ def test_health(fixture: str, status: str, message: str) -> None:
     assert message in result["message"], result
 
 
+@pytest.mark.parametrize(("fixture", "status", "message"), [
+    ("shadow-stage", "Progressing", "canary v2 in stage shadow (10% mirrored): " + SHADOW_MSG),
+    ("segment-stage", "Progressing", "canary v2 in stage segment (matching requests only): " + SEGMENT_MSG),
+    ("experiment-running", "Progressing", "canary v2 in stage experiment (30% split): " + EXPERIMENT_MSG),
+    *[(f"experiment-report-{v.lower()}", "Suspended",
+       f"experiment v2 concluded: {v}; the 30% split stays until a promote or abort action") for v in VERDICTS],
+    ("experiment-promote-nodifference", "Suspended", "experiment v2 concluded: NoDifference; the 30% split stays"),
+    ("experiment-promote-winner", "Progressing", "promoting v2: experiment v2 concluded: Winner"),
+    ("experiment-promote-loser", "Healthy", "experiment concluded: Loser, rolled back to stable"),
+    *[(f"experiment-rollback-{v.lower()}", "Healthy", f"experiment concluded: {v}, rolled back to stable")
+      for v in VERDICTS],
+    ("experiment-guardrail-rolled-back", "Degraded", "RolledBack: canary v2 rolled back at weight 30%"),
+    ("experiment-aborted-after-verdict", "Degraded", "Aborted: canary v2 aborted by a manual action"),
+    ("experiment-rolled-back-then-invalid-spec", "Degraded", "InvalidSpec: spec.rollout.experiment.split"),
+])
+def test_health_of_stages_and_experiments(fixture: str, status: str, message: str) -> None:
+    result = health(FIXTURES[fixture])
+    assert result["status"] == status, result
+    assert message in result["message"], result
+
+
+def test_health_of_a_concluded_experiment_still_waits_after_a_guardrail_analysis() -> None:
+    """Guardrails keep running on a held split: a later reason still leaves it waiting for a human."""
+    obj = copy.deepcopy(FIXTURES["experiment-report-winner"])
+    obj["status"]["canary"].update(reason="Inconclusive", message="analysis inconclusive: error-rate: no data")
+    result = health(obj)
+    assert result["status"] == "Suspended", result
+    assert result["message"].endswith("(last: analysis inconclusive: error-rate: no data)"), result
+
+
+def test_concluded_experiment_spec_paused_is_suspended() -> None:
+    obj = copy.deepcopy(FIXTURES["experiment-rollback-loser"])
+    obj["spec"]["paused"] = True
+    assert health(obj)["status"] == "Suspended"
+
+
 def test_health_of_an_unschedulable_gpu_rollout_is_progressing_with_the_reason() -> None:
     obj = copy.deepcopy(FIXTURES["ready"])
     obj["status"]["conditions"][0].update(status="False", reason="InsufficientAccelerator",
@@ -158,6 +271,14 @@ def test_fixtures_are_what_the_operator_writes() -> None:
                      "Degraded": ("False", "AsExpected")}
     assert {c["type"]: c["reason"] for c in FIXTURES["invalid-spec"]["status"]["conditions"]}["Degraded"] == \
         "InvalidSpec"
+    # A rollback by onConclusion is Degraded in the operator's conditions; the Lua tells it apart.
+    planned = FIXTURES["experiment-rollback-winner"]["status"]
+    assert planned["phase"] == "Degraded" and planned["canary"]["reason"] == "ExperimentConcluded"
+    assert {c["type"]: (c["status"], c["reason"]) for c in planned["conditions"]}["Degraded"] == \
+        ("True", "ExperimentConcluded")
+    held = FIXTURES["experiment-report-loser"]["status"]["canary"]
+    assert (held["state"], held["reason"], held["experiment"]["final"]) == ("Progressing", "ExperimentConcluded", True)
+    assert FIXTURES["experiment-promote-winner"]["status"]["canary"]["reason"] == "ExperimentWon"
 
 
 # --------------------------------------------------------------------------------------- actions
@@ -176,6 +297,16 @@ ENABLED = {
     "rolled-back-and-spec-paused": {"retry", "resume"},
     "invalid-spec": {"pause"},
     "spec-paused-no-canary": {"resume"},
+    "shadow-stage": {"promote", "abort", "retry", "pause"},
+    "segment-stage": {"promote", "abort", "retry", "pause"},
+    "experiment-running": {"promote", "abort", "retry", "pause"},
+    # A verdict waiting for a human: promote or abort it (or pause, or run it again).
+    **{f"experiment-report-{v.lower()}": {"promote", "abort", "retry", "pause"} for v in VERDICTS},
+    "experiment-promote-nodifference": {"promote", "abort", "retry", "pause"},
+    "experiment-promote-winner": set(),
+    "experiment-promote-loser": {"retry", "pause"},
+    "experiment-rollback-winner": {"retry", "pause"},
+    "experiment-guardrail-rolled-back": {"retry", "pause"},
 }
 
 

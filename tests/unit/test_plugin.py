@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ import pytest
 import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
+from rich.console import Console
 
 from modelpilot.cli import actions, plugin
 from modelpilot.cli.kube import CliError, Target, connect, explain
+from modelpilot.cli.view import render
 
 NOW = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 
@@ -188,3 +191,154 @@ def test_actions_refused_when_they_would_do_nothing() -> None:
     assert actions.why_not(promoting, "abort") == "canary v2 is Promoting"
     with pytest.raises(ValueError, match="unknown action"):
         actions.why_not(ready, "skip")
+
+
+# --------------------------------------------------------------------------------------- stages and experiments
+
+
+EXPERIMENT_SPEC = {"strategy": "Experiment", "experiment": {"split": 30, "duration": "10m", "confidence": 0.9,
+                                                            "sticky": {"header": "x-user"}}}
+SEGMENT_SPEC = {"canary": {"steps": [], "shadow": {"percent": 10, "duration": "5m"}, "matchDuration": "2m",
+                           "match": [{"headers": [{"name": "x-beta", "value": "yes"}]},
+                                     {"cookie": {"name": "group", "value": "b"}}]}}
+COMPARISONS = [
+    {"metric": "ctr", "verdict": "Winner", "canary": 0.0412, "stable": 0.0371, "difference": 0.0041,
+     "ciLow": 0.0012, "ciHigh": 0.007, "pValue": 0.0004, "samplesCanary": 12000, "samplesStable": 28000,
+     "detail": "z=3.52"},
+    {"metric": "basket", "verdict": "Inconclusive", "samplesCanary": 300, "samplesStable": 800,
+     "detail": "too few samples: 300 < 1000"},
+]
+
+
+def _staged(stage: str | None, *, rollout: dict[str, Any], weight: int = 0, state: str = "Progressing",
+            experiment: dict[str, Any] | None = None, step: int = 0) -> dict[str, Any]:
+    canary: dict[str, Any] = {"state": state, "version": "v2", "step": step, "weight": weight,
+                              "stageStartedAt": "2026-11-02T11:56:00Z"}
+    if stage:
+        canary["stage"] = stage
+    if experiment is not None:
+        canary["experiment"] = experiment
+    return _md({"phase": "Progressing", "stable": {"version": "v1"}, "canary": canary}, rollout=rollout)
+
+
+STAGED = {
+    "waiting-for-ready": _staged(None, rollout=SEGMENT_SPEC, step=-1),
+    "shadow": _staged("shadow", rollout=SEGMENT_SPEC),
+    "segment": _staged("segment", rollout=SEGMENT_SPEC),
+    "steps": _staged("steps", rollout={"canary": {"steps": [20, 40]}}, weight=40, step=1),
+    "experiment": _staged("experiment", rollout=EXPERIMENT_SPEC, weight=30,
+                          experiment={"final": False, "verdict": "Inconclusive", "results": COMPARISONS}),
+    **{f"experiment-{verdict.lower()}": _staged(
+        "experiment", rollout=EXPERIMENT_SPEC, weight=30,
+        experiment={"final": True, "verdict": verdict, "results": COMPARISONS[:1]})
+       for verdict in ("Winner", "Loser", "NoDifference", "Inconclusive")},
+    "experiment-rolled-back": _staged("experiment", rollout=EXPERIMENT_SPEC, state="RolledBack",
+                                      experiment={"final": True, "verdict": "Loser", "results": []}),
+}
+
+
+@pytest.mark.parametrize(("fixture", "step", "weight", "stage"), [
+    ("waiting-for-ready", "-", "0%", "-"),  # no steps at all (segment until promote): no "0/0"
+    ("shadow", "-", "0%", "shadow"),
+    ("segment", "-", "0%", "segment"),
+    ("steps", "2/2", "40%", "steps"),
+    ("experiment", "-", "30%", "experiment"),
+    ("experiment-winner", "-", "30%", "experiment:Winner"),
+    ("experiment-loser", "-", "30%", "experiment:Loser"),
+    ("experiment-nodifference", "-", "30%", "experiment:NoDifference"),
+    ("experiment-inconclusive", "-", "30%", "experiment:Inconclusive"),
+    ("experiment-rolled-back", "-", "0%", "experiment:Loser"),
+])
+def test_row_shows_the_stage_before_age_and_keeps_the_other_columns(
+        fixture: str, step: str, weight: str, stage: str) -> None:
+    cells = [str(c) for c in plugin.row(STAGED[fixture], with_namespace=False)]
+    assert len(cells) == 11
+    assert cells[:4] == ["fraud", "v2", "v1", "v2"]
+    assert (cells[5], cells[6], cells[9]) == (step, weight, stage)
+    assert cells[8] == "Progressing" and cells[10].endswith(("s", "m", "h", "d"))  # AGE stays last
+
+
+def test_row_of_a_plain_canary_keeps_its_step_and_shows_no_stage() -> None:
+    md = _md({"canary": {"state": "Progressing", "version": "v2", "step": 0, "weight": 10}})
+    cells = [str(c) for c in plugin.row(md, with_namespace=False)]
+    assert (cells[5], cells[6], cells[9]) == ("1/3", "10%", "-")
+
+
+@pytest.mark.parametrize(("fixture", "words"), [
+    ("waiting-for-ready", ""),
+    ("shadow", " stage=shadow"),
+    ("segment", " stage=segment"),
+    ("steps", " stage=steps step=2/2"),
+    ("experiment", " stage=experiment"),  # interim: no verdict yet
+    ("experiment-winner", " stage=experiment verdict=Winner"),
+    ("experiment-loser", " stage=experiment verdict=Loser"),
+    ("experiment-nodifference", " stage=experiment verdict=NoDifference"),
+    ("experiment-inconclusive", " stage=experiment verdict=Inconclusive"),
+])
+def test_watch_line_gains_stage_and_final_verdict(fixture: str, words: str) -> None:
+    line = plugin.watch_line(STAGED[fixture])
+    assert line.startswith("phase=Progressing stable=v1 canary=v2 state=Progressing weight=")
+    tail = line.split(" failed=0", 1)[1]
+    assert tail == words
+
+
+def test_watch_line_of_a_plain_canary_is_unchanged() -> None:
+    md = _md({"phase": "Progressing", "stable": {"version": "v1"},
+              "canary": {"state": "Progressing", "version": "v2", "step": 1, "weight": 25}}, paused=True)
+    assert plugin.watch_line(md) == ("phase=Progressing stable=v1 canary=v2 state=Progressing weight=25% failed=0 "
+                                     "step=2/3 spec.paused=true")
+
+
+def _text(md: dict[str, Any]) -> str:
+    console = Console(width=200, no_color=True, highlight=False, record=True, file=io.StringIO())
+    console.print(render(md, latest_only=True, now=NOW))
+    return console.export_text()
+
+
+@pytest.mark.parametrize(("fixture", "expected"), [
+    ("shadow", ["stage         shadow (10% mirrored, clients see stable only), 4m of 5m",
+                "stable 100% / canary 0%  (+10% mirrored to the canary)"]),
+    ("segment", ["stage         segment (only matching requests: x-beta=yes or cookie group=b), 4m of at least 2m; "
+                 "no weight steps: held until a promote action"]),
+    ("steps", ["stage         steps: 2/2 at 40%", "step 2/2"]),
+    ("experiment", ["stage         experiment: split 30% (sticky by header x-user), 4m of 10m",
+                    "experiment (interim): Inconclusive; difference canary - stable [90% CI]",
+                    "+0.0041 [+0.0012, +0.007]", "<0.001", "12000/28000", "Winner", "too few samples"]),
+    ("experiment-winner", ["experiment: split 30% (sticky by header x-user), concluded: Winner (onConclusion "
+                           "Report: the split stays until promote or abort)", "experiment (final): Winner"]),
+    ("experiment-loser", ["concluded: Loser", "experiment (final): Loser"]),
+    ("experiment-nodifference", ["concluded: NoDifference", "experiment (final): NoDifference"]),
+    ("experiment-inconclusive", ["concluded: Inconclusive", "experiment (final): Inconclusive"]),
+    ("experiment-rolled-back", ["stage         experiment: split 30% (sticky by header x-user), concluded: Loser",
+                                "no comparisons yet"]),
+])
+def test_status_shows_the_stage_and_the_experiment(fixture: str, expected: list[str]) -> None:
+    text = _text(STAGED[fixture])
+    for part in expected:
+        assert part in text, text
+    if fixture != "steps":
+        assert " step " not in text.split("stage ")[0], text  # no step outside the weight steps
+
+
+def test_status_without_stage_or_steps_does_not_crash() -> None:
+    text = _text(STAGED["waiting-for-ready"])
+    assert "state Progressing  failed checks 0" in text and "stage  " not in text
+
+
+def test_history_lists_the_experiment(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+
+    class Fake:
+        def get(self, namespace: str, name: str) -> dict[str, Any]:
+            return STAGED["experiment-winner"]
+
+        def events(self, md: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{"time": "2026-11-02T11:59:00Z", "type": "Normal", "reason": "ExperimentConcluded",
+                     "message": "experiment v2 concluded: Winner"}]
+
+    args = plugin.build_parser().parse_args(["history", "fraud"])
+    assert plugin.cmd_history(Fake(), args, "ml") == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "canary v2 Progressing in stage experiment at 30%" in out
+    assert "EXPERIMENT (status.canary.experiment) experiment (final): Winner" in out
+    assert "ctr" in out and "+0.0041 [+0.0012, +0.007]" in out and "12000/28000" in out

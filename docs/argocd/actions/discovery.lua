@@ -8,6 +8,8 @@ if obj.status ~= nil and obj.status.canary ~= nil then
 end
 local state = canary.state
 local paused = obj.spec ~= nil and obj.spec.paused == true
+-- A concluded experiment that waits for a human (reason ExperimentConcluded) is still Progressing:
+-- promote and abort are offered; one rolled back by its onConclusion is RolledBack: retry runs it again.
 local running = state == "Progressing" or state == "Paused"
 
 actions["promote"] = {["disabled"] = not running, ["iconClass"] = "fa fa-fw fa-forward"}

@@ -28,12 +28,20 @@ from rich.text import Text
 
 from modelpilot.api.models import PLURAL, SINGULAR
 from modelpilot.cli import actions
+from modelpilot.cli.experiment_view import (
+    COMPARISON_COLUMNS,
+    comparison_rows,
+    experiment_title,
+    stage_cell,
+    stage_of,
+    step_text,
+    steps_of,
+)
 from modelpilot.cli.kube import CliError, Cluster, connect
 from modelpilot.cli.view import VERDICT_STYLE, last_round, plain_line, render
 from modelpilot.resources.labels import ANNOTATION_ACTION
 
 PROG = "kubectl modelpilot"
-DEFAULT_STEPS = (10, 25, 50)
 VERDICT_ORDER = {"Fail": 0, "Error": 1, "Inconclusive": 2, "Pass": 3}
 PHASE_STYLE = {"Ready": "green", "Progressing": "yellow", "Pending": "yellow", "Degraded": "bold red",
                "Failed": "bold red"}
@@ -82,8 +90,8 @@ def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
 
 
 def steps(md: Mapping[str, Any]) -> Sequence[int]:
-    canary = (((md.get("spec") or {}).get("rollout") or {}).get("canary")) or {}
-    return canary.get("steps") or DEFAULT_STEPS
+    """spec.rollout.canary.steps (the default when unset; empty with `match` and no steps)."""
+    return steps_of(md)
 
 
 def last_verdict(canary: Mapping[str, Any]) -> tuple[str, str]:
@@ -97,14 +105,14 @@ def last_verdict(canary: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def row(md: Mapping[str, Any], with_namespace: bool) -> list[str | Text]:
-    """One line of `list`: kubectl get's columns plus the canary's step, weight and last verdict."""
+    """One line of `list`: kubectl get's columns plus the canary's step, weight, last verdict and
+    stage (STAGE comes last before AGE, so the earlier columns keep their places)."""
     meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
     canary = status.get("canary") or {}
     step, weight, state, verdict_text = "-", "-", "-", Text("-")
     if canary:
         state = str(canary.get("state", "?"))
-        index = int(canary.get("step", -1))
-        step = f"{index + 1}/{len(steps(md))}"
+        step = step_text(md, canary)
         weight = f"{int(canary.get('weight') or 0)}%"
         verdict, metric = last_verdict(canary)
         if verdict:
@@ -113,7 +121,7 @@ def row(md: Mapping[str, Any], with_namespace: bool) -> list[str | Text]:
     cells: list[str | Text] = [
         str(meta.get("name")), str((spec.get("model") or {}).get("version", "")),
         str((status.get("stable") or {}).get("version") or "-"), str(canary.get("version") or "-"), state, step,
-        weight, verdict_text, Text(phase or "-", style=PHASE_STYLE.get(phase, "")),
+        weight, verdict_text, Text(phase or "-", style=PHASE_STYLE.get(phase, "")), stage_cell(canary),
         age(meta.get("creationTimestamp")),
     ]
     return [str(meta.get("namespace")), *cells] if with_namespace else cells
@@ -140,7 +148,7 @@ def cmd_list(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
         where = "any namespace" if scope is None else f"{scope} namespace"
         print(f"No {PLURAL} found in {where}.", file=sys.stderr)
         return 0
-    columns = ["NAME", "MODEL", "STABLE", "CANARY", "STATE", "STEP", "WEIGHT", "VERDICT", "PHASE", "AGE"]
+    columns = ["NAME", "MODEL", "STABLE", "CANARY", "STATE", "STEP", "WEIGHT", "VERDICT", "PHASE", "STAGE", "AGE"]
     table = _plain_table(*(["NAMESPACE", *columns] if scope is None else columns))
     for md in items:
         table.add_row(*row(md, scope is None))
@@ -212,18 +220,26 @@ def _follow(cluster: Cluster, namespace: str, name: str, interval: int) -> Itera
             yield cluster.get(namespace, name)  # a watch that saw nothing: gone ("not found") or quiet
 
 
+def watch_line(obj: Mapping[str, Any]) -> str:
+    """The `--watch` line of one state: plain_line (with stage= and a final verdict=), the step
+    while the canary is on (or waiting for) its weight steps, and spec.paused."""
+    line = plain_line(obj)
+    canary = (obj.get("status") or {}).get("canary") or {}
+    step = step_text(obj, canary) if canary else "-"
+    if step != "-":
+        line += f" step={step}"
+    if (obj.get("spec") or {}).get("paused") is True:
+        line += " spec.paused=true"
+    return line
+
+
 def _watch_plain(cluster: Cluster, md: dict[str, Any], namespace: str, name: str, interval: int) -> None:
     """One line per change of the rollout and per new event, for logs and pipes."""
     last_line = ""
     seen: set[tuple[str, str, str]] = set()
     first = True
     for obj in itertools.chain([md], _follow(cluster, namespace, name, interval)):
-        line = plain_line(obj)
-        canary = (obj.get("status") or {}).get("canary") or {}
-        if canary:
-            line += f" step={int(canary.get('step', -1)) + 1}/{len(steps(obj))}"
-        if (obj.get("spec") or {}).get("paused") is True:
-            line += " spec.paused=true"
+        line = watch_line(obj)
         stamp = time.strftime("%H:%M:%S")
         if line != last_line:
             print(f"{stamp} {namespace}/{name} {line}", flush=True)
@@ -247,7 +263,8 @@ def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> i
     console = console_for(250)
     head = f"{namespace}/{args.name}: stable {stable.get('version') or '-'}"
     if canary:
-        head += (f", canary {canary.get('version')} {canary.get('state')} at {canary.get('weight', 0)}% "
+        stage = f" in stage {stage_of(canary)}" if stage_of(canary) else ""
+        head += (f", canary {canary.get('version')} {canary.get('state')}{stage} at {canary.get('weight', 0)}% "
                  f"(started {canary.get('startedAt', '?')})")
     console.print(head)
     console.print()
@@ -275,6 +292,14 @@ def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> i
         console.print(table)
     else:
         console.print("none (no canary in progress)" if not canary else "none yet")
+    experiment = canary.get("experiment")
+    if experiment:
+        console.print()
+        console.print(f"EXPERIMENT (status.canary.experiment) {experiment_title(md, experiment)}", style="bold")
+        table = _plain_table(*(column.upper() for column in COMPARISON_COLUMNS))
+        for cells in comparison_rows(experiment, detail_width=200):
+            table.add_row(*cells)
+        console.print(table)
     return 0
 
 
@@ -322,12 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ls = sub.add_parser("list", aliases=["ls"], help="ModelDeployments with their canary step, weight and verdict")
+    ls = sub.add_parser("list", aliases=["ls"],
+                        help="ModelDeployments with their canary step, weight, verdict and stage")
     _common(ls, suppress=True)
     ls.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
     ls.set_defaults(func=cmd_list, command="list")
 
-    st = sub.add_parser("status", help="versions, weight, last analysis, conditions and recent events")
+    st = sub.add_parser("status",
+                        help="versions, stage, weight, last analysis, experiment, conditions and recent events")
     _common(st, suppress=True)
     st.add_argument("name")
     st.add_argument("-w", "--watch", action="store_true", help="keep redrawing as the rollout moves (Ctrl-C stops)")

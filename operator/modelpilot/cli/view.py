@@ -1,12 +1,13 @@
 """Terminal views of a ModelDeployment's rollout (rich), shared by the demo and the kubectl plugin.
 
-`render(md, live)` draws versions, a weight bar, the live metrics of both tracks against their
-thresholds, the last analyses and the conditions; `plain_line(md, live)` says the same in one
-line for logs and non-terminals.
+`render(md, live)` draws versions, the rollout's stage, a weight bar, the live metrics of both
+tracks against their thresholds, the last analyses, an experiment's comparisons and the
+conditions; `plain_line(md, live)` says the same in one line for logs and non-terminals.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +16,8 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from modelpilot.cli.experiment_view import experiment_table, plain_words, stage_text, step_text, weight_note
 
 # track -> metric -> value (None: no data)
 Live = Mapping[str, Mapping[str, float | None]]
@@ -32,12 +35,12 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.3g}{unit}"
 
 
-def weight_bar(weight: int, width: int = 40) -> Text:
+def weight_bar(weight: int, width: int = 40, note: str = "") -> Text:
     filled = round(width * weight / 100)
     bar = Text()
     bar.append("█" * (width - filled), style="green")
     bar.append("█" * filled, style="yellow")
-    bar.append(f"  stable {100 - weight}% / canary {weight}%")
+    bar.append(f"  stable {100 - weight}% / canary {weight}%{note}")
     return bar
 
 
@@ -79,20 +82,23 @@ def _analysis_table(title: str, records: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool = False,
-           events: Sequence[Mapping[str, Any]] | None = None) -> Group:
+           events: Sequence[Mapping[str, Any]] | None = None, now: dt.datetime | None = None) -> Group:
     """The rollout panel. `latest_only` shows the most recent analysis (every metric it measured)
     instead of the last six records; `events` (dicts with time, type, reason, message; oldest
-    first) adds a table of recent events."""
+    first) adds a table of recent events; `now` (default: the clock) times the current stage."""
     meta, status = md.get("metadata") or {}, md.get("status") or {}
     title = f"{meta.get('namespace')}/{meta.get('name')}  phase {status.get('phase', '?')}"
-    parts: list[Any] = [_head(md)]
+    parts: list[Any] = [_head(md, now)]
     if live:
         parts.append(_live_table(md, live))
-    analyses = (status.get("canary") or {}).get("analyses") or []
+    canary = status.get("canary") or {}
+    analyses = canary.get("analyses") or []
     if analyses and latest_only:
         parts.append(_analysis_table("last analysis", last_round(analyses)))
     elif analyses:
         parts.append(_analysis_table("last analyses", analyses[-6:]))
+    if canary.get("experiment"):
+        parts.append(experiment_table(md, canary["experiment"]))
     conditions = Table(title="conditions", expand=False)
     for column in ("type", "status", "reason", "message"):
         conditions.add_column(column)
@@ -104,8 +110,8 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
     return Group(Panel(Group(*parts), title=title))
 
 
-def _head(md: Mapping[str, Any]) -> Table:
-    """Versions, the canary's step and counters, the weight bar and the last decision."""
+def _head(md: Mapping[str, Any], now: dt.datetime | None = None) -> Table:
+    """Versions, the canary's step and counters, its stage, the weight bar and the last decision."""
     spec, status = md.get("spec") or {}, md.get("status") or {}
     stable, canary = status.get("stable") or {}, status.get("canary") or {}
     head = Table.grid(padding=(0, 2))
@@ -115,12 +121,15 @@ def _head(md: Mapping[str, Any]) -> Table:
     if not canary:
         head.add_row("weight", weight_bar(0))
         return head
-    steps = (((spec.get("rollout") or {}).get("canary") or {}).get("steps")) or [10, 25, 50]
-    head.add_row("canary", f"{canary.get('version')}  state {canary.get('state')}  step "
-                           f"{int(canary.get('step', -1)) + 1}/{len(steps)}  "
-                           f"failed checks {canary.get('failedChecks', 0)}  "
+    step = step_text(md, canary)
+    head.add_row("canary", f"{canary.get('version')}  state {canary.get('state')}  "
+                           + (f"step {step}  " if step != "-" else "")
+                           + f"failed checks {canary.get('failedChecks', 0)}  "
                            f"provider errors {canary.get('providerErrors', 0)}")
-    head.add_row("weight", weight_bar(int(canary.get("weight") or 0)))
+    stage = stage_text(md, canary, now)
+    if stage:
+        head.add_row("stage", stage)
+    head.add_row("weight", weight_bar(int(canary.get("weight") or 0), note=weight_note(md, canary)))
     if canary.get("message"):
         head.add_row("last decision", Text(str(canary["message"])[:200]))
     return head
@@ -158,7 +167,7 @@ def plain_line(md: Mapping[str, Any], live: Live | None = None) -> str:
     words = [f"phase={status.get('phase', '?')}", f"stable={stable.get('version', '-')}"]
     if canary:
         words += [f"canary={canary.get('version')}", f"state={canary.get('state')}", f"weight={canary.get('weight')}%",
-                  f"failed={canary.get('failedChecks', 0)}"]
+                  f"failed={canary.get('failedChecks', 0)}", *plain_words(canary)]
     if live:
         for track in ("stable", "canary"):
             values = live.get(track) or {}

@@ -97,16 +97,21 @@ def check_queries(spec: ModelDeploymentSpec, confine: bool = False,
     namespace when the operator says so; not one the metric provider already rejected as a bad
     query). Raises SpecError naming the metric."""
     problems = []
-    for i, metric in enumerate(spec.rollout.canary.analysis.metrics):
-        if metric.query:
-            try:
-                check_syntax(metric.query)
-                if confine:
-                    check_confined(metric.query)
-                if rejected and metric.query in rejected:
-                    raise QueryError(f"rejected by the metric provider: {rejected[metric.query]}")
-            except QueryError as err:
-                problems.append(f"spec.rollout.canary.analysis.metrics[{i}].query ({metric.name}): {err}")
+    queries = [(f"spec.rollout.canary.analysis.metrics[{i}].query ({metric.name})", metric.query)
+               for i, metric in enumerate(spec.rollout.canary.analysis.metrics) if metric.query]
+    if spec.rollout.experiment is not None:
+        queries += [(f"spec.rollout.experiment.metrics[{i}].{role} ({metric.name})", query)
+                    for i, metric in enumerate(spec.rollout.experiment.metrics)
+                    for role, query in metric.queries().items()]
+    for where, query in queries:
+        try:
+            check_syntax(query)
+            if confine:
+                check_confined(query)
+            if rejected and query in rejected:
+                raise QueryError(f"rejected by the metric provider: {rejected[query]}")
+        except QueryError as err:
+            problems.append(f"{where}: {err}")
     if problems:
         raise SpecError("invalid ModelDeployment spec: " + "; ".join(problems), problems)
 

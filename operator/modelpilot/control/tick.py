@@ -91,7 +91,7 @@ def _canary_ready(obs: Observed, canary: CanaryState | None, revision: str) -> b
 
 def rollout_tick(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus, analysis: AnalysisResult | None,
                  now: dt.datetime) -> Tick:
-    if spec.rollout.strategy != "Canary" or not stored.served:
+    if spec.rollout.strategy == "Rolling" or not stored.served:
         # Rolling strategy, or no version has ever served (nothing to protect, nothing to compare a
         # canary with, e.g. a first spec whose pods could not be scheduled): stable takes the spec.
         return Tick(stable_spec=spec, decision=Decision(None))

@@ -37,12 +37,17 @@ class ConversionReporter:
     converts with `default_rate`) for ModelDeployment `model_deployment` in `namespace`."""
 
     def __init__(self, namespace: str, model_deployment: str, rates: Mapping[str, float], seed: int = 0, *,
-                 default_rate: float = 0.0) -> None:
+                 default_rate: float = 0.0, spread: bool = False) -> None:
+        """`spread`: instead of random draws, trial n of a track converts when
+        floor((n + 1) x rate) > floor(n x rate): every window's observed rate is the rate itself,
+        so a statistical test sees exactly the difference it is given (no sampling luck)."""
         self.namespace = namespace
         self.model_deployment = model_deployment
         self.default_rate = default_rate
         self._rates = self._checked(rates)
         self._random = random.Random(seed)
+        self.spread = spread
+        self._seen: dict[str, int] = {}  # track -> trials so far (spread mode)
         self._lock = threading.Lock()
         self._totals: dict[tuple[str, str], list[int]] = {}  # (track, revision) -> [trials, conversions]
         self.registry = CollectorRegistry()
@@ -80,7 +85,13 @@ class ConversionReporter:
             return None
         track, revision = request.track, request.revision or ""
         with self._lock:
-            converted = self._random.random() < self._rates.get(track, self.default_rate)
+            rate = self._rates.get(track, self.default_rate)
+            if self.spread:
+                n = self._seen.get(track, 0)
+                self._seen[track] = n + 1
+                converted = int((n + 1) * rate + 1e-9) > int(n * rate + 1e-9)
+            else:
+                converted = self._random.random() < rate
             counts = self._totals.setdefault((track, revision), [0, 0])
             counts[0] += 1
             counts[1] += int(converted)
