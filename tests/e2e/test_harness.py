@@ -363,8 +363,9 @@ def test_replica_ratio_split_follows_ready_pods(api_client: client.ApiClient, so
     scale(api_client, ns, f"{NAME}-canary", 0)
     world.wait_serving(stable=3, canary=0)
     world.wait_split({"stable": 1.0}, tolerance=0.0, seconds=3)
-    errors = {k: v for k, v in world.loadgen.outcomes().items() if k != 200}
-    # A pod being removed may take a request or two on its way out; nothing else fails.
+    # "dropped" never left the load generator (its in-flight bound, on a loaded machine): not an
+    # answer. A pod being removed may take a request or two on its way out; nothing else fails.
+    errors = {k: v for k, v in world.loadgen.outcomes().items() if k not in (200, "dropped")}
     assert sum(errors.values()) <= 5, errors
 
 

@@ -188,13 +188,20 @@ def test_actions_send_exactly_what_the_operator_reads(cluster: ClusterHandle, cu
 # ------------------------------------------------------------------------------------ a live rollout
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal. A test run started as a background job inherits an
+    ignored SIGINT, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watcher:
     """`status --watch` with stdout a pipe: plain lines, read on a thread."""
 
     def __init__(self, cluster: ClusterHandle, namespace: str, name: str) -> None:
         env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), COLUMNS="220")
         self.process = subprocess.Popen([str(PLUGIN), "status", name, "-n", namespace, "--watch", "--interval", "1"],
-                                        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self.errors: list[str] = []
         # Both pipes are drained: a full stderr pipe (urllib3's retry warnings on a loaded machine)
