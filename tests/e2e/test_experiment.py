@@ -67,7 +67,9 @@ def check_sticky_split(env: Env, since: float) -> None:
     print(f"sticky: {len(tracks)} users, {on_canary} on the canary, {len(switched)} switched; requests {counts}")
     assert len(tracks) >= USERS * 0.9, len(tracks)
     assert switched == {}, dict(list(switched.items())[:5])
-    assert abs(share - 0.5) <= 0.15, (share, counts)  # the 50 % split, by user hash (200 users)
+    # The 50 % split, by user hash: with 200 users one standard deviation is 3.5 points (a split
+    # by pod count instead, 1 canary pod beside 2 stable, would be a third).
+    assert abs(share - 0.5) <= 0.1, (share, counts)
 
 
 def conversion(canary: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +89,11 @@ def test_experiment_finds_the_canary_winner_with_its_confidence_interval(env: En
     assert canary["state"] == "Progressing" and canary["reason"] == "ExperimentConcluded", canary
     assert int(canary["weight"]) == 50  # Report: the split stays until a human acts
     assert "ExperimentConcluded" in env.reasons()
+    # The route changed once (to the split) and the sticky policy never after its creation: what
+    # the API server defaults in them is not mistaken for drift (no apply loop).
+    logs = env.operator.logs()
+    assert logs.count("applied kind=HTTPRoute") <= 2, [line for line in logs.splitlines() if "applied" in line]
+    assert "created kind=BackendTrafficPolicy" in logs and "applied kind=BackendTrafficPolicy" not in logs
 
 
 def test_experiment_with_equal_rates_finds_no_difference(env: Env) -> None:

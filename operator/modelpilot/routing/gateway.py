@@ -25,10 +25,20 @@ HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
 _ALL_PATHS = {"type": "PathPrefix", "value": "/"}
 
 
-def _backend(name: str, track: str, weight: int | None = None) -> dict[str, Any]:
+TRACK_HEADER = "x-modelpilot-track"
+
+
+def _backend(name: str, track: str, weight: int | None = None, labelled: bool = False) -> dict[str, Any]:
     ref: dict[str, Any] = {"group": "", "kind": "Service", "name": service_name(name, track), "port": SERVICE_PORT}
     if weight is not None:
         ref["weight"] = weight
+    if labelled:
+        # A filter per backend makes Envoy Gateway keep one cluster per backend (weighted clusters),
+        # the only shape in which its consistent hash picks the backend by weight: with two plain
+        # backendRefs it merges them into one cluster whose weights the hash ignores, splitting
+        # users by pod count instead.
+        ref["filters"] = [{"type": "RequestHeaderModifier",
+                           "requestHeaderModifier": {"set": [{"name": TRACK_HEADER, "value": track}]}}]
     return ref
 
 
@@ -51,12 +61,13 @@ def route_matches(matches: Sequence[RouteMatch]) -> list[dict[str, Any]]:
 
 
 def build_httproute(name: str, namespace: str, owner: Mapping[str, Any], gateway: GatewayAPI, weight: int, *,
-                    mirror_percent: int = 0, matches: Sequence[RouteMatch] = ()) -> Obj:
+                    mirror_percent: int = 0, matches: Sequence[RouteMatch] = (), sticky: bool = False) -> Obj:
     """The route at `weight` percent to the canary; with `mirror_percent`, that share of requests
-    copied to the canary; with `matches`, a first rule sending matching requests to the canary."""
+    copied to the canary; with `matches`, a first rule sending matching requests to the canary;
+    `sticky`: the backends shaped for a consistent-hash split (each sets x-modelpilot-track)."""
     parent_refs = [ref.model_dump(by_alias=True, exclude_none=True) for ref in gateway.parent_refs]
-    split: dict[str, Any] = {"backendRefs": [_backend(name, "stable", 100 - weight),
-                                             _backend(name, "canary", weight)]}
+    split: dict[str, Any] = {"backendRefs": [_backend(name, "stable", 100 - weight, sticky),
+                                             _backend(name, "canary", weight, sticky)]}
     if mirror_percent > 0:
         split["filters"] = [{"type": "RequestMirror",
                              "requestMirror": {"backendRef": _backend(name, "canary"), "percent": mirror_percent}}]
@@ -84,13 +95,13 @@ class GatewayAPIRouter:
         gateway = rollout.canary.traffic_routing.gateway_api
         assert gateway is not None, "the gatewayAPI router serves specs with trafficRouting.gatewayAPI"
         matches = rollout.canary.match if traffic.segment and rollout.canary.match else ()
-        route = build_httproute(ctx.name, ctx.namespace, ctx.owner, gateway, traffic.weight,
-                                mirror_percent=traffic.mirror_percent, matches=matches)
-        children = [route]
         experiment = rollout.experiment if rollout.strategy == "Experiment" else None
-        if experiment is not None and experiment.sticky is not None:
-            children.append(build_sticky_policy(ctx.name, ctx.namespace, ctx.owner, experiment.sticky))
-        return children
+        sticky = experiment.sticky if experiment is not None else None
+        route = build_httproute(ctx.name, ctx.namespace, ctx.owner, gateway, traffic.weight,
+                                mirror_percent=traffic.mirror_percent, matches=matches, sticky=sticky is not None)
+        if sticky is None:
+            return [route]
+        return [route, build_sticky_policy(ctx.name, ctx.namespace, ctx.owner, sticky)]
 
     def child_refs(self, name: str) -> list[ChildRef]:
         return [(HTTPROUTE_API_VERSION, "HTTPRoute", name), (STICKY_API_VERSION, STICKY_KIND, name)]
