@@ -10,6 +10,7 @@ import yaml
 
 from modelpilot.api.models import API_VERSION, KIND, SHORT_NAMES, SINGULAR
 from tests.e2e.support import ClusterHandle
+from tests.unit import spec_cases
 
 VALID: dict[str, Any] = {
     "apiVersion": API_VERSION,
@@ -73,6 +74,23 @@ def test_invalid_spec_rejected_at_admission(cluster: ClusterHandle, crd: str, na
     code, output = server_create(cluster, namespace, obj)
     assert code != 0, f"{case} was accepted"
     assert message in output, output
+
+
+@pytest.mark.parametrize(("case", "spec", "message"), spec_cases.INVALID, ids=[c[0] for c in spec_cases.INVALID])
+def test_shared_invalid_cases_rejected_at_admission(cluster: ClusterHandle, crd: str, namespace: str, case: str,
+                                                    spec: dict[str, Any], message: str) -> None:
+    """The table the parser and the CEL unit tests share (among them: shadow, match and the
+    Experiment strategy with the replicas router, which cannot mirror or match requests)."""
+    code, output = server_create(cluster, namespace, {**VALID, "spec": spec})
+    assert code != 0, f"{case} was accepted"
+    assert message in output, output
+
+
+@pytest.mark.parametrize(("case", "spec"), spec_cases.VALID, ids=[c[0] for c in spec_cases.VALID])
+def test_shared_valid_cases_accepted(cluster: ClusterHandle, crd: str, namespace: str, case: str,
+                                     spec: dict[str, Any]) -> None:
+    code, output = server_create(cluster, namespace, {**VALID, "spec": spec})
+    assert code == 0, f"{case}: {output}"
 
 
 def test_valid_spec_and_examples_accepted(cluster: ClusterHandle, crd: str, namespace: str) -> None:

@@ -77,14 +77,14 @@ def test_gateway_canary_at_20_percent_then_promoted(env: Env) -> None:
     split = shares(measured)
     print(f"weight 20 through envoy: {split} over {len(measured)} requests; unanswered {unanswered(measured)}")
     assert abs(split.get("canary", 0) - 0.20) <= 0.04, split
-    assert sum(unanswered(measured).values()) <= 50, unanswered(measured)
+    assert sum(n for outcome, n in unanswered(measured).items() if outcome != "dropped") <= 50, unanswered(measured)
 
     mdep.patch_spec(env.custom, env.namespace, "fraud", {"paused": False})
     env.annotate("promote")
     env.wait_stable("v2")
     env.world.wait_serving(stable=2, canary=0)
     env.world.wait_split({"stable": 1.0}, tolerance=0.0, seconds=3)
-    after = env.world.measure(500)
+    after = [r for r in env.world.measure(500) if r.outcome != "dropped"]
     assert {(r.track, r.version) for r in after} == {("stable", "v2")}, Counter((r.track, r.version) for r in after)
 
 
@@ -103,8 +103,8 @@ def test_weight_zero_reaches_no_canary_pod(api_client: client.ApiClient, custom:
     world.wait_serving(stable=2, canary=2)  # canary pods serving and in the EndpointSlices
     wait_for(lambda: world.loadgen.entry.kind == "gateway", what="requests through the gateway")
     world.wait_split({"stable": 1.0}, tolerance=0.0, seconds=2)
-    measured = world.measure(1000)
-    assert Counter(r.track for r in measured) == {"stable": 1000}
+    measured = [r for r in world.measure(1000) if r.outcome != "dropped"]  # dropped: never sent
+    assert len(measured) >= 900 and Counter(r.track for r in measured) == {"stable": len(measured)}
     assert world.loadgen.totals().get("canary") is None  # not one request, ever
 
 
@@ -124,7 +124,7 @@ def test_service_split_follows_ready_pods_within_5_points(api_client: client.Api
     print(f"3 stable + 1 canary through the ClusterIP: {split} over {len(measured)} requests; "
           f"unanswered {unanswered(measured)}")
     assert abs(split.get("canary", 0) - 0.25) <= 0.05, split
-    assert sum(unanswered(measured).values()) <= 50, unanswered(measured)
+    assert sum(n for outcome, n in unanswered(measured).items() if outcome != "dropped") <= 50, unanswered(measured)
 
 
 def test_a_pod_that_is_not_ready_gets_no_traffic(api_client: client.ApiClient, custom: client.CustomObjectsApi,
@@ -146,7 +146,7 @@ def test_a_pod_that_is_not_ready_gets_no_traffic(api_client: client.ApiClient, c
     measured = world.measure(400)
     assert broken.name not in {r.pod for r in measured}
     assert {r.track for r in measured} <= {"stable", "none"}
-    assert {r.outcome for r in measured if r.track == "none"} <= {503}
+    assert {r.outcome for r in measured if r.track == "none"} <= {503, "dropped"}
     assert {r.outcome for r in measured if r.track == "stable"} == {200}
 
 
@@ -168,7 +168,8 @@ def test_a_stopped_process_leaves_the_gateway_within_5_seconds(
     # Every request sent from 5 s after the kill on is answered, and by the other pod only.
     wait_for(lambda: [r for r in world.loadgen.requests() if r.sent_at > stopped_at + 7 and r.outcome], timeout=30,
              what="requests sent 7 s after the kill")
-    late = [r for r in world.loadgen.requests() if r.sent_at > stopped_at + 5 and r.outcome is not None]
+    # "dropped" never left the load generator (its in-flight bound on a loaded machine).
+    late = [r for r in world.loadgen.requests() if r.sent_at > stopped_at + 5 and r.outcome not in (None, "dropped")]
     failed = [r for r in world.loadgen.requests() if r.sent_at > stopped_at and r.outcome != 200]
     print(f"stopped process left after {max((r.sent_at for r in failed), default=stopped_at) - stopped_at:.2f}s "
           f"({len(failed)} failed requests)")

@@ -187,9 +187,9 @@ class LoadGenerator:
     def traffic_split(self, seconds: float = 10.0, *, answered_only: bool = False) -> dict[str, float]:
         """Share of the requests of the last `seconds` per track of the answering pod (`none`:
         no pod answered); sums to 1, {} when none. `answered_only` counts only requests a pod
-        answered."""
+        answered. Dropped requests never reached the data plane: they say nothing of the split."""
         picked = [r for r in self.requests(seconds)
-                  if r.outcome is not None and (not answered_only or r.pod is not None)]
+                  if r.outcome not in (None, "dropped") and (not answered_only or r.pod is not None)]
         counts = Counter(r.track for r in picked)
         total = sum(counts.values())
         return {track: n / total for track, n in sorted(counts.items())} if total else {}
