@@ -126,7 +126,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("experiment-replicas-router", experiment({"trafficRouting": {"replicas": {}}}),
      "strategy Experiment: gatewayAPI routing is required"),
     ("experiment-with-match",
-     experiment({"trafficRouting": GATEWAY, "match": [{"headers": [{"name": "x", "value": "y"}]}]}),
+     experiment({"trafficRouting": GATEWAY, "match": [{"headers": [{"name": "x-cohort", "value": "beta"}]}]}),
      "rollout.canary.match applies to strategy Canary only"),
     ("experiment-proportion-no-trials", experiment(metrics=[{"name": "c", "successes": "up"}]),
      "a Proportion metric needs successes and trials"),
