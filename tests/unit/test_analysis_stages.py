@@ -86,6 +86,22 @@ def test_prediction_shift(case: str, canary: dict[str, float], stable: dict[str,
     assert detail in measured.detail
 
 
+@pytest.mark.parametrize(("canary", "stable", "verdict", "detail"), [
+    ({}, {}, "Pass", "not judged: neither track exports a prediction histogram"),
+    ({}, SAME, "Inconclusive", "too few predictions (canary 0 < 100)"),  # the canary stopped counting
+    ({"fraud": 0.0}, {"ok": 0.0}, "Inconclusive", "too few predictions"),  # series, just no traffic yet
+    ({"fraud": 500.0, "ok": 500.0}, SAME, "Fail", "> 0.1"),
+])
+def test_the_shadows_own_prediction_shift_skips_models_without_histograms(
+        canary: dict[str, float], stable: dict[str, float], verdict: str, detail: str) -> None:
+    histograms = {"canary": canary, "stable": stable}
+    measured = prediction_shift(SHIFT, histograms.__getitem__, 100, NOW, optional=True)
+    assert measured.verdict == verdict and detail in measured.detail, measured
+    # Named in the metrics list, it is never skipped.
+    assert prediction_shift(SHIFT, histograms.__getitem__, 100, NOW).verdict == ("Inconclusive" if not canary
+                                                                                   or not stable else verdict)
+
+
 # -- experiment comparisons ------------------------------------------------------------------------
 CONVERSIONS = {"name": "conversion", "successes": 'sum(increase(conv{track="{{track}}"}[{{window}}]))',
                "trials": 'sum(increase(trials{track="{{track}}"}[{{window}}]))'}

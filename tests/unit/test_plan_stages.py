@@ -176,3 +176,21 @@ def test_experiment_queries_are_checked_like_analysis_queries(successes: str, co
     with pytest.raises(SpecError) as err:
         check_queries(spec, confine)
     assert problem in str(err.value)
+
+
+@pytest.mark.parametrize(("stage", "named", "added"), [
+    ("shadow", False, True), ("shadow", True, False), ("steps", False, False), ("segment", False, False),
+])
+def test_the_shadow_adds_prediction_shift_unless_named(stage: str, named: bool, added: bool) -> None:
+    from modelpilot.control.plan import stage_analysis
+    from tests.unit.spec_cases import GATEWAY, canary
+
+    metrics = [{"name": "error-rate", "max": 1}, *([{"name": "prediction-shift", "max": 0.3}] if named else [])]
+    spec = parse_spec(canary(shadow={"percent": 10, "maxPredictionShift": 0.2}, trafficRouting=GATEWAY,
+                             analysis={"metrics": metrics}))
+    state = CanaryState(state="Progressing", version="v2", revision="r2", started_at=T0, last_progress_at=T0,
+                        step=0, stage=stage)  # type: ignore[arg-type]
+    analysis = stage_analysis(spec, state)
+    assert (analysis is not spec.rollout.canary.analysis) == added
+    shifts = [m.max for m in analysis.metrics if m.name == "prediction-shift"]
+    assert shifts == ([0.2] if added else [0.3] if named else [])

@@ -27,15 +27,23 @@ MAX_WINDOW_SECONDS = 3600
 Histogram = Callable[[str], dict[str, float]]  # track -> {bin: predictions in the window}
 
 
-def prediction_shift(metric: Metric, histogram: Histogram, min_predictions: int, now: dt.datetime) -> Measurement:
+def prediction_shift(metric: Metric, histogram: Histogram, min_predictions: int, now: dt.datetime,
+                     optional: bool = False) -> Measurement:
     """Judge `metric` (a max on the distance) from both tracks' histograms; Inconclusive when a
-    track made fewer than `min_predictions` predictions in the window."""
+    track made fewer than `min_predictions` predictions in the window. `optional` (the shadow's own
+    check, not one the metrics list names): a model whose predictions are never counted (no track
+    has a single histogram series: a custom runtime, or an output that is not one value per row)
+    is not judged on them; a track that has none while the other has some is still Inconclusive."""
     canary, stable = histogram("canary"), histogram("stable")
+    threshold = f"<= {metric.max:g}" if metric.max is not None else ""
+    if optional and not canary and not stable:
+        return Measurement(now, metric.name, None, threshold, "Pass",
+                           "not judged: neither track exports a prediction histogram")
     counts = {"canary": sum(canary.values()), "stable": sum(stable.values())}
     short = [f"{track} {n:.0f}" for track, n in counts.items() if n < max(1, min_predictions)]
     if short:
-        return Measurement(now, metric.name, None, f"<= {metric.max:g}" if metric.max is not None else "",
-                           "Inconclusive", f"too few predictions ({', '.join(short)} < {max(1, min_predictions)})")
+        why = f"too few predictions ({', '.join(short)} < {max(1, min_predictions)})"
+        return Measurement(now, metric.name, None, threshold, "Inconclusive", why)
     distance = jensen_shannon(canary, stable)
     measured = judge(metric, distance, None, now)
     detail = f"Jensen-Shannon distance over {counts['canary']:.0f} canary / {counts['stable']:.0f} stable predictions"

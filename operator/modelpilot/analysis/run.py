@@ -45,9 +45,10 @@ class ExperimentRun:
 
 def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, provider: MetricsProvider,
                  now: dt.datetime, revisions: Mapping[str, str], shift_window: int | None = None,
-                 experiment: ExperimentRun | None = None) -> AnalysisResult:
+                 experiment: ExperimentRun | None = None, shift_optional: bool = False) -> AnalysisResult:
     """`revisions`: the serving revision of each track ("canary", "stable"), for {{revision}}.
-    `shift_window`: the window of prediction-shift (default `window`)."""
+    `shift_window`: the window of prediction-shift (default `window`); `shift_optional`: the
+    shadow added it (see distribution.prediction_shift)."""
     values = {"namespace": namespace, "name": name, "window": f"{window}s"}
 
     def query(template: str, track: str, seconds: int = window) -> float | None:
@@ -75,7 +76,8 @@ def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, 
         template = metric_template(metric)
         try:
             if metric.name in DISTRIBUTION_METRICS:
-                measurements.append(prediction_shift(metric, histogram, analysis.min_requests, now))
+                measurements.append(prediction_shift(metric, histogram, analysis.min_requests, now,
+                                                     optional=shift_optional))
                 continue
             canary = query(template, "canary")
             stable = query(template, "stable") if metric.compare_to_stable is not None else None

@@ -70,6 +70,7 @@ class AnalysisRequest:
     window: int
     shift_window: int | None = None  # prediction-shift: since the canary's Ready (at most an hour)
     experiment: ExperimentRun | None = None
+    shift_optional: bool = False  # prediction-shift added by the shadow, not named by the metrics
 
 
 @dataclass(frozen=True)
@@ -216,14 +217,15 @@ def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
         # canary (say, a failing version this one replaces) and must not judge this one.
         window = max(1, min(window, math.floor((tick.analysis_due_at - canary.ready_at).total_seconds())))
     due = tick.analysis_due_at
+    analysis = stage_analysis(spec, canary)
     shift_window = None
     if canary.ready_at is not None:
         shift_window = max(1, min(MAX_WINDOW_SECONDS, math.floor((due - canary.ready_at).total_seconds())))
     return AnalysisRequest(
         namespace=observed.namespace, name=observed.name, revision=canary.revision,
         stable_revision=stable_revision, started_at=canary.started_at,
-        due=due, analysis=stage_analysis(spec, canary), window=window, shift_window=shift_window,
-        experiment=_experiment_run(spec, canary, due),
+        due=due, analysis=analysis, window=window, shift_window=shift_window,
+        experiment=_experiment_run(spec, canary, due), shift_optional=analysis is not canary_spec.analysis,
     )
 
 

@@ -144,7 +144,8 @@ def _analyse(request: AnalysisRequest, provider: Any, start: dt.datetime) -> Ana
     result = run_analysis(request.analysis, namespace=request.namespace, name=request.name, window=request.window,
                           provider=provider, now=start,
                           revisions={"canary": request.revision, "stable": request.stable_revision},
-                          shift_window=request.shift_window, experiment=request.experiment)
+                          shift_window=request.shift_window, experiment=request.experiment,
+                          shift_optional=request.shift_optional)
     fields = {"verdict": result.verdict, "window": f"{request.window}s", "result": repr(result.summary())}
     if result.experiment is not None:
         fields.update(experiment=result.experiment.verdict, final=str(result.experiment.final).lower(),
