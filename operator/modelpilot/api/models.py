@@ -70,12 +70,8 @@ from modelpilot.api.rollout import (
     Analysis,
     Canary,
     CompareToStable,
-    GatewayAPI,
     Metric,
-    ParentRef,
-    ReplicasRouting,
     Rollout,
-    TrafficRouting,
 )
 from modelpilot.api.serving import (
     Accelerator,
@@ -95,7 +91,17 @@ from modelpilot.api.status import (
     ServingTemplate,
     StableStatus,
 )
-from modelpilot.api.traffic import CookieMatch, HeaderMatch, RouteMatch, Shadow, Sticky
+from modelpilot.api.traffic import (
+    CookieMatch,
+    GatewayAPI,
+    HeaderMatch,
+    ParentRef,
+    ReplicasRouting,
+    RouteMatch,
+    Shadow,
+    Sticky,
+    TrafficRouting,
+)
 
 # -------------------------------------------------------------------------------------------- spec
 

@@ -1,14 +1,24 @@
-"""The traffic phases a canary can run before (or instead of) its weight steps: a shadow on
-mirrored requests, and a segment of users picked by header or cookie. Both need Gateway API
-routing (the replicas router cannot mirror or match requests)."""
+"""How traffic reaches the canary: the router (replicas or Gateway API), and the phases a canary
+can run before (or instead of) its weight steps: a shadow on mirrored requests, and a segment of
+users picked by header or cookie. Both phases need Gateway API routing (the replicas router
+cannot mirror or match requests)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from modelpilot.api.common import Duration, SpecModel, cel_rules, check_duration, duration_rules
+from modelpilot.api.common import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    HOSTNAME,
+    Duration,
+    SpecModel,
+    cel_rules,
+    check_duration,
+    duration_rules,
+)
 from modelpilot.api.durations import parse_duration
 
 # RFC 9110 token characters: header and cookie names.
@@ -122,3 +132,69 @@ class Sticky(SpecModel):
         if (self.header is None) == (self.cookie is None):
             raise ValueError("sticky needs exactly one of header or cookie")
         return self
+
+
+class ReplicasRouting(SpecModel):
+    """Traffic split by pod counts: one Service selects both tracks and the canary gets a share of
+    pods proportional to its weight. Needs nothing besides Kubernetes."""
+
+
+class ParentRef(SpecModel):
+    """A Gateway API parent (usually a Gateway) the HTTPRoute attaches to."""
+
+    name: str = Field(description="Name of the Gateway.", min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
+    namespace: str | None = Field(
+        default=None,
+        description="Namespace of the Gateway (default: the ModelDeployment's).",
+        max_length=63,
+        pattern=DNS1123_LABEL,
+    )
+    section_name: str | None = Field(
+        default=None,
+        description="Listener name on the Gateway.",
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+    )
+
+
+class GatewayAPI(SpecModel):
+    """Traffic split by an HTTPRoute `<name>` with weighted backends `<name>-stable` and
+    `<name>-canary`; the Service `<name>` then selects stable pods only."""
+
+    parent_refs: list[ParentRef] = Field(
+        description="Gateways the HTTPRoute attaches to.", min_length=1, max_length=16
+    )
+    hostnames: list[Annotated[str, Field(max_length=253, pattern=HOSTNAME)]] = Field(
+        default_factory=list, description="Host names the HTTPRoute matches (default: all).", max_length=16
+    )
+
+
+class TrafficRouting(SpecModel):
+    """How traffic is shifted to the canary: `replicas` (default) or `gatewayAPI`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!(has(self.replicas) && has(self.gatewayAPI))",
+                "trafficRouting must set either replicas or gatewayAPI, not both",
+            ),
+        )
+    )
+
+    replicas: ReplicasRouting | None = Field(
+        default=None, description="Split by pod counts (the default when gatewayAPI is not set); an empty object."
+    )
+    gateway_api: GatewayAPI | None = Field(
+        default=None, alias="gatewayAPI", description="Split with a Gateway API HTTPRoute."
+    )
+
+    @model_validator(mode="after")
+    def _one_router(self) -> TrafficRouting:
+        if self.replicas is not None and self.gateway_api is not None:
+            raise ValueError("trafficRouting must set either replicas or gatewayAPI, not both")
+        return self
+
+    @property
+    def mode(self) -> Literal["replicas", "gatewayAPI"]:
+        """The router in effect."""
+        return "gatewayAPI" if self.gateway_api is not None else "replicas"
