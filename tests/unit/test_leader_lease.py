@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from modelpilot.leader.elector import LeaderElector
@@ -79,10 +80,13 @@ class LeaseApi:
         self.objects: dict[str, dict[str, Any]] = {}
         self.version = 0
         self.down = False
+        self.timing_out = False
 
     def request(self, method: str, path: str, body: Any = None, timeout: float = 30, **_: Any) -> Any:
         if self.down:
             raise ApiException(status=503, reason="Service Unavailable")
+        if self.timing_out:  # what the client raises when a loaded API server answers too late
+            raise urllib3.exceptions.MaxRetryError(None, path, urllib3.exceptions.ReadTimeoutError(None, path, "x"))
         name = body["metadata"]["name"] if body else path.rsplit("/", 1)[1]
         if method == "GET":
             if name not in self.objects:
@@ -168,13 +172,16 @@ def test_a_lost_race_is_no_error() -> None:
     assert api.objects["modelpilot"]["spec"]["holderIdentity"] == "b"
 
 
-def test_the_leader_gives_up_when_it_cannot_renew_within_the_deadline() -> None:
+@pytest.mark.parametrize("failure", ["down", "timing_out"])
+def test_the_leader_gives_up_when_it_cannot_renew_within_the_deadline(failure: str) -> None:
+    """An API error or a client timeout is a failed renewal: the loop goes on and gives up at the
+    deadline (a timeout that killed the renewal thread would leave a leader that never renews)."""
     api, clock = LeaseApi(), Clock()
     a, _ = electors(api, clock)
     a.timing = Timing(lease_seconds=0.5, renew_deadline=0.3, retry_period=0.05)
     assert a.try_once()
     lost: list[str] = []
-    api.down = True
+    setattr(api, failure, True)
     a.keep(lost.append)
     assert a._thread is not None
     # the loop runs on the real clock for sleeping and the fake one for the deadline: move it on

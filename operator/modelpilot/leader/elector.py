@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from modelpilot.k8s.client import Kube
@@ -43,6 +44,9 @@ log = logging.getLogger("modelpilot.leader")
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+# What a look at the Lease can fail with: an API error, a socket error, or the client's own timeout
+# (urllib3 raises those outside OSError). Each is a failed look, never the end of the loop.
+LEASE_ERRORS = (ApiException, OSError, urllib3.exceptions.HTTPError)
 
 
 def default_identity() -> str:
@@ -113,7 +117,7 @@ class LeaderElector:
             try:
                 if self.try_once():
                     return True
-            except (ApiException, OSError) as err:
+            except LEASE_ERRORS as err:
                 log.warning("%s: could not read or write it: %s", self.where, _reason(err))
             holder = self.observed.record.holder if self.observed else ""
             log.debug("%s held by %s; looking again in %.1fs", self.where, holder, self.timing.retry_period)
@@ -134,7 +138,7 @@ class LeaderElector:
                 return
             try:
                 held = self.try_once()
-            except (ApiException, OSError) as err:
+            except LEASE_ERRORS as err:
                 log.warning("%s: renewal failed: %s", self.where, _reason(err))
                 held = False
             holder = self.observed.record.holder if self.observed else ""
