@@ -206,10 +206,12 @@ def test_loadgen_headers_users_and_on_answer(model_port: int) -> None:
         loadgen.set_headers(lambda seq: {"Cookie": f"user=c{seq}"}, user_of=lambda h: h["Cookie"].split("=")[1])
         switched = len(loadgen.requests())
         wait_for(lambda: len(answers) >= switched + 40, timeout=30, what="40 more answered requests")
-    requests = [r for r in loadgen.requests() if r.outcome is not None]
+    finished = [r for r in loadgen.requests() if r.outcome is not None]
     assert not loadgen.hook_errors
+    assert sorted(r.seq for r in finished) == list(range(len(finished)))  # 0, 1, 2, ... none lost
+    # Dropped ones (the in-flight bound, on a loaded machine) were never sent: the rest were answered.
+    requests = [r for r in finished if r.outcome != "dropped"]
     assert all(r.outcome == 200 and r.pod in ("pod-a", "pod-b") for r in requests), loadgen.outcomes()
-    assert sorted(r.seq for r in requests) == list(range(len(requests)))  # 0, 1, 2, ... none lost
     first = [r for r in requests if "x-user" in r.headers]
     later = [r for r in requests if "Cookie" in r.headers]
     assert len(first) >= 40 and len(later) >= 30 and len(first) + len(later) == len(requests)
