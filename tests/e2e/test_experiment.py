@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from modelpilot.analysis.builtin import SELECTOR as SELECT
 from tests.e2e.canary import Env, start_v1
 from tests.e2e.harness import ConversionReporter
 from tests.e2e.support import ClusterHandle
 
 USERS = 200
 RATE = 100
-SELECT = 'namespace="{{namespace}}", model_deployment="{{name}}", track="{{track}}", revision="{{revision}}"'
 CONVERSION = {
     "name": "conversion",
     "successes": f"sum(increase(modelpilot_harness_conversions_total{{{SELECT}}}[{{{{window}}}}]))",

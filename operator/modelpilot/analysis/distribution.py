@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from modelpilot.analysis.builtin import SELECTOR
 from modelpilot.analysis.evaluate import judge
 from modelpilot.analysis.stats import jensen_shannon
 from modelpilot.api.models import Metric
 from modelpilot.rollout.machine import Measurement
 
-SELECTOR = 'namespace="{{namespace}}", model_deployment="{{name}}", track="{{track}}", revision="{{revision}}"'
 HISTOGRAM = f"sum by (bin) (increase(modelpilot_predictions_total{{{SELECTOR}}}[{{{{window}}}}]))"
 # The window reaches back to the canary's Ready (the whole shadow so far), at most this far: a
 # distribution needs more samples than a rate, and the canary's own revision bounds it anyway.

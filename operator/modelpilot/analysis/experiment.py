@@ -5,6 +5,7 @@ false-positive rate is the stated 1 - confidence."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from modelpilot.analysis.provider import ProviderError
@@ -16,10 +17,8 @@ Query = Callable[[str, str], float | None]  # (template, track) -> value
 
 
 def _record(metric: ExperimentMetric, comparison: Comparison) -> ComparisonRecord:
-    c = comparison
-    return ComparisonRecord(metric=metric.name, verdict=c.verdict, canary=c.canary, stable=c.stable,
-                            difference=c.difference, ci_low=c.ci_low, ci_high=c.ci_high, p_value=c.p_value,
-                            samples_canary=c.samples_canary, samples_stable=c.samples_stable, detail=c.detail)
+    # The record is the comparison (same fields) named after its metric.
+    return ComparisonRecord(metric=metric.name, **dataclasses.asdict(comparison))
 
 
 def compare_metric(metric: ExperimentMetric, experiment: Experiment, query: Query) -> ComparisonRecord:

@@ -28,8 +28,6 @@ def window_seconds(interval: float, scrape_interval: float) -> int:
 def metric_template(metric: Metric) -> str:
     if metric.query:
         return metric.query
-    if metric.name in DISTRIBUTION_METRICS and not metric.template:
-        return HISTOGRAM
     return BUILTIN[metric.template or metric.name]
 
 
@@ -73,12 +71,12 @@ def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, 
     measurements: list[Measurement] = []
     rejected: list[tuple[str, str]] = []
     for metric in analysis.metrics:
-        template = metric_template(metric)
         try:
             if metric.name in DISTRIBUTION_METRICS:
                 measurements.append(prediction_shift(metric, histogram, analysis.min_requests, now,
                                                      optional=shift_optional))
                 continue
+            template = metric_template(metric)
             canary = query(template, "canary")
             stable = query(template, "stable") if metric.compare_to_stable is not None else None
         except QueryRejected as err:
