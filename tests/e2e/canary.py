@@ -94,6 +94,11 @@ class Env:
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events()]
 
+    def wait_reasons(self, *wanted: str, timeout: float = 30) -> list[str]:
+        """Events are posted after the status write they follow: wait for them, never race them."""
+        return wait_for(lambda: (r := self.reasons()) and all(w in r for w in wanted) and r, timeout=timeout,
+                        what=f"events {wanted}")
+
     def deployment(self, name: str) -> client.V1Deployment:
         return self.apps.read_namespaced_deployment(name, self.namespace)
 

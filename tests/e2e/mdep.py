@@ -73,3 +73,13 @@ def wait_condition(custom: client.CustomObjectsApi, namespace: str, name: str, k
         return wait_for(probe, timeout=timeout, what=f"{namespace}/{name} {kind}={status} reason={reason}")
     except AssertionError as err:
         raise AssertionError(f"{err}\nstatus now: {describe()}") from None
+
+
+def wait_events(core: client.CoreV1Api, namespace: str, name: str, reason: str,
+                timeout: float = 30) -> list[client.CoreV1Event]:
+    """The object's Events with this reason, once there is one: the operator posts Events after the
+    status write they follow, so a test that saw the status must wait for them, not race them."""
+    def probe() -> list[client.CoreV1Event] | None:
+        items = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        return [e for e in items if e.reason == reason] or None
+    return wait_for(probe, timeout=timeout, what=f"a {reason} event on {namespace}/{name}")

@@ -47,8 +47,8 @@ def test_good_version_promoted_through_every_step(env: Env) -> None:
     assert env.deployment(f"{NAME}-canary").spec.replicas == 0
     template = env.deployment(NAME).spec.template
     assert template.metadata.labels[LABEL_VERSION] == "v2"
-    reasons = env.reasons()
-    assert reasons.count("StepAdvanced") == 1 and "Promoting" in reasons and "Promoted" in reasons, reasons
+    reasons = env.wait_reasons("Promoting", "Promoted")
+    assert reasons.count("StepAdvanced") == 1, reasons
     # Traffic ends 100% on stable (v2), and the stable pods really serve the new model.
     env.world.wait_serving(stable=2, canary=0)
     env.world.wait_split({"stable": 1.0}, tolerance=0.0, seconds=4)
@@ -71,8 +71,9 @@ def test_faulty_version_rolled_back_by_error_rate(env: Env) -> None:
     assert len(fails) == 2 and all(a["value"] > 1 for a in fails), canary["analyses"]
     # Rolled back within interval x failureThreshold + two scrape intervals of the first bad analysis.
     first_bad = dt.datetime.fromisoformat(fails[0]["time"].replace("Z", "+00:00"))
+    env.wait_reasons("RolledBack")
     rolled = [e for e in env.events() if e.reason == "RolledBack"]
-    assert rolled and "error-rate" in rolled[0].message
+    assert "error-rate" in rolled[0].message
     rolled_at = rolled[0].first_timestamp
     assert (rolled_at - first_bad).total_seconds() <= INTERVAL * 2 + 2 * SCRAPE + 1  # +1: timestamps in seconds
     # Stable kept serving throughout and takes all traffic again.
@@ -190,14 +191,14 @@ def test_newer_revision_restarts_and_revert_ends_without_failure(env: Env) -> No
     restarted = env.wait_canary(lambda c: c.get("version") == "v3", "restart on v3")
     # A restart starts over: its own start time, no failed checks carried over from v2.
     assert restarted["startedAt"] >= v2["startedAt"] and restarted["failedChecks"] == 0
-    assert "CanaryRestarted" in env.reasons()
+    env.wait_reasons("CanaryRestarted")
     env.wait_canary(lambda c: c.get("version") == "v3" and c.get("step", -1) >= 1, "v3 past its first step")
 
     env.set_version("v1", v1_uri)  # back to the stable revision
     obj = wait_for(lambda: (o := env.get()) and not (o.get("status") or {}).get("canary") and o, timeout=30,
                    what="canary ended")
     assert obj["status"]["phase"] in ("Ready", "Progressing")
-    assert "CanaryCancelled" in env.reasons() and "RolledBack" not in env.reasons()
+    assert "RolledBack" not in env.wait_reasons("CanaryCancelled")
     degraded = mdep.condition(env.get(), "Degraded")
     assert degraded and degraded["status"] == "False"
     assert env.deployment(f"{NAME}-canary").spec.replicas == 0
@@ -235,11 +236,10 @@ def test_manual_actions_and_spec_paused(env: Env) -> None:
     env.wait_canary(lambda c: c.get("state") == "RolledBack" and c.get("reason") == "Aborted", "abort")
     env.annotate("retry")
     env.wait_canary(lambda c: c.get("state") == "Progressing" and c.get("step", -1) >= 0, "retry")
-    assert "CanaryRetried" in env.reasons()
+    env.wait_reasons("CanaryRetried")
     env.annotate("promote")
     env.wait_stable("v2")
-    # Events are posted after the status write that ends the rollout: wait for it, do not race it.
-    wait_for(lambda: "Promoted" in env.reasons(), timeout=30, what="the Promoted event")
+    env.wait_reasons("Promoted")
     annotations = env.get()["metadata"].get("annotations") or {}
     assert ANNOTATION_ACTION not in annotations
 
@@ -284,5 +284,6 @@ def test_gateway_api_weights_follow_steps_exactly(env: Env) -> None:
     # The load generator followed the route, and the custom query measured the canary.
     canary_requests = env.world.loadgen.totals().get("canary", {}).get("sent", 0)
     assert canary_requests > 0
+    env.wait_reasons("Promoting")
     passed = [e.message for e in env.events() if e.reason in ("StepAdvanced", "Promoting")]
     assert passed and all("errors-per-second=0 (limit <= 0.5)" in m for m in passed), passed

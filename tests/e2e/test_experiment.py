@@ -88,7 +88,7 @@ def test_experiment_finds_the_canary_winner_with_its_confidence_interval(env: En
     assert result["pValue"] < 0.1 and min(result["samplesCanary"], result["samplesStable"]) >= 1000, result
     assert canary["state"] == "Progressing" and canary["reason"] == "ExperimentConcluded", canary
     assert int(canary["weight"]) == 50  # Report: the split stays until a human acts
-    assert "ExperimentConcluded" in env.reasons()
+    env.wait_reasons("ExperimentConcluded")
     # The route changed once (to the split) and the sticky policy never after its creation: what
     # the API server defaults in them is not mistaken for drift (no apply loop).
     logs = env.operator.logs()

@@ -300,6 +300,7 @@ def test_rollout_steered_with_the_plugin(cluster: ClusterHandle, custom: client.
         code = watcher.stop()
     assert code == 0, watcher.process.stderr.read() if watcher.process.stderr else ""
 
+    wait_for(lambda: "Promoted" in reasons(core, ns, name), timeout=30, what="the Promoted event")
     history = ok(run(cluster, "history", name, "-n", ns))
     order = ["CanaryStarted", "Paused", "Resumed", "AnalysisError", "RolledBack", "CanaryRetried", "Promoting",
              "Promoted"]

@@ -119,8 +119,7 @@ def test_missing_gpu_product_reports_insufficient_accelerator_and_recovers(
     stuck = mdep.wait_condition(custom, namespace, "h100", "Ready", "False", reason="InsufficientAccelerator")
     message = mdep.condition(stuck, "Ready")["message"]
     assert "nvidia.com/gpu" in message and "NVIDIA-H100-80GB-HBM3" in message
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=h100").items
-    assert any(e.reason == "InsufficientAccelerator" for e in events)
+    mdep.wait_events(core, namespace, "h100", "InsufficientAccelerator")
 
     mdep.patch_spec(custom, namespace, "h100", {"accelerator": {"product": "NVIDIA-L4"}})
     mdep.wait_condition(custom, namespace, "h100", "Ready", "True")
@@ -206,8 +205,7 @@ def test_invalid_spec_past_admission_is_reported_and_recovers(custom: client.Cus
     mdep.create(custom, namespace, body)
     bad = mdep.wait_condition(custom, namespace, "badq", "Ready", "False", reason="InvalidSpec")
     assert mdep.condition(bad, "Degraded")["status"] == "True"
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=badq").items
-    assert [e for e in events if e.reason == "InvalidSpec"]
+    mdep.wait_events(core, namespace, "badq", "InvalidSpec")
     mdep.patch_spec(custom, namespace, "badq", {"rollout": {"canary": {"analysis": {"metrics": [
         {"name": "custom-x", "query": "sum(rate(x{a=\"b\"}[1m]))", "max": 1}]}}}})
     mdep.wait_condition(custom, namespace, "badq", "Ready", "True")

@@ -72,7 +72,7 @@ def test_query_prometheus_refuses_is_invalid_spec_not_a_rollback(env: Env) -> No
     assert ready and "rejected by the metric provider" in ready["message"] and "custom-errors" in ready["message"]
     canary = env.canary()
     assert canary.get("state") != "RolledBack" and canary.get("failedChecks", 0) == 0, canary
-    assert "InvalidSpec" in env.reasons()
+    env.wait_reasons("InvalidSpec")
     mdep.patch_spec(env.custom, env.namespace, NAME, {"rollout": {"canary": {"analysis": {"metrics": [
         {"name": "error-rate", "max": 1}, {"name": "custom-errors", "query": good, "max": 100}]}}}})
     env.wait_stable("v2")

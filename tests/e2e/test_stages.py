@@ -113,7 +113,7 @@ def test_shadow_of_an_identical_version_passes_into_the_weight_steps(env: Env) -
     stepped = env.wait_canary(lambda c: c.get("stage") == "steps", "the weight steps after the shadow", timeout=150)
     shifts = [a for a in stepped["analyses"] if a["metric"] == "prediction-shift"]
     assert shifts and all(a["verdict"] == "Pass" and a["value"] <= 0.1 for a in shifts), shifts
-    assert "StageAdvanced" in env.reasons()
+    env.wait_reasons("StageAdvanced")
     env.world.wait_split({"stable": 0.8, "canary": 0.2}, tolerance=0.1, seconds=4)  # users now see the canary
     env.wait_stable("v2")
 
@@ -149,4 +149,4 @@ def test_segment_routing_sends_only_the_matching_cohort_then_runs_the_steps(env:
     env.wait_canary(lambda c: c.get("stage") == "steps" and int(c.get("weight") or 0) == STEPS[0],
                     "the first weight step after the segment", timeout=90)
     env.wait_stable("v2")
-    assert "StageAdvanced" in env.reasons()
+    env.wait_reasons("StageAdvanced")

@@ -161,8 +161,7 @@ def test_status_written_by_another_release_never_blocks_reconciling(
         held = mdep.wait_condition(custom, ns, NAME, "Ready", "False", reason="InvalidStatus")
         assert "status.stable.template is missing" in mdep.condition(held, "Ready")["message"]
         assert mdep.condition(held, "Degraded")["status"] == "True"
-        events = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={NAME}").items
-        assert [e.type for e in events if e.reason == "InvalidStatus"] == ["Warning"]
+        assert [e.type for e in mdep.wait_events(core, ns, NAME, "InvalidStatus")] == ["Warning"]
         labels = apps.read_namespaced_deployment(NAME, ns).spec.template.metadata.labels
         assert labels["modelpilot.io/version"] == "v1"
         # Back to the version the stable Deployment runs: serving, the template written back.
