@@ -76,7 +76,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "metric-custom-no-query",
         metrics({"name": "custom-x", "max": 1}),
-        "a metric that is not built in (error-rate, latency-p99, prediction-shift) needs a query or a template",
+        "a metric that is not built in (error-rate, latency-p99, prediction-shift, input-drift) needs a query or a "
+        "template",
     ),
     ("metric-min-over-max", metrics({"name": "error-rate", "min": 5, "max": 1}), "a metric's min must be <= its max"),
     (
@@ -135,8 +136,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("sticky-both", experiment(sticky={"header": "x-user", "cookie": "user"}),
      "sticky needs exactly one of header or cookie"),
     ("experiment-short", experiment(duration="5s"), "rollout.experiment.duration must be at least 10s"),
+    ("drift-window-short", spec(monitoring={"drift": {"window": "5s"}}), "monitoring.drift.window must be at least 10s"),
+    ("input-drift-query", metrics({"name": "input-drift", "query": "up", "max": 1}),
+     "prediction-shift and input-drift compare distributions themselves"),
     ("prediction-shift-compare", metrics({"name": "prediction-shift", "compareToStable": {"maxRatio": 2}}),
-     "prediction-shift compares the canary's and stable's prediction distributions itself"),
+     "prediction-shift and input-drift compare distributions themselves"),
     (
         "toleration-exists-every-taint",
         spec(accelerator={"vendor": "nvidia", "tolerations": [{"operator": "Exists"}]}),
@@ -248,4 +252,8 @@ VALID: list[tuple[str, dict[str, Any]]] = [
                                                      "sumOfSquares": "c", "higherIsBetter": True}])),
     ("experiment-with-shadow", experiment({"trafficRouting": GATEWAY, "shadow": {"percent": 10}})),
     ("prediction-shift-metric", metrics({"name": "prediction-shift", "max": 0.2})),
+    ("drift-monitoring", spec(monitoring={"drift": {
+        "window": "20s", "minSamples": 50, "maxFeatures": 10, "onDrift": "Pause",
+        "thresholds": {"featurePSI": 0.25, "predictionPSI": 0.3, "accuracyDrop": 0.1, "errorIncrease": 0.5}}})),
+    ("input-drift-metric", metrics({"name": "input-drift", "max": 0.2})),
 ]

@@ -43,9 +43,9 @@ PVC_URI_PATTERN = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$"
 ModelFormat = Literal["sklearn", "xgboost", "onnx", "custom"]
 Vendor = Literal["nvidia", "amd", "intel"]
 Track = Literal["stable", "canary"]
-BUILTIN_METRICS = ("error-rate", "latency-p99", "prediction-shift")
+BUILTIN_METRICS = ("error-rate", "latency-p99", "prediction-shift", "input-drift")
 # Built-in metrics that compare the tracks themselves (no query, no template, no compareToStable).
-DISTRIBUTION_METRICS = ("prediction-shift",)
+DISTRIBUTION_METRICS = ("prediction-shift", "input-drift")
 # Metric providers an analysis can name; each has a module under modelpilot/analysis/ registered in
 # modelpilot.analysis.providers (a unit test keeps the two in step).
 METRIC_PROVIDERS = ("prometheus",)
@@ -54,7 +54,7 @@ METRIC_PROVIDERS = ("prometheus",)
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
 CanaryPhase = Literal["Progressing", "Paused", "Promoting", "RolledBack"]
 Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
-PausedBy = Literal["spec", "inconclusive", "provider-error"]
+PausedBy = Literal["spec", "inconclusive", "provider-error", "drift"]
 Stage = Literal["shadow", "segment", "experiment", "steps"]
 ExperimentVerdict = Literal["Winner", "Loser", "NoDifference", "Inconclusive"]
 MetricProvider = Literal["prometheus"]

@@ -66,6 +66,7 @@ from modelpilot.api.common import (
     validate_quantity,
 )
 from modelpilot.api.experiment import Experiment, ExperimentMetric
+from modelpilot.api.monitoring import DriftMonitoring, DriftStatus, DriftThresholds, Monitoring
 from modelpilot.api.rollout import (
     Analysis,
     Canary,
@@ -134,6 +135,9 @@ class ModelDeploymentSpec(SpecModel):
     rollout: Rollout = Field(default_factory=Rollout, description="How new revisions are rolled out.")
     paused: bool = Field(
         default=False, description="Freeze the rollout where it is (no steps, no promotion, no rollback)."
+    )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, description="Data and concept drift monitoring (on by default)."
     )
 
     @model_validator(mode="after")
@@ -277,6 +281,9 @@ __all__ = [
     "CompareToStable",
     "Condition",
     "CookieMatch",
+    "DriftMonitoring",
+    "DriftStatus",
+    "DriftThresholds",
     "Duration",
     "EnvVar",
     "Experiment",
@@ -290,6 +297,7 @@ __all__ = [
     "ModelDeploymentStatus",
     "ModelFormat",
     "ModelSource",
+    "Monitoring",
     "ParentRef",
     "PausedBy",
     "Phase",

@@ -52,8 +52,10 @@ class CompareToStable(SpecModel):
         return self
 
 
-_DISTRIBUTION_MESSAGE = ("prediction-shift compares the canary's and stable's prediction distributions itself: "
-                         "give it max only (no query, template or compareToStable)")
+_DISTRIBUTION_MESSAGE = ("prediction-shift and input-drift compare distributions themselves (the tracks' "
+                         "predictions; the canary's inputs and the reference profile): give them max only (no "
+                         "query, template or compareToStable)")
+_DISTRIBUTION_CEL = "[" + ", ".join(f"'{n}'" for n in DISTRIBUTION_METRICS) + "]"
 _BUILTIN_CEL = "[" + ", ".join(f"'{n}'" for n in BUILTIN_METRICS) + "]"
 
 
@@ -70,15 +72,15 @@ class Metric(SpecModel):
             ("!(has(self.query) && has(self.template))", "a metric may set query or template, not both"),
             (
                 f"has(self.query) || has(self.template) || self.name in {_BUILTIN_CEL}",
-                "a metric that is not built in (error-rate, latency-p99, prediction-shift) needs a query or a "
-                "template",
+                "a metric that is not built in (error-rate, latency-p99, prediction-shift, input-drift) needs a "
+                "query or a template",
             ),
             (
                 "!has(self.min) || !has(self.max) || self.min <= self.max",
                 "a metric's min must be <= its max",
             ),
             (
-                "self.name != 'prediction-shift' || (!has(self.query) && !has(self.template) && "
+                f"!(self.name in {_DISTRIBUTION_CEL}) || (!has(self.query) && !has(self.template) && "
                 "!has(self.compareToStable))",
                 _DISTRIBUTION_MESSAGE,
             ),
@@ -86,8 +88,9 @@ class Metric(SpecModel):
     )
 
     name: str = Field(
-        description="Unique name (DNS-1123 label); error-rate, latency-p99 and prediction-shift (Jensen-Shannon "
-        "distance between the tracks' prediction distributions, 0-1) are built in.",
+        description="Unique name (DNS-1123 label); error-rate, latency-p99, prediction-shift (Jensen-Shannon "
+        "distance between the tracks' prediction distributions, 0-1) and input-drift (the largest population "
+        "stability index of the canary's input features against the reference profile) are built in.",
         min_length=1,
         max_length=63,
         pattern=DNS1123_LABEL,
@@ -118,8 +121,8 @@ class Metric(SpecModel):
         if self.query is not None and self.template is not None:
             raise ValueError("a metric may set query or template, not both")
         if self.query is None and self.template is None and self.name not in BUILTIN_METRICS:
-            raise ValueError("a metric that is not built in (error-rate, latency-p99, prediction-shift) needs a "
-                             "query or a template")
+            raise ValueError("a metric that is not built in (error-rate, latency-p99, prediction-shift, "
+                             "input-drift) needs a query or a template")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("a metric's min must be <= its max")
         if self.name in DISTRIBUTION_METRICS and (self.query or self.template or self.compare_to_stable):

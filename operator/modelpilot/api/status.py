@@ -16,6 +16,7 @@ from modelpilot.api.common import (
     StatusModel,
     Verdict,
 )
+from modelpilot.api.monitoring import DriftStatus
 from modelpilot.api.serving import (
     Accelerator,
     ModelSource,
@@ -140,7 +141,8 @@ class ServingTemplate(StatusModel):
 class Condition(StatusModel):
     """A standard Kubernetes condition (metav1.Condition)."""
 
-    type: str = Field(description="Condition type: Ready, Progressing or Degraded.", min_length=1, max_length=316)
+    type: str = Field(description="Condition type: Ready, Progressing, Degraded, DataDrift or ConceptDrift.",
+                      min_length=1, max_length=316)
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(
         description="CamelCase reason, e.g. InvalidSpec, InsufficientAccelerator, RolledBack.",
@@ -166,11 +168,12 @@ class ModelDeploymentStatus(StatusModel):
     canary: CanaryStatus | None = Field(default=None, description="The rollout in progress, if any.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing and Degraded conditions.",
+        description="Ready, Progressing and Degraded; DataDrift and ConceptDrift while monitoring is on.",
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     url: str | None = Field(default=None, description="In-cluster URL of the Service <name>.", max_length=512)
+    drift: DriftStatus | None = Field(default=None, description="The stable track's data and concept drift.")
     selector: str | None = Field(
         default=None,
         description="Label selector of the stable pods (for the scale subresource and HPAs).",

@@ -83,7 +83,7 @@ class CanaryState:
     provider_errors: int = 0
     ready_at: dt.datetime | None = None
     last_analysis_at: dt.datetime | None = None
-    paused_by: Literal["", "spec", "inconclusive", "provider-error"] = ""
+    paused_by: Literal["", "spec", "inconclusive", "provider-error", "drift"] = ""
     reason: str = ""  # CamelCase reason of the last state change (for conditions)
     message: str = ""
     analyses: tuple[Measurement, ...] = ()
