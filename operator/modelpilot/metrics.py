@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("modelpilot_reconciles_total", "Reconciles of ModelDeployments, by result.", ["result"])
@@ -31,7 +35,40 @@ ANALYSIS_LATENESS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 CACHED_OBJECTS = Gauge("modelpilot_cached_objects", "Objects held in the operator's watch cache.")
 
-_PER_OBJECT = (CANARY_WEIGHT, CANARY_STATE, ANALYSES, ANALYSIS_VALUE, PROMOTIONS, ROLLBACKS)
+DRIFT_DETECTED = Gauge("modelpilot_drift_detected", "1 while the condition (DataDrift, ConceptDrift) is True, 0 "
+                       "while False; absent while Unknown.", ["namespace", "name", "condition"])
+DRIFT_PSI = Gauge("modelpilot_drift_psi", "The stable track's largest feature PSI and its prediction PSI.",
+                  ["namespace", "name", "of"])
+DRIFT_ACCURACY = Gauge("modelpilot_drift_live_quality", "Live accuracy (classification) or mean absolute error "
+                       "(regression) from feedback.", ["namespace", "name", "metric"])
+
+_PER_OBJECT = (CANARY_WEIGHT, CANARY_STATE, ANALYSES, ANALYSIS_VALUE, PROMOTIONS, ROLLBACKS, DRIFT_DETECTED,
+               DRIFT_PSI, DRIFT_ACCURACY)
+
+
+def record_drift(namespace: str, name: str, conditions: Iterable[Any], status: Mapping[str, Any] | None) -> None:
+    """The last drift evaluation of a ModelDeployment (conditions with .type and .status True/False/None)."""
+    for cond in conditions:
+        if cond.status is None:
+            _remove(DRIFT_DETECTED, namespace, name, cond.type)
+        else:
+            DRIFT_DETECTED.labels(namespace, name, cond.type).set(1 if cond.status else 0)
+    status = status or {}
+    features = [f.get("psi") for f in status.get("features") or [] if f.get("psi") is not None]
+    prediction = (status.get("prediction") or {}).get("psi")
+    for of, value in (("feature", max(features) if features else None), ("prediction", prediction)):
+        if value is None:
+            _remove(DRIFT_PSI, namespace, name, of)
+        else:
+            DRIFT_PSI.labels(namespace, name, of).set(value)
+    accuracy = status.get("accuracy") or {}
+    if accuracy.get("live") is not None:
+        DRIFT_ACCURACY.labels(namespace, name, accuracy["metric"]).set(accuracy["live"])
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never set
+        metric.remove(*labels)
 
 
 def forget_object(namespace: str, name: str) -> None:

@@ -23,7 +23,7 @@ def timestamp(now: dt.datetime) -> str:
 @dataclass(frozen=True)
 class Condition:
     type: str
-    status: bool
+    status: bool | None  # None: Unknown
     reason: str
     message: str = ""
 
@@ -218,7 +218,7 @@ def merge_conditions(previous: list[dict[str, Any]], wanted: tuple[Condition, ..
     by_type = {c.get("type"): c for c in previous or []}
     merged = []
     for cond in wanted:
-        status = "True" if cond.status else "False"
+        status = "Unknown" if cond.status is None else "True" if cond.status else "False"
         old = by_type.get(cond.type)
         since = old["lastTransitionTime"] if old and old.get("status") == status and \
             old.get("lastTransitionTime") else timestamp(now)

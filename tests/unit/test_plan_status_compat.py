@@ -122,7 +122,7 @@ def test_status_of_another_release_never_blocks_reconciling(case: str, change: C
 @pytest.mark.parametrize(("change", "logged"), [
     (template_model(lambda m: m.update(checksum="x")), "status.stable.template.model.checksum: Extra inputs"),
     (template_model(lambda m: m.pop("format")), "status.stable.template cannot be read: model.format: Field required"),
-    (lambda s: s["conditions"].append({"type": "Healthy"}), "status.conditions[3].status: Field required"),
+    (lambda s: s["conditions"].append({"type": "Healthy"}), "status.conditions[5].status: Field required"),
 ])
 def test_what_is_repaired_is_logged_once(change: Callable[[Status], None], logged: str) -> None:
     the_plan = plan(edited(change, "v1"), None, LATER)

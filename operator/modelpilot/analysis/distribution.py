@@ -1,4 +1,5 @@
-"""The built-in `prediction-shift` metric: how far the canary's predictions drift from stable's.
+"""The built-in distribution metrics: `prediction-shift` (how far the canary's predictions drift
+from stable's) and `input-drift` (how far the canary's inputs drift from the reference profile).
 
 Each track's prediction histogram (modelpilot_predictions_total by `bin`, which the runtime
 exports: class counts for classifiers, fixed buckets for regressors) is read over the same
@@ -11,9 +12,11 @@ only the canary predicts), where PSI is infinite without an arbitrary smoothing 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 
 from modelpilot.analysis.builtin import SELECTOR
+from modelpilot.analysis.drift_read import DriftReadings
 from modelpilot.analysis.evaluate import judge
 from modelpilot.analysis.stats import jensen_shannon
 from modelpilot.api.models import Metric
@@ -47,5 +50,27 @@ def prediction_shift(metric: Metric, histogram: Histogram, min_predictions: int,
     distance = jensen_shannon(canary, stable)
     measured = judge(metric, distance, None, now)
     detail = f"Jensen-Shannon distance over {counts['canary']:.0f} canary / {counts['stable']:.0f} stable predictions"
+    return Measurement(measured.time, measured.metric, measured.value, measured.threshold, measured.verdict,
+                       f"{measured.detail}; {detail}" if measured.detail else detail)
+
+
+def input_drift(metric: Metric, readings: DriftReadings, min_rows: int, now: dt.datetime) -> Measurement:
+    """Judge `metric` (a max on the PSI) from the canary's pooled input drift against the reference
+    profile: the largest feature PSI. Inconclusive without a profile or with fewer than `min_rows`
+    rows in the canary pods' windows."""
+    threshold = f"<= {metric.max:g}" if metric.max is not None else ""
+    if readings.profile is None or readings.profile < 1:
+        why = "no drift metrics from the canary" if readings.profile is None else \
+            "no reference profile beside the canary's model"
+        return Measurement(now, metric.name, None, threshold, "Inconclusive", why)
+    if readings.rows < max(1, min_rows):
+        why = f"too few rows ({readings.rows:.0f} < {max(1, min_rows)}) in the canary's drift window"
+        return Measurement(now, metric.name, None, threshold, "Inconclusive", why)
+    scored = [(d.psi, name) for name, d in readings.features.items() if d.psi is not None and math.isfinite(d.psi)]
+    if not scored:
+        return Measurement(now, metric.name, None, threshold, "Inconclusive", "no feature scored")
+    worst, feature = max(scored)
+    measured = judge(metric, worst, None, now)
+    detail = f"largest PSI: feature {feature} over {readings.rows:.0f} canary rows"
     return Measurement(measured.time, measured.metric, measured.value, measured.threshold, measured.verdict,
                        f"{measured.detail}; {detail}" if measured.detail else detail)

@@ -32,6 +32,10 @@ class MetricsProvider(Protocol):
         """Every series of the result by the value of `label` (a histogram by bin, say)."""
         ...
 
+    def query_series(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant vector: its labels and its value."""
+        ...
+
 
 class PrometheusProvider:
     def __init__(self, url: str, timeout: float = 5.0, insecure_skip_verify: bool = False) -> None:
@@ -47,6 +51,9 @@ class PrometheusProvider:
 
     def query_vector(self, promql: str, label: str) -> dict[str, float]:
         return by_label(self._query(promql), label)
+
+    def query_series(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        return series_of(self._query(promql))
 
     def _query(self, promql: str) -> Any:
         try:
@@ -97,6 +104,19 @@ def by_label(result: Any, label: str) -> dict[str, float]:
         if key is None or not isinstance(sample, list) or len(sample) != 2:
             raise ProviderError(f"a series without the label {label!r} or without a value")
         out[str(key)] = _number(sample[1])
+    return out
+
+
+def series_of(result: Any) -> list[tuple[dict[str, str], float]]:
+    """An instant vector as (labels, sample) pairs."""
+    if not isinstance(result, list) or (len(result) == 2 and not isinstance(result[0], dict)):
+        raise ProviderError(f"expected an instant vector, got {type(result).__name__}")
+    out: list[tuple[dict[str, str], float]] = []
+    for series in result:
+        sample = series.get("value")
+        if not isinstance(sample, list) or len(sample) != 2:
+            raise ProviderError("a series without a value")
+        out.append(({str(k): str(v) for k, v in (series.get("metric") or {}).items()}, _number(sample[1])))
     return out
 
 

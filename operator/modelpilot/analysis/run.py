@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelpilot.analysis.builtin import BUILTIN, REQUESTS
-from modelpilot.analysis.distribution import HISTOGRAM, prediction_shift
+from modelpilot.analysis.distribution import HISTOGRAM, input_drift, prediction_shift
+from modelpilot.analysis.drift_read import CANARY_QUERIES, read_drift
 from modelpilot.analysis.evaluate import judge
 from modelpilot.analysis.experiment import experiment_report
 from modelpilot.analysis.provider import MetricsProvider, ProviderError, QueryRejected
@@ -72,6 +73,11 @@ def run_analysis(analysis: Analysis, *, namespace: str, name: str, window: int, 
     rejected: list[tuple[str, str]] = []
     for metric in analysis.metrics:
         try:
+            if metric.name == "input-drift":
+                readings = read_drift(provider, namespace=namespace, name=name, track="canary",
+                                      revision=revisions["canary"], only=CANARY_QUERIES)
+                measurements.append(input_drift(metric, readings, analysis.min_requests, now))
+                continue
             if metric.name in DISTRIBUTION_METRICS:
                 measurements.append(prediction_shift(metric, histogram, analysis.min_requests, now,
                                                      optional=shift_optional))

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from modelpilot import metrics
 from modelpilot.rollout.machine import AnalysisResult, Measurement
@@ -22,44 +23,56 @@ from modelpilot.rollout.machine import AnalysisResult, Measurement
 log = logging.getLogger("modelpilot.analysis")
 
 Key = Hashable
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
-class Finished:
-    """A finished analysis and the canary it was for (revision, start), to match it on take."""
+class Finished(Generic[R]):
+    """A finished job and what it was for (a canary's revision and start), to match it on take."""
 
     revision: str
     started_at: dt.datetime
-    result: AnalysisResult
+    result: R
 
 
-# Runs one analysis, given the time it starts (the measurements' timestamp).
-Job = Callable[[dt.datetime], AnalysisResult]
+# Runs one job, given the time it starts (the measurements' timestamp).
+Job = Callable[[dt.datetime], R]
 
 
-class AnalysisRunner:
+def analysis_error(start: dt.datetime, err: Exception) -> AnalysisResult:
+    return AnalysisResult("Error", (Measurement(start, "analysis", None, "", "Error",
+                                                f"{type(err).__name__}: {err}"[:300]),))
+
+
+class AnalysisRunner(Generic[R]):
+    """`failed` turns a job's unexpected exception into its result (an analysis: verdict Error)."""
+
     def __init__(self, concurrency: int, done: Callable[[Key], None],
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="modelpilot-analysis")
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 failed: Callable[[dt.datetime, Exception], R] = analysis_error,  # type: ignore[assignment]
+                 name: str = "analysis") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"modelpilot-{name}")
         self._done = done
         self._clock = clock
+        self._failed = failed
+        self._name = name
         self._running: dict[Key, asyncio.Task[None]] = {}
-        self._finished: dict[Key, Finished] = {}
+        self._finished: dict[Key, Finished[R]] = {}
 
     def busy(self, key: Key) -> bool:
         return key in self._running
 
-    def take(self, key: Key) -> Finished | None:
+    def take(self, key: Key) -> Finished[R] | None:
         return self._finished.pop(key, None)
 
-    def submit(self, key: Key, revision: str, started_at: dt.datetime, due: dt.datetime, job: Job) -> None:
+    def submit(self, key: Key, revision: str, started_at: dt.datetime, due: dt.datetime, job: Job[R]) -> None:
         """Start one analysis for `key` unless one is running; its result waits for `take`."""
         if key in self._running:
             return
         self._running[key] = asyncio.get_running_loop().create_task(
-            self._run(key, revision, started_at, due, job), name=f"analysis {key}")
+            self._run(key, revision, started_at, due, job), name=f"{self._name} {key}")
 
-    async def _run(self, key: Key, revision: str, started_at: dt.datetime, due: dt.datetime, job: Job) -> None:
+    async def _run(self, key: Key, revision: str, started_at: dt.datetime, due: dt.datetime, job: Job[R]) -> None:
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, key, job, due)
             self._finished[key] = Finished(revision, started_at, result)
@@ -67,16 +80,16 @@ class AnalysisRunner:
             self._running.pop(key, None)
         self._done(key)
 
-    def _timed(self, key: Key, job: Job, due: dt.datetime) -> AnalysisResult:
+    def _timed(self, key: Key, job: Job[R], due: dt.datetime) -> R:
         """In the pool's thread: lateness counts the wait for a free thread too."""
         start = self._clock()
-        metrics.ANALYSIS_LATENESS.observe(max(0.0, (start - due).total_seconds()))
+        if self._name == "analysis":
+            metrics.ANALYSIS_LATENESS.observe(max(0.0, (start - due).total_seconds()))
         try:
             return job(start)
         except Exception as err:  # a bug in a provider must not stop the rollout's clock
-            log.exception("analysis of %s failed", key)
-            return AnalysisResult("Error", (Measurement(start, "analysis", None, "", "Error",
-                                                        f"{type(err).__name__}: {err}"[:300]),))
+            log.exception("%s of %s failed", self._name, key)
+            return self._failed(start, err)
 
     def forget(self, key: Key) -> None:
         task = self._running.pop(key, None)

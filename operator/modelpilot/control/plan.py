@@ -30,6 +30,7 @@ from modelpilot.api.models import (
 )
 from modelpilot.api.stored import StoredStatus, read_status
 from modelpilot.control.children import desired_state
+from modelpilot.control.drift import DriftOutcome, DriftPart, DriftRequest, drift_part, drift_request
 from modelpilot.control.observe import ChildRef, Observed, describe_conflicts
 from modelpilot.control.report import StatusPlan, plan_status
 from modelpilot.control.tick import Tick, rollout_tick
@@ -85,6 +86,8 @@ class Plan:
     analysis: AnalysisRequest | None = None
     decisions: tuple[tuple[str, dict[str, Any]], ...] = ()  # (what, fields): one log line each
     decision: Decision | None = None
+    drift: DriftRequest | None = None  # the stable track's drift to read
+    drift_part: DriftPart | None = None
 
     @property
     def writes(self) -> bool:
@@ -123,7 +126,7 @@ def owner_of(observed: Observed) -> dict[str, Any]:
 
 
 def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
-         settings: PlanSettings | None = None) -> Plan:
+         settings: PlanSettings | None = None, drift: DriftOutcome | None = None) -> Plan:
     settings = settings or PlanSettings()
     md = observed.md
     generation = int(md["metadata"].get("generation", 0))
@@ -136,7 +139,9 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
             ("invalid-spec", {"reason": str(err)}))
 
     stored = read_status(md.get("status"))  # whichever operator release wrote it; never raises
-    tick = rollout_tick(observed, spec, stored, analysis, now)
+    monitoring = spec.monitoring.drift
+    part = drift_part(monitoring, dict(md.get("status") or {}), drift, now)
+    tick = rollout_tick(observed, spec, stored, analysis, now, hold=part.hold)
     if tick.invalid_status is not None:
         return _blocked(observed, generation, now, StatusObservation(
             generation=generation, version="", revision="", stable_deployment=None,
@@ -150,7 +155,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
             ("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))})),
             requeue=CONFLICT_RECHECK_SECONDS)
     stable_revision = serving_revision(tick.stable_spec)
-    status = _status(observed, tick, stable_revision, settings, generation, now, stored)
+    status = _status(observed, tick, stable_revision, settings, generation, now, stored, part)
     decision = tick.decision
     decisions = list(children.decisions)
     repaired = [*stored.dropped, *([stored.template_problem] if stored.template_problem else [])]
@@ -162,16 +167,23 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     decisions += [(f"rollout-{e.reason}", {"message": repr(e.message)}) for e in decision.events]
     if status.patch is not None:
         decisions.append(("status", {"phase": status.phase, "ready": status.ready[0], "reason": status.ready[1]}))
+    decisions += [(f"drift-{e.reason}", {"message": repr(e.message)}) for e in part.events]
     request = _analysis_request(observed, spec, tick, stable_revision, settings)
     requeue = decision.requeue_after
     if request is not None:
         requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
+    read_drift = drift_request(part, monitoring, namespace=observed.namespace, name=observed.name,
+                               revision=stable_revision, now=now)
+    if part.next_at is not None and read_drift is None:
+        wait = max(0.5, (part.next_at - now).total_seconds())
+        requeue = wait if requeue is None else min(requeue, wait)
     return Plan(
         apply=children.apply, bootstrap=children.bootstrap, delete=children.delete,
         status=status.patch,
-        events=(*decision.events, *status.events),
+        events=(*decision.events, *status.events, *part.events),
         consume_action=tick.action if tick.action is not None and decision.consume_action else None,
         requeue=requeue, analysis=request, decisions=tuple(decisions), decision=decision,
+        drift=read_drift, drift_part=part if drift is not None else None,
     )
 
 
@@ -185,7 +197,7 @@ def _blocked(observed: Observed, generation: int, now: dt.datetime, obs: StatusO
 
 
 def _status(observed: Observed, tick: Tick, stable_revision: str, settings: PlanSettings, generation: int,
-            now: dt.datetime, stored: StoredStatus) -> StatusPlan:
+            now: dt.datetime, stored: StoredStatus, drift: DriftPart) -> StatusPlan:
     stable_spec = tick.stable_spec
     canary = tick.decision.canary
     view = RolloutView(canary.state, canary.reason or canary.state, canary.message) if canary else None
@@ -202,7 +214,7 @@ def _status(observed: Observed, tick: Tick, stable_revision: str, settings: Plan
         rollout=view,
     )
     return plan_status(observed.md, obs, canary=canary, stable_template=canonical_serving_template(stable_spec),
-                       now=now, stored=stored)
+                       now=now, stored=stored, drift=drift)
 
 
 def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, stable_revision: str,

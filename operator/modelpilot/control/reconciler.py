@@ -20,10 +20,14 @@ from dataclasses import replace
 from typing import Any
 
 from modelpilot import metrics
+from modelpilot.analysis.drift_judge import judge_drift
+from modelpilot.analysis.drift_read import read_drift
+from modelpilot.analysis.provider import ProviderError
 from modelpilot.analysis.providers import Providers
 from modelpilot.analysis.run import run_analysis
 from modelpilot.analysis.runner import AnalysisRunner
 from modelpilot.cache import Store
+from modelpilot.control.drift import DriftOutcome, DriftRequest
 from modelpilot.control.execute import execute, first_stage
 from modelpilot.control.observe import observe
 from modelpilot.control.plan import AnalysisRequest, Plan, PlanSettings, plan
@@ -63,7 +67,11 @@ class Reconciler:
         self.settings = plan_settings(settings)
         self.providers = providers or Providers(settings)
         self.io = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="modelpilot-io")
-        self.analyses = AnalysisRunner(settings.analysis_concurrency, done=wake, clock=clock)
+        self.analyses: AnalysisRunner[AnalysisResult] = AnalysisRunner(settings.analysis_concurrency, done=wake,
+                                                                       clock=clock)
+        self.drifts: AnalysisRunner[DriftOutcome] = AnalysisRunner(
+            settings.analysis_concurrency, done=wake, clock=clock, name="drift",
+            failed=lambda at, err: DriftOutcome(at, error=f"{type(err).__name__}: {err}"[:300]))
         self.rejected_queries: dict[Key, dict[str, str]] = {}
 
     async def reconcile(self, key: Key) -> float | None:
@@ -71,6 +79,7 @@ class Reconciler:
         observed = observe(self.store, namespace, name)
         if observed is None or observed.md["metadata"].get("deletionTimestamp"):
             self.analyses.forget(key)
+            self.drifts.forget(key)
             return None  # children go with it: ownerReferences and the garbage collector
         now = self.clock()
         analysis = self._finished_analysis(key, observed.md)
@@ -80,9 +89,13 @@ class Reconciler:
             self.rejected_queries.setdefault(key, {}).update(dict(analysis.rejected))
             analysis = None
         observed = replace(observed, rejected_queries=self.rejected_queries.get(key, {}))
-        the_plan = plan(observed, analysis, now, self.settings)
+        finished_drift = self.drifts.take(key)
+        the_plan = plan(observed, analysis, now, self.settings,
+                        drift=finished_drift.result if finished_drift is not None else None)
         if the_plan.analysis is not None:
             self._start_analysis(key, the_plan.analysis)
+        if the_plan.drift is not None:
+            self._start_drift(key, the_plan.drift)
         for what, fields in the_plan.decisions:
             decision_log(namespace, name, what, fields)
         for stage in first_stage(the_plan):
@@ -113,7 +126,16 @@ class Reconciler:
         job = functools.partial(_analyse, request, provider)
         self.analyses.submit(key, request.revision, request.started_at, request.due, job)
 
+    def _start_drift(self, key: Key, request: DriftRequest) -> None:
+        if self.drifts.busy(key):
+            return
+        provider = self.providers.get("prometheus")
+        self.drifts.submit(key, request.revision, request.due, request.due,
+                           functools.partial(_read_drift, request, provider))
+
     def _record_metrics(self, namespace: str, name: str, the_plan: Plan) -> None:
+        if the_plan.drift_part is not None:
+            metrics.record_drift(namespace, name, the_plan.drift_part.conditions, the_plan.drift_part.status)
         decision: Decision | None = the_plan.decision
         if decision is None:
             return
@@ -132,11 +154,13 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         self.analyses.forget(key)
+        self.drifts.forget(key)
         self.rejected_queries.pop(key, None)
         metrics.forget_object(*key)
 
     async def stop(self) -> None:
         await self.analyses.stop()
+        await self.drifts.stop()
         self.io.shutdown(wait=False, cancel_futures=True)
 
 
@@ -152,3 +176,17 @@ def _analyse(request: AnalysisRequest, provider: Any, start: dt.datetime) -> Ana
                       comparisons=repr(result.experiment.summary()))
     decision_log(request.namespace, request.name, "analysis", fields)
     return result
+
+
+def _read_drift(request: DriftRequest, provider: Any, start: dt.datetime) -> DriftOutcome:
+    try:
+        readings = read_drift(provider, namespace=request.namespace, name=request.name, track="stable",
+                              revision=request.revision)
+    except ProviderError as err:
+        decision_log(request.namespace, request.name, "drift-unavailable", {"error": repr(str(err))})
+        return DriftOutcome(start, error=str(err))
+    report = judge_drift(request.settings, readings, start)
+    decision_log(request.namespace, request.name, "drift", {
+        "data": f"{report.data.status}/{report.data.reason}", "concept": f"{report.concept.status}/"
+        f"{report.concept.reason}", "rows": f"{readings.rows:.0f}"})
+    return DriftOutcome(start, report=report)

@@ -14,6 +14,7 @@ from typing import Any
 
 from modelpilot.api.models import ModelDeploymentStatus
 from modelpilot.api.stored import StoredStatus, read_status
+from modelpilot.control.drift import DriftPart, carried_conditions
 from modelpilot.resources.labels import scale_selector
 from modelpilot.rollout.machine import CanaryState, Event
 from modelpilot.rollout.state import to_status
@@ -46,12 +47,14 @@ def typed_status(desired: dict[str, Any], verbatim: dict[str, Any] | None = None
 
 def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None,
                 stable_template: dict[str, Any] | None, now: dt.datetime,
-                stored: StoredStatus | None = None) -> StatusPlan:
+                stored: StoredStatus | None = None, drift: DriftPart | None = None) -> StatusPlan:
+    """`drift`: the drift conditions and status.drift to write; None keeps them as stored."""
     current: dict[str, Any] = dict(md.get("status") or {})  # as stored: the patch is against this
     stored = stored if stored is not None else read_status(current)  # what this release can read of it
     name = md["metadata"]["name"]
     result = assess(obs, stored.stable or None)
-    conditions = merge_conditions(stored.conditions, result.conditions, obs.generation, now)
+    extra = drift.conditions if drift is not None else carried_conditions(stored.conditions)
+    conditions = merge_conditions(stored.conditions, (*result.conditions, *extra), obs.generation, now)
     desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
                                "conditions": conditions, "selector": scale_selector(name)}
     verbatim: dict[str, Any] = {}
@@ -69,6 +72,10 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
             desired["canary"] = to_status(canary)
     if obs.url:
         desired["url"] = obs.url
+    if drift is None and "drift" in current:
+        verbatim["drift"] = current["drift"]
+    elif drift is not None and drift.status is not None:
+        desired["drift"] = drift.status
     patch = status_patch(current, typed_status(desired, verbatim))
     ready = next(c for c in conditions if c["type"] == "Ready")
     if patch is None:

@@ -90,7 +90,8 @@ def _canary_ready(obs: Observed, canary: CanaryState | None, revision: str) -> b
 
 
 def rollout_tick(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus, analysis: AnalysisResult | None,
-                 now: dt.datetime) -> Tick:
+                 now: dt.datetime, hold: str | None = None) -> Tick:
+    """`hold`: why a canary in flight must hold (drift detected with onDrift Pause), if it must."""
     if spec.rollout.strategy == "Rolling" or not stored.served:
         # Rolling strategy, or no version has ever served (nothing to protect, nothing to compare a
         # canary with, e.g. a first spec whose pods could not be scheduled): stable takes the spec.
@@ -108,11 +109,11 @@ def rollout_tick(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus,
     stable_done = stable_live is not None and rolled_out(stable_live, desired_revision)[0]
 
     due = canary is not None and canary.revision == desired_revision and action is None and \
-        analysis_due(canary, config, now, canary_ready, spec.paused)
+        analysis_due(canary, config, now, canary_ready, spec.paused or hold is not None)
     observation = Observation(
         desired_revision=desired_revision, desired_version=spec.model.version,
         stable_revision=serving_revision(stable_spec), canary_ready=canary_ready, stable_rolled_out=stable_done,
-        paused=spec.paused, action=action, analysis=analysis if due else None,
+        paused=spec.paused, action=action, analysis=analysis if due else None, hold=hold,
     )
     decision = decide(config, canary, observation, now)
     if (decision.canary is not None and decision.canary.state == "Promoting") or decision.outcome == "promoted":

@@ -7,6 +7,7 @@ from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec, Track
 from modelpilot.fetch_settings import ALLOW_LINK_LOCAL_ENV, DEFAULT_MAX_MODEL_BYTES, MAX_MODEL_BYTES_ENV, format_size
+from modelpilot.monitoring import contract
 from modelpilot.resources.common import MODEL_DIR, PVC_MOUNT, TMP_DIR, BuildSettings, Obj, object_meta, quantity
 from modelpilot.resources.labels import (
     ANNOTATION_REVISION,
@@ -148,6 +149,20 @@ def _fetch_container(spec: ModelDeploymentSpec, image: str, resources: Obj, sett
     return container
 
 
+def _drift_env(spec: ModelDeploymentSpec) -> list[Obj]:
+    """What the runtime must know of spec.monitoring.drift, only where it differs from the runtime's
+    defaults: pods of a spec that leaves monitoring alone stay exactly as they were."""
+    drift = spec.monitoring.drift
+    if not drift.enabled:
+        return [_env(contract.ENV_ENABLED, "false")]
+    env = []
+    if drift.window_seconds != contract.DEFAULT_WINDOW_SECONDS:
+        env.append(_env(contract.ENV_WINDOW, f"{drift.window_seconds:g}"))
+    if drift.max_features != contract.DEFAULT_MAX_FEATURES:
+        env.append(_env(contract.ENV_MAX_FEATURES, str(drift.max_features)))
+    return env
+
+
 def _server_container(
     spec: ModelDeploymentSpec, *, name: str, namespace: str, track: Track, image: str, resources: Obj
 ) -> Obj:
@@ -177,6 +192,7 @@ def _server_container(
         _env("MODELPILOT_DRAIN_SECONDS", str(DRAIN_SECONDS)),
         # The runtime names the answering pod in a response header (x-modelpilot-pod).
         {"name": "MODELPILOT_POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+        *_drift_env(spec),
         *(_env(e.name, e.value) for e in runtime.env),
     ]
     container["ports"] = [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]

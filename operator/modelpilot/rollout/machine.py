@@ -111,7 +111,7 @@ def decide(config: CanaryConfig, canary: CanaryState | None, obs: Observation, n
         return _action(config, canary, obs, now)
     if canary.state == "RolledBack":
         return Decision(canary)
-    if obs.paused or canary.state == "Paused":
+    if obs.paused or obs.hold is not None or canary.state == "Paused":
         return _pause(canary, obs, now)
     return _progressing(config, canary, obs, now)
 
@@ -166,15 +166,22 @@ def _action(config: CanaryConfig, canary: CanaryState, obs: Observation, now: dt
 
 
 def _pause(canary: CanaryState, obs: Observation, now: dt.datetime) -> Decision:
-    """spec.paused freezes everything, the deadline clock included (reset when it lifts); a policy
-    pause waits for promote, abort, retry or resume."""
+    """spec.paused freezes everything, the deadline clock included (reset when it lifts), and so
+    does detected drift with onDrift Pause (lifted when the drift clears); a policy pause waits for
+    promote, abort, retry or resume."""
     if obs.paused:
         if canary.state == "Paused":
             return Decision(canary)
         paused = replace(canary, state="Paused", paused_by="spec", reason="Paused",
                          message=f"canary {canary.version} paused by spec.paused at weight {canary.weight}%")
         return Decision(paused, events=(Event("Normal", "Paused", paused.message),))
-    if canary.paused_by != "spec":
+    if obs.hold is not None:
+        if canary.state == "Paused":
+            return Decision(canary)
+        paused = replace(canary, state="Paused", paused_by="drift", reason="Paused",
+                         message=f"canary {canary.version} paused at weight {canary.weight}%: {obs.hold}"[:2048])
+        return Decision(paused, events=(Event("Warning", "Paused", paused.message),))
+    if canary.paused_by not in ("spec", "drift"):
         return Decision(canary)
     resumed = replace(canary, state="Progressing", paused_by="", last_progress_at=now, reason="Resumed",
                       message=f"canary {canary.version} resumed")

@@ -109,6 +109,7 @@ class Observation:
     paused: bool = False
     action: str | None = None
     analysis: AnalysisResult | None = None
+    hold: str | None = None  # why the canary must hold (drift detected with onDrift Pause); lifts by itself
 
 
 @dataclass(frozen=True)
