@@ -155,8 +155,19 @@ def _heavy_bodies() -> list[bytes]:
     return [strings] * 3 + [numbers] * 4
 
 
+def _longest_single_call(bodies: list[bytes]) -> float:
+    """How long this machine, as loaded as it is now, takes to parse the largest body: the longest
+    single C call the decoding thread makes, which holds the GIL (and so the loop) throughout."""
+    started = time.monotonic()
+    orjson.loads(max(bodies, key=len))
+    return time.monotonic() - started
+
+
 def test_probes_answer_while_heavy_requests_are_decoded(echo_server: RuntimeProcess) -> None:
     bodies = _heavy_bodies()
+    # Decoded on the loop, a probe waits for whole requests (seconds); off the loop, for at most a
+    # few single calls. The bound scales with how busy the machine is (other processes share it).
+    bound = max(1.0, 8 * _longest_single_call(bodies))
     statuses: list[int] = []
     heavy_done: list[float] = []
 
@@ -180,7 +191,8 @@ def test_probes_answer_while_heavy_requests_are_decoded(echo_server: RuntimeProc
     assert statuses == [200] * len(bodies)
     during = [latency for answered, latency in probes if answered < max(heavy_done)]
     assert len(during) >= 3, f"the probes did not overlap the heavy requests: {probes}"
-    assert max(during) < 1.0, f"/v2/health/live took {max(during):.2f}s while heavy requests were decoded"
+    assert max(during) < bound, f"/v2/health/live took {max(during):.2f}s (bound {bound:.2f}s) while heavy " \
+        "requests were decoded"
 
 
 # --- 5. 405 names the allowed methods ------------------------------------------------------------------
