@@ -27,6 +27,12 @@ INTERVAL = 5  # seconds: short, as the suite must stay fast
 SCRAPE = 1  # the harness Prometheus scrapes every second
 
 
+def _profiled_iris(directory: Path) -> Path:
+    model = testmodels.write_iris(directory)
+    testmodels.write_profile(directory)
+    return model
+
+
 @dataclass
 class Env:
     namespace: str
@@ -39,11 +45,13 @@ class Env:
 
     # -- models --------------------------------------------------------------------------------
     def model(self, kind: str, **kw: Any) -> str:
-        """A real model file of `kind` (good, good2, failing, slow, corrupt, shifted) as a file:// URI."""
+        """A real model file of `kind` (good, good2, failing, slow, corrupt, shifted, or profiled: the
+        good iris model with its drift profile beside it) as a file:// URI."""
         directory = self.models / f"{kind}-{len(list(self.models.iterdir()))}"
         writer: Callable[..., Path] = {
             "good": testmodels.write_iris, "good2": testmodels.write_iris, "failing": testmodels.write_failing,
             "slow": testmodels.write_slow, "corrupt": testmodels.write_corrupt, "shifted": testmodels.write_shifted,
+            "profiled": _profiled_iris,
         }[kind]
         return f"file://{writer(directory, **kw)}"
 

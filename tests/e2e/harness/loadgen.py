@@ -22,6 +22,8 @@ outcome: an HTTP status code, `dropped`, `no-entry` (nothing to send to yet) or
 
 Per-request headers: `headers(seq)` gives the extra headers of the request with sequence number
 `seq` (0, 1, 2, ... in release order, dropped ones included); `set_headers()` swaps it mid-run.
+A payload object with a `body(inputs, request)` method builds each request's body knowing the
+request (its seq and headers), e.g. an id to send feedback for, or a segment's own data.
 Each Request keeps the headers and the `user` that `user_of(headers)` names (e.g. the value of a
 sticky header or cookie). `on_answer(request)` is called once for every request a pod answered,
 when its outcome is known (e.g. ConversionReporter.record).
@@ -366,7 +368,11 @@ class LoadGenerator:
                 return
             pod: str | None = None
             try:
-                body = json.dumps(self.payload(self._model_inputs(entry))).encode()
+                inputs = self._model_inputs(entry)
+                payload = self.payload
+                # A payload with body(inputs, request) shapes each request (an id, a segment's data).
+                made = payload.body(inputs, request) if hasattr(payload, "body") else payload(inputs)
+                body = json.dumps(made).encode()
                 status, headers, _ = self._http(entry, "POST", f"/v2/models/{self.model_name}/infer", body,
                                                 request.headers)
                 outcome: Outcome = status
@@ -378,6 +384,14 @@ class LoadGenerator:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        """POST JSON to `path` through the current entry point, as a client would (e.g. feedback)."""
+        status, _, raw = self._http(self.entry, "POST", path, json.dumps(body).encode())
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, None
 
     def _entry_answers(self) -> bool:
         """Whether the model answers its readiness check through the current entry point."""
