@@ -45,95 +45,116 @@ local function describe(c)
   return text(c.reason, "") .. ": " .. c.message
 end
 
-local status = obj.status
-local generation = obj.metadata.generation
-if status == nil or status.observedGeneration == nil or status.conditions == nil then
-  hs.status = "Progressing"
-  hs.message = "waiting for the operator to reconcile this ModelDeployment"
-  return hs
-end
-if generation ~= nil and status.observedGeneration < generation then
-  hs.status = "Progressing"
-  hs.message = "waiting for the operator: generation " .. text(generation, "?") .. " not observed yet (status is of " ..
-    text(status.observedGeneration, "?") .. ")"
-  return hs
+-- Active drift (DataDrift / ConceptDrift True), reported beside any health: drift never fails the app.
+local function drift(status)
+  local found = ""
+  for _, kind in ipairs({"DataDrift", "ConceptDrift"}) do
+    local c = condition(status, kind)
+    if c ~= nil and c.status == "True" then
+      found = found .. "; drift: " .. kind .. ": " .. text(c.message, text(c.reason, ""))
+    end
+  end
+  return found
 end
 
-local spec = obj.spec or {}
-local canary = status.canary or {}
-local experiment = canary.experiment or {}
-local ready = condition(status, "Ready")
-local degraded = condition(status, "Degraded")
--- An experiment whose onConclusion rolled it back ended as planned: not a failure.
-local concluded_back = canary.state == "RolledBack" and canary.reason == "ExperimentConcluded"
+-- The health by the rollout's state, without drift.
+local function assess()
+  local status = obj.status
+  local generation = obj.metadata.generation
+  if status == nil or status.observedGeneration == nil or status.conditions == nil then
+    hs.status = "Progressing"
+    hs.message = "waiting for the operator to reconcile this ModelDeployment"
+    return hs
+  end
+  if generation ~= nil and status.observedGeneration < generation then
+    hs.status = "Progressing"
+    hs.message = "waiting for the operator: generation " .. text(generation, "?") ..
+      " not observed yet (status is of " .. text(status.observedGeneration, "?") .. ")"
+    return hs
+  end
 
--- A rollback, an invalid spec: the operator will not go on by itself.
-local planned = concluded_back and degraded ~= nil and degraded.reason == "ExperimentConcluded"
-if degraded ~= nil and degraded.status == "True" and not planned then
-  hs.status = "Degraded"
-  hs.message = describe(degraded)
-  return hs
-end
+  local spec = obj.spec or {}
+  local canary = status.canary or {}
+  local experiment = canary.experiment or {}
+  local ready = condition(status, "Ready")
+  local degraded = condition(status, "Degraded")
+  -- An experiment whose onConclusion rolled it back ended as planned: not a failure.
+  local concluded_back = canary.state == "RolledBack" and canary.reason == "ExperimentConcluded"
 
--- Held until someone acts: a paused canary (by spec.paused or a policy), or spec.paused itself.
-if canary.state == "Paused" then
-  hs.status = "Suspended"
-  hs.message = text(canary.message, "canary " .. text(canary.version, "?") .. " paused") ..
-    " (resume, promote or abort)"
-  return hs
-end
-if spec.paused == true and canary.state ~= "Promoting" then
-  hs.status = "Suspended"
+  -- A rollback, an invalid spec: the operator will not go on by itself.
+  local planned = concluded_back and degraded ~= nil and degraded.reason == "ExperimentConcluded"
+  if degraded ~= nil and degraded.status == "True" and not planned then
+    hs.status = "Degraded"
+    hs.message = describe(degraded)
+    return hs
+  end
+
+  -- Held until someone acts: a paused canary (by spec.paused or a policy), or spec.paused itself.
+  if canary.state == "Paused" then
+    hs.status = "Suspended"
+    hs.message = text(canary.message, "canary " .. text(canary.version, "?") .. " paused") ..
+      " (resume, promote or abort)"
+    return hs
+  end
+  if spec.paused == true and canary.state ~= "Promoting" then
+    hs.status = "Suspended"
+    if ready ~= nil and ready.status == "True" then
+      hs.message = "spec.paused: " .. text(ready.message, "serving") .. "; a new version will wait at its first step"
+    else
+      hs.message = "spec.paused: " .. describe(ready or {reason = "Paused"})
+    end
+    return hs
+  end
+
+  if concluded_back then
+    hs.status = "Healthy"
+    hs.message = "experiment concluded: " .. text(experiment.verdict, "?") .. ", rolled back to stable"
+    return hs
+  end
+
+  -- A final experiment verdict that waits for a human (onConclusion Report, or no clear verdict
+  -- under Promote): the split stays until a promote or abort action.
+  if canary.state == "Progressing" and experiment.final == true and
+      (canary.reason == "ExperimentConcluded" or canary.stage == "experiment") then
+    hs.status = "Suspended"
+    hs.message = "experiment " .. text(canary.version, "?") .. " concluded: " .. text(experiment.verdict, "?") ..
+      "; the " .. text(canary.weight, "?") .. "% split stays until a promote or abort action"
+    if canary.reason ~= "ExperimentConcluded" and canary.message ~= nil and canary.message ~= "" then
+      hs.message = hs.message .. " (last: " .. canary.message .. ")"
+    end
+    return hs
+  end
+
   if ready ~= nil and ready.status == "True" then
-    hs.message = "spec.paused: " .. text(ready.message, "serving") .. "; a new version will wait at its first step"
-  else
-    hs.message = "spec.paused: " .. describe(ready or {reason = "Paused"})
+    hs.status = "Healthy"
+    hs.message = text(ready.message, "")
+    return hs
   end
-  return hs
-end
 
-if concluded_back then
-  hs.status = "Healthy"
-  hs.message = "experiment concluded: " .. text(experiment.verdict, "?") .. ", rolled back to stable"
-  return hs
-end
-
--- A final experiment verdict that waits for a human (onConclusion Report, or no clear verdict
--- under Promote): the split stays until a promote or abort action.
-if canary.state == "Progressing" and experiment.final == true and
-    (canary.reason == "ExperimentConcluded" or canary.stage == "experiment") then
-  hs.status = "Suspended"
-  hs.message = "experiment " .. text(canary.version, "?") .. " concluded: " .. text(experiment.verdict, "?") ..
-    "; the " .. text(canary.weight, "?") .. "% split stays until a promote or abort action"
-  if canary.reason ~= "ExperimentConcluded" and canary.message ~= nil and canary.message ~= "" then
-    hs.message = hs.message .. " (last: " .. canary.message .. ")"
+  if canary.state == "Progressing" or canary.state == "Promoting" then
+    hs.status = "Progressing"
+    local what = where(canary, spec.rollout or {})
+    if canary.state == "Promoting" then
+      what = "promoting " .. text(canary.version, "?")
+    end
+    if canary.message ~= nil and canary.message ~= "" then
+      what = what .. ": " .. canary.message
+    end
+    hs.message = what
+    return hs
   end
-  return hs
-end
 
-if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = text(ready.message, "")
-  return hs
-end
-
-if canary.state == "Progressing" or canary.state == "Promoting" then
   hs.status = "Progressing"
-  local what = where(canary, spec.rollout or {})
-  if canary.state == "Promoting" then
-    what = "promoting " .. text(canary.version, "?")
+  if ready ~= nil then
+    hs.message = describe(ready)
+  else
+    hs.message = "waiting for the operator to report Ready"
   end
-  if canary.message ~= nil and canary.message ~= "" then
-    what = what .. ": " .. canary.message
-  end
-  hs.message = what
   return hs
 end
 
-hs.status = "Progressing"
-if ready ~= nil then
-  hs.message = describe(ready)
-else
-  hs.message = "waiting for the operator to report Ready"
+local health = assess()
+if obj.status ~= nil then
+  health.message = text(health.message, "") .. drift(obj.status)
 end
-return hs
+return health

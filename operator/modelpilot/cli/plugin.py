@@ -6,6 +6,7 @@ Installed as the console script `kubectl-modelpilot`, so kubectl finds it on PAT
     kubectl modelpilot status NAME [--watch]
     kubectl modelpilot promote|abort|retry|pause|resume NAME
     kubectl modelpilot history NAME
+    kubectl modelpilot drift NAME
 
 Every failure is one line on stderr and a non-zero exit: 1 for errors, 2 for bad usage.
 """
@@ -28,6 +29,7 @@ from rich.text import Text
 
 from modelpilot.api.models import PLURAL, SINGULAR
 from modelpilot.cli import actions
+from modelpilot.cli.drift_view import drift_output, drift_summary
 from modelpilot.cli.experiment_view import (
     COMPARISON_COLUMNS,
     comparison_rows,
@@ -172,6 +174,8 @@ def status_view(md: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | Non
         notes.append("no status yet: waiting for the operator (is it running and watching this namespace?)")
     elif generation is not None and observed < generation:
         notes.append(f"the operator has not observed generation {generation} yet (status is of {observed})")
+    if drift := drift_summary(md):
+        notes.append(drift)
     if status.get("url"):
         notes.append(f"url: {status['url']}")
     parts += [Text(note) for note in notes]
@@ -303,6 +307,11 @@ def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> i
     return 0
 
 
+def cmd_drift(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
+    console_for(120).print(drift_output(cluster.get(namespace, args.name)))
+    return 0
+
+
 def cmd_action(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
     action, name = args.command, args.name
     md = cluster.get(namespace, name)
@@ -368,10 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
         act.add_argument("--force", action="store_true", help="send it even when the state says it does nothing")
         act.set_defaults(func=cmd_action)
 
-    hist = sub.add_parser("history", help="the rollout's events in time order, and its analyses")
-    _common(hist, suppress=True)
-    hist.add_argument("name")
-    hist.set_defaults(func=cmd_history)
+    for command, func, text in (
+            ("history", cmd_history, "the rollout's events in time order, and its analyses"),
+            ("drift", cmd_drift, "the stable track's data and concept drift: conditions, features, accuracy")):
+        one = sub.add_parser(command, help=text)
+        _common(one, suppress=True)
+        one.add_argument("name")
+        one.set_defaults(func=func)
     return parser
 
 
