@@ -8,6 +8,12 @@ load on the machine hits both alike. MLServer runs from its own venv under the b
 (~/.cache/modelpilot/bench/mlserver-venv, created on first use from PyPI), twice: with its
 defaults (inference in one worker process) and with parallel_workers=0 (in the HTTP process).
 The raw predict() rate of the model, in-process with no HTTP, is printed as the ceiling.
+
+The model directory holds the model's drift profile, so the `modelpilot` column is the runtime
+as it serves by default, with drift monitoring on; a second runtime with MODELPILOT_DRIFT=false
+gets the same load, and the drift table compares the two (each measured `--drift-repeats` times
+in alternating order, the better run of each kept, as for the ceiling). The in-process cost of
+counting one request for drift is printed too.
 Numbers are printed, never asserted: they depend on the machine and on what else runs on it.
 """
 
@@ -92,9 +98,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 
 @contextmanager
-def process(cmd: list[str], cwd: Path, log: Path, ready_url: str) -> Iterator[None]:
+def process(cmd: list[str], cwd: Path, log: Path, ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(ready_url, proc, log)
         yield
@@ -161,69 +167,102 @@ def raw_rates(model_dir: Path, windows: int = 8, window_seconds: float = 0.4) ->
     return rates[0], rates[1]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
-    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated connection counts")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is missing: apt-get install wrk", file=sys.stderr)
-        return 2
-    levels = [int(c) for c in args.concurrency.split(",")]
-    mlserver = ensure_mlserver()
+def drift_cost_us(model_dir: Path, calls: int = 100_000) -> tuple[float, float]:
+    """Microseconds DriftMonitor.observe adds to one iris request (inputs [1, 4], one prediction),
+    without and with a request id to remember: the best of three rounds."""
+    from prometheus_client import CollectorRegistry
 
-    with tempfile.TemporaryDirectory(prefix="modelpilot-bench-") as tmp, ExitStack() as stack:
-        root = Path(tmp)
-        model_dir = root / "iris"
-        testmodels.write_iris(model_dir)
-        script = root / "post.lua"
-        script.write_text(LUA)
-        predict_rate, protocol_rate = raw_rates(model_dir)
+    from modelpilot.server.drift import DriftMonitor, DriftSettings
+    from modelpilot.server.metrics import MetricLabels
 
-        servers: dict[str, str] = {}
+    monitor = DriftMonitor(MetricLabels("iris", "iris", "", ""), DriftSettings(), CollectorRegistry())
+    monitor.load(load_model(model_dir), model_dir)
+    inputs = {"input-0": np.asarray([ROW])}
+    output = np.asarray([0])
+    costs = []
+    for with_id in (False, True):
+        best = float("inf")
+        for round_ in range(3):
+            ids = [f"{round_}-{i}" if with_id else None for i in range(calls)]
+            started = time.perf_counter()
+            for request_id in ids:
+                monitor.remember(output, request_id)
+                monitor.observe(inputs, output)
+            best = min(best, (time.perf_counter() - started) / calls * 1e6)
+        costs.append(best)
+    return costs[0], costs[1]
+
+
+def runtime_env(drift: bool) -> dict[str, str]:
+    """This process's environment without MODELPILOT_* settings, plus MODELPILOT_DRIFT=false when off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPILOT_")}
+    return env if drift else {**env, "MODELPILOT_DRIFT": "false"}
+
+
+def measure_drift(urls: dict[str, str], script: Path, levels: list[int], seconds: float,
+                  repeats: int) -> dict[tuple[str, int], Result]:  # fmt: skip
+    """On and off at each concurrency, `repeats` times in alternating order; the better run of each."""
+    best: dict[tuple[str, int], Result] = {}
+    for c in levels:
+        for rep in range(repeats):
+            for name in (urls if rep % 2 == 0 else reversed(urls)):
+                result = wrk(urls[name], script, c, seconds)
+                if (name, c) not in best or result.rps > best[(name, c)].rps:
+                    best[(name, c)] = result
+    return best
+
+
+def print_drift(results: dict[tuple[str, int], Result], levels: list[int], cost: tuple[float, float]) -> None:
+    print()
+    print(f"drift monitoring, in-process: {cost[0]:.1f} us per request counted, {cost[1]:.1f} us with a request id "
+          "remembered for feedback")  # fmt: skip
+    header = f"{'conc':>4} | {'drift on req/s':>14} {'p99 ms':>7} | {'drift off req/s':>15} {'p99 ms':>7} | " \
+             f"{'throughput cost':>15} {'p99 cost':>8}"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for c in levels:
+        on, off = results[("modelpilot", c)], results[("modelpilot-off", c)]
+        print(f"{c:>4} | {on.rps:>14,.0f} {on.p99_ms:>7.2f} | {off.rps:>15,.0f} {off.p99_ms:>7.2f} | "
+              f"{1 - on.rps / off.rps:>14.1%} {on.p99_ms / off.p99_ms - 1:>+8.0%}")  # fmt: skip
+    print("throughput cost = 1 - on/off (negative: on was faster, i.e. noise); p99 cost = on/off - 1")
+
+
+def start_servers(stack: ExitStack, root: Path, model_dir: Path, mlserver: Path) -> dict[str, str]:
+    """Both runtimes (drift monitoring on and off) and both MLServers on `model_dir`: {name: infer URL}."""
+    servers: dict[str, str] = {}
+    for label, drift in (("modelpilot", True), ("modelpilot-off", False)):
         port = free_port()
         stack.enter_context(
             process(
                 [sys.executable, "-m", "modelpilot.cli.main", "serve", "--model", str(model_dir), "--name", "iris",
                  "--host", "127.0.0.1", "--port", str(port)],
-                root, root / "modelpilot.log", f"http://127.0.0.1:{port}/v2/health/ready",
+                root, root / f"{label}.log", f"http://127.0.0.1:{port}/v2/health/ready", runtime_env(drift),
             )
         )  # fmt: skip
-        servers["modelpilot"] = f"http://127.0.0.1:{port}/v2/models/iris/infer"
-        for label, workers in (("mlserver", None), ("mlserver-inproc", 0)):
-            repo = root / label
-            (repo / "iris").mkdir(parents=True)
-            shutil.copy(model_dir / testmodels.MODEL_FILE, repo / "iris" / testmodels.MODEL_FILE)
-            (repo / "iris" / "model-settings.json").write_text(
-                json.dumps({"name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
-                            "parameters": {"uri": f"./{testmodels.MODEL_FILE}"}})
-            )  # fmt: skip
-            http_port = free_port()
-            settings = {"host": "127.0.0.1", "http_port": http_port, "grpc_port": free_port(),
-                        "metrics_port": free_port()}  # fmt: skip
-            if workers is not None:
-                settings["parallel_workers"] = workers
-            (repo / "settings.json").write_text(json.dumps(settings))
-            stack.enter_context(
-                process([str(mlserver), "start", "."], repo, root / f"{label}.log",
-                        f"http://127.0.0.1:{http_port}/v2/models/iris/ready")
-            )  # fmt: skip
-            servers[label] = f"http://127.0.0.1:{http_port}/v2/models/iris/infer"
+        servers[label] = f"http://127.0.0.1:{port}/v2/models/iris/infer"
+    for label, workers in (("mlserver", None), ("mlserver-inproc", 0)):
+        repo = root / label
+        (repo / "iris").mkdir(parents=True)
+        shutil.copy(model_dir / testmodels.MODEL_FILE, repo / "iris" / testmodels.MODEL_FILE)
+        (repo / "iris" / "model-settings.json").write_text(
+            json.dumps({"name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
+                        "parameters": {"uri": f"./{testmodels.MODEL_FILE}"}})
+        )  # fmt: skip
+        http_port = free_port()
+        settings = {"host": "127.0.0.1", "http_port": http_port, "grpc_port": free_port(),
+                    "metrics_port": free_port()}  # fmt: skip
+        if workers is not None:
+            settings["parallel_workers"] = workers
+        (repo / "settings.json").write_text(json.dumps(settings))
+        stack.enter_context(
+            process([str(mlserver), "start", "."], repo, root / f"{label}.log",
+                    f"http://127.0.0.1:{http_port}/v2/models/iris/ready")
+        )  # fmt: skip
+        servers[label] = f"http://127.0.0.1:{http_port}/v2/models/iris/infer"
+    return servers
 
-        for url in servers.values():  # warm-up: first requests, lazy imports, caches
-            wrk(url, script, 4, 2)
-        results: dict[tuple[str, int], Result] = {}
-        for c in levels:
-            for name, url in servers.items():  # interleaved: background load hits every server alike
-                results[(name, c)] = wrk(url, script, c, args.duration)
 
-    load = os.getloadavg()[0]
-    print()
-    print(f"iris LogisticRegression, 1 row per request, wrk -t1, {args.duration:g}s per cell, "
-          f"{os.cpu_count()} CPUs, load average {load:.2f} at the end")  # fmt: skip
-    print(f"raw model.predict(): {predict_rate:,.0f}/s; with this runtime's JSON decode, checks and encode: "
-          f"{protocol_rate:,.0f}/s (in-process, no HTTP: the ceiling for one process)")  # fmt: skip
-    print()
+def print_comparison(results: dict[tuple[str, int], Result], levels: list[int]) -> None:
     header = f"{'conc':>4} | {'modelpilot req/s':>16} {'p50 ms':>7} {'p99 ms':>7} | " \
              f"{'mlserver req/s':>14} {'p50 ms':>7} {'p99 ms':>7} | " \
              f"{'mlserver inproc':>15} {'p50 ms':>7} {'p99 ms':>7} | {'x best':>6} {'p99 vs':>6}"  # fmt: skip
@@ -239,10 +278,52 @@ def main() -> int:
             f"{b.rps:>15,.0f} {b.p50_ms:>7.2f} {b.p99_ms:>7.2f} | "
             f"{ours.rps / best.rps:>5.2f}x {ours.p99_ms / best.p99_ms:>5.2f}x"
         )
-    errors = {k: r.errors for k, r in results.items() if r.errors}
     print()
     print("x best = modelpilot req/s / the faster MLServer's; p99 vs = modelpilot p99 / that server's p99 "
           "(below 1 is better)")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated connection counts")
+    parser.add_argument("--drift-repeats", type=int, default=2, help="runs of drift on and off per concurrency")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return 2
+    levels = [int(c) for c in args.concurrency.split(",")]
+    mlserver = ensure_mlserver()
+
+    with tempfile.TemporaryDirectory(prefix="modelpilot-bench-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        model_dir = root / "iris"
+        testmodels.write_iris(model_dir)
+        testmodels.write_profile(model_dir)  # drift monitoring on, as the runtime serves by default
+        script = root / "post.lua"
+        script.write_text(LUA)
+        predict_rate, protocol_rate = raw_rates(model_dir)
+        cost = drift_cost_us(model_dir)
+        servers = start_servers(stack, root, model_dir, mlserver)
+        for url in servers.values():  # warm-up: first requests, lazy imports, caches
+            wrk(url, script, 4, 2)
+        results: dict[tuple[str, int], Result] = {}
+        for c in levels:
+            for name in ("modelpilot", "mlserver", "mlserver-inproc"):  # interleaved: background load hits all alike
+                results[(name, c)] = wrk(servers[name], script, c, args.duration)
+        drift_urls = {name: servers[name] for name in ("modelpilot", "modelpilot-off")}
+        drift_results = measure_drift(drift_urls, script, levels, args.duration, args.drift_repeats)
+
+    load = os.getloadavg()[0]
+    print()
+    print(f"iris LogisticRegression, 1 row per request, wrk -t1, {args.duration:g}s per cell, "
+          f"{os.cpu_count()} CPUs, load average {load:.2f} at the end")  # fmt: skip
+    print(f"raw model.predict(): {predict_rate:,.0f}/s; with this runtime's JSON decode, checks and encode: "
+          f"{protocol_rate:,.0f}/s (in-process, no HTTP: the ceiling for one process)")  # fmt: skip
+    print()
+    print_comparison(results, levels)
+    print_drift(drift_results, levels, cost)
+    errors = {k: r.errors for k, r in [*results.items(), *drift_results.items()] if r.errors}
     if errors:
         print(f"non-2xx or socket errors: {errors}")
     return 0

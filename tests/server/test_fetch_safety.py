@@ -147,7 +147,8 @@ def test_authorization_is_never_sent_over_plain_http(
     done = fetch_cli(f"{https_base}/{testmodels.MODEL_FILE}", str(tmp_path / "b"), env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "b" / testmodels.MODEL_FILE).is_file()
-    assert _Handler.seen_authorization == [TOKEN]
+    # Twice: the model, then the drift profile looked for beside it, both over https.
+    assert _Handler.seen_authorization == [TOKEN, TOKEN]
     assert TOKEN not in done.stderr
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from modelpilot.monitoring.contract import PROFILE_FILE
+from modelpilot.server.drift import find_profile
 from modelpilot.server.loaders import load_model
 from modelpilot.server.storage import MARKER, FetchError, fetch, split_sha256
 from tests.server.fileserver import listing, serve_files
@@ -228,6 +230,59 @@ def test_serve_a_model_uri_from_s3(minio: MinioServer, bucket: str) -> None:
         status, body = server.post_json("/v2/models/iris/infer", iris_request())
         assert status == 200
         assert body["outputs"][0]["data"] == [0]
+
+
+# --- the drift profile beside a single model file --------------------------------------------------
+@pytest.fixture(scope="module")
+def profiled(files: Path) -> Path:
+    """files/profiled/: the iris model with its profile.json; and an archive of that folder."""
+    testmodels.write_iris(files / "profiled")
+    testmodels.write_profile(files / "profiled")
+    with tarfile.open(files / "profiled.tar.gz", "w:gz") as tf:
+        tf.add(files / "profiled", arcname="profiled")
+    return files / "profiled"
+
+
+def test_file_model_brings_the_profile_beside_it(profiled: Path, tmp_path: Path) -> None:
+    model = profiled / testmodels.MODEL_FILE
+    # The sha256 is the model file's: the profile is fetched along, not checked against it.
+    fetch(f"file://{model}#sha256={_sha(model)}", tmp_path / "uri")
+    assert listing(tmp_path / "uri") == [MARKER, testmodels.MODEL_FILE, PROFILE_FILE]
+    assert (tmp_path / "uri" / PROFILE_FILE).read_bytes() == (profiled / PROFILE_FILE).read_bytes()
+    fetch(str(model), tmp_path / "path")
+    assert listing(tmp_path / "path") == [MARKER, testmodels.MODEL_FILE, PROFILE_FILE]
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        fetch(f"file://{model}#sha256={_sha(profiled / PROFILE_FILE)}", tmp_path / "wrong")
+    assert listing(tmp_path / "wrong") == []
+
+
+def test_no_profile_beside_the_model_is_no_error(files: Path, tmp_path: Path) -> None:
+    fetch(f"file://{files / 'iris' / testmodels.MODEL_FILE}", tmp_path / "m")
+    assert listing(tmp_path / "m") == [MARKER, testmodels.MODEL_FILE]
+
+
+def test_a_directory_or_an_archive_carries_its_profile(profiled: Path, files: Path, tmp_path: Path) -> None:
+    fetch(f"file://{profiled}", tmp_path / "dir")
+    assert listing(tmp_path / "dir") == [MARKER, testmodels.MODEL_FILE, PROFILE_FILE]
+    fetch(f"file://{files / 'profiled.tar.gz'}", tmp_path / "archive")
+    assert find_profile(tmp_path / "archive") == tmp_path / "archive" / "profiled" / PROFILE_FILE
+
+
+def test_http_model_brings_its_profile(profiled: Path, http_base: str, tmp_path: Path) -> None:
+    model = profiled / testmodels.MODEL_FILE
+    fetch(f"{http_base}/profiled/{testmodels.MODEL_FILE}#sha256={_sha(model)}", tmp_path / "with", environ={})
+    assert listing(tmp_path / "with") == [MARKER, testmodels.MODEL_FILE, PROFILE_FILE]
+    assert (tmp_path / "with" / PROFILE_FILE).read_bytes() == (profiled / PROFILE_FILE).read_bytes()
+    fetch(f"{http_base}/iris/{testmodels.MODEL_FILE}", tmp_path / "without", environ={})  # a 404 for the profile
+    assert listing(tmp_path / "without") == [MARKER, testmodels.MODEL_FILE]
+
+
+def test_serve_a_model_uri_with_its_profile(profiled: Path, http_base: str) -> None:
+    with RuntimeProcess.serve(f"{http_base}/profiled/{testmodels.MODEL_FILE}", name="iris") as server:
+        server.wait_ready()
+        assert server.post_json("/v2/models/iris/infer", iris_request())[0] == 200
+        loaded = 'modelpilot_drift_profile_loaded{model="iris",model_deployment="iris",revision="",track="",version=""}'
+        assert f"{loaded} 1.0" in server.metrics_text()
 
 
 # --- the CLI, as the init container runs it --------------------------------------------------------

@@ -12,6 +12,7 @@ function takes a directory and returns the model file it wrote.
     testmodels.write_slow(tmp / "slow", delay_seconds=0.3)
     testmodels.write_shifted(tmp / "drift", shift_ratio=0.4)  # 40 % of the rows get another class
     testmodels.write_corrupt(tmp / "broken")                  # the ready endpoint says why
+    testmodels.write_profile(tmp / "good")                    # its drift profile.json (returns that file)
 """
 
 from __future__ import annotations
@@ -289,3 +290,23 @@ def write_onnx_two_inputs(directory: Path) -> Path:
     path = directory / "model.onnx"
     path.write_bytes(model.SerializeToString())
     return path
+
+
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+def write_profile(model_dir: Path, *, target: bool = True) -> Path:
+    """The drift profile of the iris data, built with the real `build_profile` from the good iris
+    model's predictions (whatever model `model_dir` holds: a failing or shifted canary is compared
+    with the reference the good model gives), written as `profile.json` beside the model file
+    (`model_dir` may be that file). With `target`, it records that model's accuracy too."""
+    from modelpilot.monitoring.contract import PROFILE_FILE
+    from modelpilot.monitoring.profile import build_profile
+    from modelpilot.monitoring.profile import write_profile as write_profile_file
+
+    folder = model_dir if model_dir.is_dir() else model_dir.parent
+    x, y = iris()
+    predictions = np.asarray(iris_estimator().predict(x))
+    columns = {name: x[:, i] for i, name in enumerate(IRIS_FEATURES)}
+    profile = build_profile(columns, predictions, y if target else None)
+    return write_profile_file(profile, folder / PROFILE_FILE)

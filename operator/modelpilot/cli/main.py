@@ -1,5 +1,5 @@
-"""`modelpilot` command: `operator` runs the operator; `serve` and `fetch` are the model-server
-runtime (they need the `[server]` extra, imported only inside those subcommands)."""
+"""`modelpilot` command: `operator` runs the operator; `serve`, `fetch` and `profile` are the
+model-server runtime (they need the `[server]` extra, imported only inside those subcommands)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from modelpilot.cli.profile import add_profile_command
 from modelpilot.settings import ENV_PREFIX, OperatorSettings
 
 
@@ -129,6 +130,16 @@ def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "MODELPILOT_PREDICT_MODE; default auto)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    serve.add_argument(
+        "--drift-window",
+        type=float,
+        help="seconds of the drift and feedback sliding window (env MODELPILOT_DRIFT_WINDOW; default 3600)",
+    )
+    serve.add_argument(
+        "--no-drift",
+        action="store_true",
+        help="no drift monitoring and no feedback endpoint (env MODELPILOT_DRIFT=false)",
+    )
     serve.set_defaults(func=_serve)
 
     fetch = sub.add_parser(
@@ -142,6 +153,7 @@ def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     fetch.add_argument("--sha256", help="expected sha256 of the downloaded file (env MODELPILOT_MODEL_SHA256)")
     fetch.add_argument("--force", action="store_true", help="replace whatever the directory holds")
     fetch.set_defaults(func=_fetch)
+    add_profile_command(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,8 +2,9 @@
 
 Routing is a dictionary lookup and JSON goes through orjson: per request the server spends its
 time in the model, not in the web layer. Inference requests (`modelpilot.server.inference`) are
-counted and timed in `RequestMetrics`; health, metadata and /metrics requests are not, so probes
-and scrapes never dilute the error rate the canary analysis computes.
+counted and timed in `RequestMetrics`; health, metadata, /metrics and feedback requests
+(`modelpilot.server.feedback`) are not, so probes, scrapes and a client's feedback never dilute
+the error rate the canary analysis computes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import TypeVar
 from modelpilot import __version__
 from modelpilot.server.asgi import Message, Receive, Scope, Send, send_json, send_parts
 from modelpilot.server.codec import DEFAULT_MAX_BODY_BYTES, Limits
+from modelpilot.server.drift import DriftMonitor
+from modelpilot.server.feedback import FeedbackHandler
 from modelpilot.server.inference import InferHandler, ModelState
 from modelpilot.server.loaders import Model, ModelLoadError
 from modelpilot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -52,15 +55,20 @@ class InferenceApp:
         max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
         predict_mode: str = "auto",
         pod_name: str = "",
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.state = state
         self._identity = [(POD_HEADER, pod_name.encode("latin-1", "replace"))] if pod_name else []
         self.metrics = metrics
         self.loader = loader
-        self._infer = InferHandler(state, metrics, Limits(max_body_bytes, max_decoded_bytes), predict_mode)
+        self.drift = drift
+        self._infer = InferHandler(state, metrics, Limits(max_body_bytes, max_decoded_bytes), predict_mode, drift)
+        # Without drift monitoring (MODELPILOT_DRIFT=false) there is no feedback endpoint either.
+        self._feedback = None if drift is None else FeedbackHandler(state, drift, max_body_bytes)
         self._load_task: asyncio.Task[None] | None = None
         prefix = f"/v2/models/{state.name}"
         self._infer_paths = {f"{prefix}/infer"}
+        self._feedback_paths = {f"{prefix}/feedback"}
         self._routes: dict[str, Route] = {
             "/v2/health/live": self._live,
             "/v2/health/ready": self._readiness,
@@ -73,6 +81,7 @@ class InferenceApp:
         if state.version:
             versioned = f"{prefix}/versions/{state.version}"
             self._infer_paths.add(f"{versioned}/infer")
+            self._feedback_paths.add(f"{versioned}/feedback")
             self._routes[versioned] = self._metadata
             self._routes[f"{versioned}/ready"] = self._readiness
 
@@ -134,6 +143,9 @@ class InferenceApp:
         path: str = scope["path"]
         if path in self._infer_paths:
             await self._infer(scope, receive, send)
+            return
+        if self._feedback is not None and path in self._feedback_paths:
+            await self._feedback(scope, receive, send)  # not counted as inference traffic
             return
         if path.startswith("/v2/models/") and path.endswith("/infer"):
             # Counted: a client sending inference traffic to the wrong model name is an error.

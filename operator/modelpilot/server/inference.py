@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -27,12 +27,16 @@ from modelpilot.server.metrics import RequestMetrics
 from modelpilot.server.protocol import ProtocolError
 from modelpilot.server.runner import PredictRunner
 
+if TYPE_CHECKING:
+    from modelpilot.server.drift import DriftMonitor
+
 log = logging.getLogger("modelpilot.server")
 
 T = TypeVar("T")
 INLINE_BODY_BYTES = 16 * 1024  # decoded on the loop up to this size: about a millisecond at worst
 INLINE_OUTPUT_ELEMENTS = 16 * 1024  # encoded on the loop up to this many output values
 _CLOSE = [(b"connection", b"close")]
+REQUEST_ID_HEADER = b"x-request-id"  # identifies a request for feedback when its body has no `id`
 
 
 @dataclass
@@ -55,11 +59,20 @@ class _Answered(Exception):
 
 
 class InferHandler:
-    """Answers infer requests; each answer is counted in `metrics` with its status code."""
+    """Answers infer requests; each answer is counted in `metrics` with its status code, and each
+    successful one in `drift` (when drift monitoring is on)."""
 
-    def __init__(self, state: ModelState, metrics: RequestMetrics, limits: Limits, predict_mode: str) -> None:
+    def __init__(
+        self,
+        state: ModelState,
+        metrics: RequestMetrics,
+        limits: Limits,
+        predict_mode: str,
+        drift: DriftMonitor | None = None,
+    ) -> None:
         self.state = state
         self.metrics = metrics
+        self.drift = drift
         self.limits = limits
         self.runner = PredictRunner(predict_mode)
         self._codec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec")
@@ -130,19 +143,38 @@ class InferHandler:
             )  # fmt: skip
         except (TypeError, ValueError) as err:
             await self._fail(send, started, 500, f"model output cannot be encoded: {err}")
+        if self.drift is not None:
+            # Before the answer leaves: a client that posts feedback as soon as it has the answer
+            # must find the prediction remembered.
+            self.drift.remember(next(iter(result.values()), None), self._request_id(prepared, scope))
         await send_parts(send, 200, headers, parts)
         self.metrics.observe(200, time.perf_counter() - started)
-        await self._count_predictions(result)
+        await self._count_predictions(prepared, result)
 
-    async def _count_predictions(self, result: Mapping[str, Any]) -> None:
-        """The first output's rows into modelpilot_predictions_total, after the answer has been sent;
-        never an error (observe_predictions skips what it cannot bin)."""
+    @staticmethod
+    def _request_id(prepared: Prepared, scope: Scope) -> str | None:
+        """The request's OIP `id`, else its x-request-id header: what feedback names it by."""
+        if prepared.request.id is not None:
+            return prepared.request.id
+        given = header(scope, REQUEST_ID_HEADER)
+        return given.decode("latin-1") if given else None
+
+    async def _count_predictions(self, prepared: Prepared, result: Mapping[str, Any]) -> None:
+        """The first output's rows into modelpilot_predictions_total, and the request into the drift
+        monitor, after the answer has been sent; never an error (both skip what they cannot count)."""
         try:
             output = next(iter(result.values()), None)
-            heavy = int(np.size(output)) > INLINE_OUTPUT_ELEMENTS
-            await self._off_loop(heavy, self.metrics.observe_predictions, output)
+            elements = int(np.size(output))
+            if self.drift is not None:
+                elements = max(elements, sum(int(a.size) for a in prepared.inputs.values()))
+            await self._off_loop(elements > INLINE_OUTPUT_ELEMENTS, self._count, prepared.inputs, output)
         except Exception as err:  # e.g. the codec thread already shut down: the request still succeeded
             log.debug("predictions not counted: %s: %s", type(err).__name__, err)
+
+    def _count(self, inputs: dict[str, np.ndarray], output: Any) -> None:
+        self.metrics.observe_predictions(output)
+        if self.drift is not None:
+            self.drift.observe(inputs, output)
 
     async def _body(self, scope: Scope, receive: Receive, send: Send, started: float) -> bytes | bytearray:
         encoding = (header(scope, b"content-encoding") or b"identity").decode("latin-1").strip().lower()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modelpilot.monitoring.contract import PROFILE_FILE
 from modelpilot.server.protocol import DATATYPES, ProtocolError, TensorSpec
 
 FORMATS = ("sklearn", "xgboost", "onnx")
@@ -28,6 +29,8 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
 # Optional file beside the model that declares its inputs (names, datatypes, shapes); it is what
 # gives an sklearn or XGBoost model named inputs, e.g. two feature groups in one request.
 SIGNATURE_FILE = "model-signature.json"
+# JSON files beside a model that are not an XGBoost model: the signature and the drift profile.
+_NOT_MODELS = (SIGNATURE_FILE, PROFILE_FILE)
 log = logging.getLogger("modelpilot.server")
 
 
@@ -197,7 +200,7 @@ def find_model_file(path: Path, model_format: str | None) -> tuple[Path, str]:
         raise ModelLoadError(f"model path {path} does not exist")
     wanted = EXTENSIONS[model_format] if model_format else tuple(e for es in EXTENSIONS.values() for e in es)
     entries = [p for p in sorted(path.iterdir()) if not p.name.startswith(".")]
-    candidates = [p for p in entries if p.is_file() and p.suffix in wanted and p.name != SIGNATURE_FILE]
+    candidates = [p for p in entries if p.is_file() and p.suffix in wanted and p.name not in _NOT_MODELS]
     if not candidates:
         folders = [p for p in entries if p.is_dir()]
         if len(folders) == 1 and not [p for p in entries if p.is_file()]:

@@ -4,6 +4,7 @@
 `modelpilot_request_duration_seconds` (histogram, same labels); `modelpilot_predictions_total` counts
 the predicted rows of successful inferences by `bin` instead of `code` (`modelpilot.server.predictions`).
 Label values come from the pod's environment; Prometheus adds `namespace` and `pod` at scrape.
+The drift gauges go to the same registry (`modelpilot.server.drift_metrics`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from prometheus_client.process_collector import ProcessCollector
 from modelpilot.server.predictions import PredictionBinner
 
 LABELS = ("model_deployment", "model", "version", "revision", "track", "code")
-PREDICTION_LABELS = (*LABELS[:-1], "bin")
+# The labels every series of this process carries (the drift gauges add theirs to these).
+BASE_LABELS = LABELS[:-1]
+PREDICTION_LABELS = (*BASE_LABELS, "bin")
 log = logging.getLogger("modelpilot.server")
 
 # Roughly x1.5 per bucket from 0.5 ms to 10 s: histogram_quantile interpolates inside a bucket, so
@@ -46,6 +49,10 @@ class MetricLabels:
     # is never judged on the traffic of an earlier one with the same track or version.
     revision: str = ""
 
+    def values(self) -> tuple[str, str, str, str, str]:
+        """The values of BASE_LABELS, in order."""
+        return (self.model_deployment, self.model, self.version, self.revision, self.track)
+
 
 class RequestMetrics:
     """The request counter and histogram, plus readiness, in a registry of their own (so several
@@ -70,7 +77,7 @@ class RequestMetrics:
         self._ready = Gauge(
             "modelpilot_model_ready",
             "1 when the model is loaded and the server answers inference requests.",
-            LABELS[:-1],
+            BASE_LABELS,
             registry=self.registry,
         )
         self._predictions = Counter(
@@ -87,8 +94,7 @@ class RequestMetrics:
         self._ready.labels(*self._base()).set(0)
 
     def _base(self) -> tuple[str, str, str, str, str]:
-        lb = self.labels
-        return (lb.model_deployment, lb.model, lb.version, lb.revision, lb.track)
+        return self.labels.values()
 
     def observe(self, code: int, seconds: float) -> None:
         children = self._children.get(code)

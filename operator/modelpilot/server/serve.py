@@ -7,6 +7,7 @@ the pod's `serve --model-dir DIR --port PORT` and a bare `modelpilot serve` in a
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 import uvicorn
 
 from modelpilot.fetch_settings import parse_size
+from modelpilot.monitoring import contract
 from modelpilot.server.app import InferenceApp
 from modelpilot.server.codec import DEFAULT_MAX_BODY_BYTES
+from modelpilot.server.drift import DriftMonitor, DriftSettings
 from modelpilot.server.inference import ModelState
 from modelpilot.server.loaders import FORMATS, Model, load_model
 from modelpilot.server.metrics import MetricLabels, RequestMetrics
@@ -35,6 +38,7 @@ log = logging.getLogger("modelpilot.server")
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "0.0.0.0"
+_FALSE = ("false", "0", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class ServeConfig:
     pod_name: str = ""  # sent back in x-modelpilot-pod
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
 
 class ConfigError(ValueError):
@@ -106,7 +111,28 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
         pod_name=pick(None, "MODELPILOT_POD_NAME") or socket.gethostname(),
         max_body_bytes=_size(env, "MODELPILOT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_decoded_bytes=_size(env, "MODELPILOT_MAX_DECODED_BYTES", DEFAULT_MAX_DECODED_BYTES),
+        drift=_drift_settings(args, env),
     )
+
+
+def _drift_settings(args: Any, env: Mapping[str, str]) -> DriftSettings:
+    """--no-drift / MODELPILOT_DRIFT, --drift-window / MODELPILOT_DRIFT_WINDOW (seconds) and
+    MODELPILOT_DRIFT_MAX_FEATURES."""
+    off = getattr(args, "no_drift", False) or env.get(contract.ENV_ENABLED, "").strip().lower() in _FALSE
+    flag = getattr(args, "drift_window", None)
+    default_window = str(contract.DEFAULT_WINDOW_SECONDS)
+    window_text = str(flag) if flag is not None else env.get(contract.ENV_WINDOW) or default_window
+    try:
+        window = float(window_text)
+    except ValueError:
+        window = math.nan
+    if not 0 < window < math.inf:
+        raise ConfigError(f"the drift window must be a positive number of seconds ({contract.ENV_WINDOW}), got "
+                          f"{window_text!r}")
+    features_text = env.get(contract.ENV_MAX_FEATURES) or str(contract.DEFAULT_MAX_FEATURES)
+    if not features_text.strip().isdigit():
+        raise ConfigError(f"{contract.ENV_MAX_FEATURES} must be a non-negative integer, got {features_text!r}")
+    return DriftSettings(enabled=not off, window_seconds=window, max_features=int(features_text))
 
 
 def _model_location(args: Any, env: Mapping[str, str]) -> tuple[Path, str | None]:
@@ -196,6 +222,7 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
         revision=config.revision,
     )
     metrics = RequestMetrics(labels)
+    drift = DriftMonitor(labels, config.drift, metrics.registry) if config.drift.enabled else None
 
     def loader() -> Model:
         if config.model_uri is not None:
@@ -204,7 +231,10 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
             state.reason = f"fetching {redact_uri(config.model_uri)}"
             fetch(config.model_uri, config.model_dir)
             state.reason = "loading the model"
-        return load_model(config.model_dir, config.format)
+        model = load_model(config.model_dir, config.format)
+        if drift is not None:
+            drift.load(model, config.model_dir, config.format)  # the profile beside the model, if any
+        return model
 
     app = InferenceApp(
         state,
@@ -214,6 +244,7 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
         max_decoded_bytes=config.max_decoded_bytes,
         predict_mode=config.predict_mode,
         pod_name=config.pod_name,
+        drift=drift,
     )
     return app, state, metrics
 

@@ -9,10 +9,12 @@ Guarantees: a sha256 (URI fragment `#sha256=<hex>` or MODELPILOT_MODEL_SHA256) i
 anything reaches the target directory; everything is staged in a hidden folder inside the target
 (same filesystem, so moving it in is a rename) and removed on any failure, so a failed fetch
 leaves the target as it was; archives (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip) are
-extracted, refusing members that would land outside the target; what the fetch writes (download
-and extracted files together) is capped by MODELPILOT_MAX_MODEL_BYTES (20 GiB by default, the
-size limit of the pods' model volume); link-local and cloud-metadata addresses are refused unless
-MODELPILOT_ALLOW_LINK_LOCAL=true; URLs in messages lose their credentials and presigned signatures.
+extracted, refusing members that would land outside the target; a URI naming a single model file
+also brings the drift profile beside it (`profile.json`, optional; the sha256 covers the model
+file only); what the fetch writes (download and extracted files together) is capped by
+MODELPILOT_MAX_MODEL_BYTES (20 GiB by default, the size limit of the pods' model volume);
+link-local and cloud-metadata addresses are refused unless MODELPILOT_ALLOW_LINK_LOCAL=true; URLs
+in messages lose their credentials and presigned signatures.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urldefrag, urlsplit
+from urllib.parse import unquote, urldefrag, urlsplit, urlunsplit
 
 from modelpilot.fetch_settings import DEFAULT_MAX_MODEL_BYTES
 from modelpilot.fetch_settings import parse_size as _parse_size
+from modelpilot.monitoring.contract import PROFILE_FILE
 from modelpilot.server.archives import MAX_BYTES_ENV, ArchiveError, extract_archive, is_archive
 from modelpilot.server.netguard import LinkLocalRefused, allowed, check_host, find_refusal, guarded_client
 from modelpilot.server.redact import install_log_redaction, redact_text, redact_uri
@@ -55,6 +58,10 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 class FetchError(Exception):
     """The model could not be fetched; the message says why (and never holds credentials)."""
+
+
+class _Missing(FetchError):
+    """The URI names nothing (a 404, no such object or file)."""
 
 
 def parse_size(value: str) -> int:
@@ -198,7 +205,11 @@ def _stage(base: str, digest: str | None, staging: Path, env: Mapping[str, str],
         actual = file_sha256(files[0])
         if actual != digest:
             raise FetchError(f"sha256 mismatch for {redact_uri(base)}: expected {digest}, got {actual}; refused")
-    if not (len(files) == 1 and files[0].parent == downloaded and is_archive(files[0].name)):
+    single = len(files) == 1 and files[0].parent == downloaded
+    if single and not is_archive(files[0].name):
+        _fetch_profile(base, files[0].name, staging, downloaded, env, budget)
+        return downloaded
+    if not single:
         return downloaded
     tree = staging / "tree"
     tree.mkdir()
@@ -207,6 +218,39 @@ def _stage(base: str, digest: str | None, staging: Path, env: Mapping[str, str],
     except ArchiveError as err:
         raise FetchError(str(err)) from None
     return tree
+
+
+def _sibling(uri: str, name: str) -> str:
+    """The URI of the file `name` beside the file `uri` names (same scheme, host and folder; no
+    query: a presigned URL's signature is for the one object)."""
+    parts = urlsplit(uri)
+    folder = parts.path.rsplit("/", 1)[0] if "/" in parts.path else ""
+    if not parts.scheme:
+        return str(Path(uri).parent / name)
+    return urlunsplit((parts.scheme, parts.netloc, f"{folder}/{name}", "", ""))
+
+
+def _fetch_profile(
+    base: str, model_name: str, staging: Path, into: Path, env: Mapping[str, str], budget: _Budget
+) -> None:
+    """PROFILE_FILE beside a single-file model URI, when there is one (drift monitoring's reference;
+    optional: its absence is normal, and any other failure only costs drift monitoring, logged)."""
+    if model_name == PROFILE_FILE:
+        return
+    uri = _sibling(base, PROFILE_FILE)
+    landing = staging / "profile"
+    landing.mkdir()
+    try:
+        _download(uri, landing, env, budget)
+    except _Missing:
+        log.info("no %s beside %s", PROFILE_FILE, redact_uri(base))
+        return
+    except FetchError as err:
+        log.warning("not fetched, drift monitoring will be off: %s", err)
+        return
+    fetched = [p for p in landing.iterdir() if p.is_file()]
+    if len(fetched) == 1:  # a prefix of that name would bring a folder: not a profile
+        os.replace(fetched[0], into / PROFILE_FILE)
 
 
 def _read_marker(path: Path) -> dict[str, Any] | None:
@@ -247,7 +291,7 @@ def _download(uri: str, into: Path, env: Mapping[str, str], budget: _Budget) -> 
     except FetchError:
         raise
     except FileNotFoundError as err:
-        raise FetchError(f"{redact_uri(uri)} does not exist ({err})") from None
+        raise _Missing(f"{redact_uri(uri)} does not exist ({err})") from None
     except ImportError as err:
         raise FetchError(f"{scheme}:// needs a package this image lacks: {err}") from None
     except Exception as err:
