@@ -44,6 +44,11 @@ DATA_CASES = [
     ("past-max-features", readings(unexported=(30.0, 2.0, 0.8)), True, "FeatureDrift",
      "2 more features past maxFeatures (max PSI 0.8)"),
     ("unexported-below", readings(unexported=(30.0, 0.0, 0.1)), False, "NoDrift", ""),
+    # A large PSI on a small window without a significant test is noise, not drift.
+    ("not-significant", readings(features={"a": Distribution(0.35, 0.2)}), False, "NoDrift",
+     "largest feature PSI 0.35 (a) is not significant (p-value 0.2 >= 0.01)"),
+    ("significant", readings(features={"a": Distribution(0.35, 0.001)}), True, "FeatureDrift", "feature a PSI 0.35"),
+    ("predictions-not-significant", readings(prediction=Distribution(0.5, 0.3)), False, "NoDrift", ""),
 ]
 
 
@@ -79,7 +84,7 @@ def test_concept_drift_condition(r: DriftReadings, status: bool | None, reason: 
 
 
 def test_status_lists_top_offenders_worst_first_with_their_bins() -> None:
-    features = {f"f{i}": Distribution(i / 10, 0.5, {"(-inf,1]": (0.5, 0.1), "(1,+inf)": (0.5, 0.9)})
+    features = {f"f{i}": Distribution(i / 10, 0.001, {"(-inf,1]": (0.5, 0.1), "(1,+inf)": (0.5, 0.9)})
                 for i in range(8)}
     status = judge_drift(SETTINGS, readings(features=features, feedback_rows=200.0, accuracy=0.9,
                                             reference_accuracy=0.95), NOW).status
@@ -163,6 +168,10 @@ INPUT_CASES = [
     ("few-rows", readings(rows=5.0), "Inconclusive", None, "too few rows (5 < 10)"),
     ("pass", readings(), "Pass", 0.05, "largest PSI: feature petal_length over 500 canary rows"),
     ("fail", readings(features={"a": Distribution(0.9), "b": Distribution(0.1)}), "Fail", 0.9, "feature a"),
+    ("large-but-not-significant", readings(features={"a": Distribution(0.3, 0.4)}), "Pass", 0.3,
+     "feature a over 500 canary rows is not significant (p-value 0.4 >= 0.01)"),
+    ("significant-one-fails", readings(features={"a": Distribution(0.5, 0.4), "b": Distribution(0.3, 0.0)}), "Fail",
+     0.3, "feature b"),
 ]
 
 

@@ -32,7 +32,8 @@ def conditions(observed: Observed) -> dict[str, tuple[str, str]]:
 
 def outcome(body: dict[str, Any], when: dt.datetime, psi: float = 0.02, accuracy: float | None = None) -> DriftOutcome:
     settings = parse_spec(body).monitoring.drift
-    readings = DriftReadings(profile=1.0, rows=400.0, features={"petal_length": Distribution(psi, 0.5)},
+    p_value = 1e-9 if psi >= 0.2 else 0.5  # 400 rows: a large PSI is significant
+    readings = DriftReadings(profile=1.0, rows=400.0, features={"petal_length": Distribution(psi, p_value)},
                              feedback_rows=300.0 if accuracy is not None else 0.0, accuracy=accuracy,
                              reference_accuracy=0.97 if accuracy is not None else None)
     return DriftOutcome(when, report=judge_drift(settings, readings, when))

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 
 from modelpilot.analysis.builtin import SELECTOR
+from modelpilot.analysis.drift_judge import SIGNIFICANCE, drifts
 from modelpilot.analysis.drift_read import DriftReadings
 from modelpilot.analysis.evaluate import judge
 from modelpilot.analysis.stats import jensen_shannon
@@ -56,8 +57,9 @@ def prediction_shift(metric: Metric, histogram: Histogram, min_predictions: int,
 
 def input_drift(metric: Metric, readings: DriftReadings, min_rows: int, now: dt.datetime) -> Measurement:
     """Judge `metric` (a max on the PSI) from the canary's pooled input drift against the reference
-    profile: the largest feature PSI. Inconclusive without a profile or with fewer than `min_rows`
-    rows in the canary pods' windows."""
+    profile: the largest feature PSI, where only a significant one (drift_judge.drifts: its
+    chi-square p-value below 1 %) can fail. Inconclusive without a profile or with fewer than
+    `min_rows` rows in the canary pods' windows."""
     threshold = f"<= {metric.max:g}" if metric.max is not None else ""
     if readings.profile is None or readings.profile < 1:
         why = "no drift metrics from the canary" if readings.profile is None else \
@@ -69,7 +71,14 @@ def input_drift(metric: Metric, readings: DriftReadings, min_rows: int, now: dt.
     scored = [(d.psi, name) for name, d in readings.features.items() if d.psi is not None and math.isfinite(d.psi)]
     if not scored:
         return Measurement(now, metric.name, None, threshold, "Inconclusive", "no feature scored")
-    worst, feature = max(scored)
+    limit = metric.max if metric.max is not None else math.inf
+    significant = [(d.psi, name) for name, d in readings.features.items() if drifts(d, limit)]
+    worst, feature = max(significant or scored)
+    if not significant and worst > limit:
+        p_value = readings.features[feature].p_value
+        return Measurement(now, metric.name, worst, threshold, "Pass",
+                           f"feature {feature} over {readings.rows:.0f} canary rows is not significant (p-value "
+                           f"{p_value:.3g} >= {SIGNIFICANCE:g})")
     measured = judge(metric, worst, None, now)
     detail = f"largest PSI: feature {feature} over {readings.rows:.0f} canary rows"
     return Measurement(measured.time, measured.metric, measured.value, measured.threshold, measured.verdict,

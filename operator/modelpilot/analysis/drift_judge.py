@@ -3,7 +3,10 @@
 
 DataDrift is True when a feature's PSI reaches `featurePSI`, a feature past maxFeatures does (the
 runtime's summary), or the predictions' PSI reaches `predictionPSI`; Unknown without metrics,
-without a profile, or with fewer than `minSamples` rows in the window. ConceptDrift compares
+without a profile, or with fewer than `minSamples` rows in the window. A PSI counts only when the
+chi-square test also rejects "same distribution as the reference" at the 1 % level: PSI is biased
+upwards on a small window (by about bins / rows), and the test is what accounts for the sample
+size, so a few hundred in-distribution rows never look like drift. ConceptDrift compares
 accuracy (or mean absolute error) from feedback with the profile's reference.
 """
 
@@ -19,6 +22,13 @@ from modelpilot.status import Condition, timestamp
 
 DATA_DRIFT, CONCEPT_DRIFT = "DataDrift", "ConceptDrift"
 TOP_OFFENDERS = 5
+SIGNIFICANCE = 0.01  # a PSI over its threshold is drift only with a chi-square p-value below this
+
+
+def drifts(dist: Distribution, threshold: float) -> bool:
+    """PSI at or over the threshold, and significant (a missing p-value does not veto)."""
+    psi, p_value = _finite(dist.psi), _finite(dist.p_value)
+    return psi is not None and psi >= threshold and (p_value is None or p_value < SIGNIFICANCE)
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ def _distribution(name: str, dist: Distribution, threshold: float) -> dict[str, 
              **({} if live is None else {"live": min(1.0, max(0.0, live))})}
             for b, (ref, live) in list(dist.bins.items())[:64]]
     return {"name": name[:253], "psi": psi, "pValue": None if p_value is None else min(1.0, max(0.0, p_value)),
-            "drifted": psi is not None and psi >= threshold, "bins": bins}
+            "drifted": drifts(dist, threshold), "bins": bins}
 
 
 def _ranked(readings: DriftReadings) -> list[tuple[str, Distribution]]:
@@ -66,12 +76,12 @@ def data_condition(settings: DriftMonitoring, r: DriftReadings) -> Condition:
         return Condition(DATA_DRIFT, None, "TooFewSamples",
                          f"{r.rows:.0f} rows in the window < minSamples {settings.min_samples}")
     ranked = _ranked(r)
-    drifted = [(n, d.psi) for n, d in ranked if d.psi is not None and d.psi >= limits.feature_psi]
+    drifted = [(n, d.psi) for n, d in ranked if drifts(d, limits.feature_psi)]
     parts = [f"feature {n} PSI {_g(psi)}" for n, psi in drifted[:TOP_OFFENDERS]]
     if r.unexported is not None and r.unexported[1] > 0 and (r.unexported[2] or 0) >= limits.feature_psi:
         parts.append(f"{r.unexported[1]:.0f} more features past maxFeatures (max PSI {_g(r.unexported[2])})")
     prediction_psi = _finite(r.prediction.psi) if r.prediction is not None else None
-    prediction_drifted = prediction_psi is not None and prediction_psi >= limits.prediction_psi
+    prediction_drifted = r.prediction is not None and drifts(r.prediction, limits.prediction_psi)
     if prediction_drifted:
         parts.append(f"predictions PSI {_g(prediction_psi)}")
     if parts:
@@ -79,10 +89,16 @@ def data_condition(settings: DriftMonitoring, r: DriftReadings) -> Condition:
         return Condition(DATA_DRIFT, True, reason,
                          f"{'; '.join(parts)} (thresholds: featurePSI {limits.feature_psi:g}, predictionPSI "
                          f"{limits.prediction_psi:g}; {r.rows:.0f} rows)")
-    worst = next(((n, d.psi) for n, d in ranked if d.psi is not None), None)
-    largest = f"largest feature PSI {_g(worst[1])} ({worst[0]})" if worst else "no feature measured"
+    worst = next(((n, d) for n, d in ranked if _finite(d.psi) is not None), None)
+    if worst is None:
+        largest = "no feature measured"
+    elif (worst[1].psi or 0.0) >= limits.feature_psi:
+        largest = (f"largest feature PSI {_g(worst[1].psi)} ({worst[0]}) is not significant (p-value "
+                   f"{_g(worst[1].p_value)} >= {SIGNIFICANCE:g})")
+    else:
+        largest = f"largest feature PSI {_g(worst[1].psi)} ({worst[0]}) < {limits.feature_psi:g}"
     return Condition(DATA_DRIFT, False, "NoDrift",
-                     f"{largest} < {limits.feature_psi:g}; predictions PSI {_g(prediction_psi)}; {r.rows:.0f} rows")
+                     f"{largest}; predictions PSI {_g(prediction_psi)}; {r.rows:.0f} rows")
 
 
 def concept_condition(settings: DriftMonitoring, r: DriftReadings) -> Condition:

@@ -47,8 +47,8 @@ QUERIES: dict[str, str] = {
     "reference_accuracy": f"max({_sel(c.REFERENCE_ACCURACY)})",
     "reference_error": f"max({_sel(c.REFERENCE_ERROR)})",
 }
-# What input-drift needs of the canary: its rows and its pooled PSI per feature.
-CANARY_QUERIES = ("profile", "rows", "psi")
+# What input-drift needs of the canary: its rows, its pooled PSI and p-value per feature.
+CANARY_QUERIES = ("profile", "rows", "psi", "p_value")
 
 
 @dataclass(frozen=True)
