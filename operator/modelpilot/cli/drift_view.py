@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modelpilot.cli.experiment_view import p_text, short
+from modelpilot.cli.view import plain_table
 
 DRIFT_CONDITIONS = ("DataDrift", "ConceptDrift")
 CONDITION_STYLE = {"True": "bold red", "False": "green", "Unknown": "yellow"}
@@ -168,15 +169,8 @@ def worst_first(features: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
 # ------------------------------------------------------------------------------------ the view
 
 
-def _plain_table(*columns: str) -> Table:
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 3, 0, 0))
-    for column in columns:
-        table.add_column(column, no_wrap=column != "MESSAGE", overflow="fold")
-    return table
-
-
 def conditions_table(md: Mapping[str, Any]) -> Table:
-    table = _plain_table("CONDITION", "STATUS", "REASON", "MESSAGE")
+    table = plain_table("CONDITION", "STATUS", "REASON", "MESSAGE")
     for cond in drift_conditions(md):
         status = str(cond.get("status", "Unknown"))
         table.add_row(str(cond.get("type")), Text(status, style=CONDITION_STYLE.get(status, "")),

@@ -14,7 +14,6 @@ Every failure is one line on stderr and a non-zero exit: 1 for errors, 2 for bad
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import os
 import sys
@@ -24,7 +23,6 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from modelpilot.api.models import PLURAL, SINGULAR
@@ -40,7 +38,7 @@ from modelpilot.cli.experiment_view import (
     steps_of,
 )
 from modelpilot.cli.kube import CliError, Cluster, connect
-from modelpilot.cli.view import VERDICT_STYLE, last_round, plain_line, render
+from modelpilot.cli.view import VERDICT_STYLE, age, last_round, plain_line, plain_table, render
 from modelpilot.resources.labels import ANNOTATION_ACTION
 
 PROG = "kubectl modelpilot"
@@ -67,28 +65,6 @@ def console_for(width: int) -> Console:
     if probe.is_terminal:
         return probe
     return Console(width=int(os.environ.get("COLUMNS") or width), no_color=True, highlight=False)
-
-
-def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
-    """kubectl's short age: 42s, 5m12s, 17m, 3h4m, 26h, 3d4h, 12d."""
-    if not timestamp:
-        return "<unknown>"
-    then = dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
-    seconds = max(0, int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds()))
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if seconds < 120:
-        return f"{seconds}s"
-    if minutes < 10:
-        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
-    if hours < 3:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if days < 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    return f"{days}d"
 
 
 def steps(md: Mapping[str, Any]) -> Sequence[int]:
@@ -129,13 +105,6 @@ def row(md: Mapping[str, Any], with_namespace: bool) -> list[str | Text]:
     return [str(meta.get("namespace")), *cells] if with_namespace else cells
 
 
-def _plain_table(*columns: str) -> Table:
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 3, 0, 0))
-    for column in columns:
-        table.add_column(column, no_wrap=column not in ("MESSAGE", "DETAIL"), overflow="fold")
-    return table
-
-
 def _ref(namespace: str, name: str) -> str:
     return f"{SINGULAR} {namespace}/{name}"
 
@@ -151,7 +120,7 @@ def cmd_list(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
         print(f"No {PLURAL} found in {where}.", file=sys.stderr)
         return 0
     columns = ["NAME", "MODEL", "STABLE", "CANARY", "STATE", "STEP", "WEIGHT", "VERDICT", "PHASE", "STAGE", "AGE"]
-    table = _plain_table(*(["NAMESPACE", *columns] if scope is None else columns))
+    table = plain_table(*(["NAMESPACE", *columns] if scope is None else columns))
     for md in items:
         table.add_row(*row(md, scope is None))
     console_for(250).print(table)
@@ -274,7 +243,7 @@ def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> i
     console.print()
     console.print("EVENTS (oldest first; the API server keeps events for about an hour)", style="bold")
     if events:
-        table = _plain_table("TIME", "TYPE", "REASON", "MESSAGE")
+        table = plain_table("TIME", "TYPE", "REASON", "MESSAGE")
         for event in events:
             count = f" (x{event['count']}, last {event['last']})" if int(event.get("count") or 1) > 1 else ""
             table.add_row(event["time"], Text(event["type"], style="yellow" if event["type"] == "Warning" else ""),
@@ -286,7 +255,7 @@ def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> i
     analyses = canary.get("analyses") or []
     console.print("ANALYSES (status.canary.analyses: the last 10 measurements, oldest first)", style="bold")
     if analyses:
-        table = _plain_table("TIME", "METRIC", "VALUE", "THRESHOLD", "VERDICT", "DETAIL")
+        table = plain_table("TIME", "METRIC", "VALUE", "THRESHOLD", "VERDICT", "DETAIL")
         for record in analyses:
             verdict = str(record.get("verdict", ""))
             value = record.get("value")
@@ -300,7 +269,7 @@ def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> i
     if experiment:
         console.print()
         console.print(f"EXPERIMENT (status.canary.experiment) {experiment_title(md, experiment)}", style="bold")
-        table = _plain_table(*(column.upper() for column in COMPARISON_COLUMNS))
+        table = plain_table(*(column.upper() for column in COMPARISON_COLUMNS))
         for cells in comparison_rows(experiment, detail_width=200):
             table.add_row(*cells)
         console.print(table)

@@ -25,6 +25,36 @@ Live = Mapping[str, Mapping[str, float | None]]
 VERDICT_STYLE = {"Pass": "green", "Fail": "bold red", "Inconclusive": "yellow", "Error": "magenta"}
 
 
+def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
+    """kubectl's short age: 42s, 5m12s, 17m, 3h4m, 26h, 3d4h, 12d."""
+    if not timestamp:
+        return "<unknown>"
+    then = dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+    seconds = max(0, int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+def plain_table(*columns: str) -> Table:
+    """A borderless table; MESSAGE and DETAIL columns wrap, the others never do."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 3, 0, 0))
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("MESSAGE", "DETAIL"), overflow="fold")
+    return table
+
+
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "—"
