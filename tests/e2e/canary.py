@@ -142,19 +142,25 @@ def spec(uri: str, version: str = "v1", *, replicas: int = 2, steps: tuple[int, 
                      "rollout": {"strategy": "Canary", "canary": canary, **(rollout_fields or {})}}}
 
 
-@pytest.fixture
-def env(local_cluster: ClusterHandle, crd: str, canary_world: Callable[..., CanaryWorld],
-        custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api, solo_namespace: str,
-        tmp_path: Path) -> Iterator[Env]:
-    world = canary_world(solo_namespace, NAME, rate=50.0)
-    operator = OperatorProcess(kubeconfig=local_cluster.kubeconfig, namespaces=[solo_namespace],
+def open_env(local_cluster: ClusterHandle, world: CanaryWorld, custom: client.CustomObjectsApi,
+             apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, tmp_path: Path) -> Iterator[Env]:
+    """An Env around `world`: its own operator process for `namespace`, stopped at the end."""
+    operator = OperatorProcess(kubeconfig=local_cluster.kubeconfig, namespaces=[namespace],
                                log_path=tmp_path / "operator.log", resync_seconds=5,
                                extra_env={**world.operator_env(), "MODELPILOT_SCRAPE_INTERVAL": str(SCRAPE),
                                           "MODELPILOT_QUERY_TIMEOUT": "2"}).start()
     models = tmp_path / "models"
     models.mkdir()
-    yield Env(solo_namespace, world, operator, custom, apps, core, models)
+    yield Env(namespace, world, operator, custom, apps, core, models)
     operator.stop()
+
+
+@pytest.fixture
+def env(local_cluster: ClusterHandle, crd: str, canary_world: Callable[..., CanaryWorld],
+        custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api, solo_namespace: str,
+        tmp_path: Path) -> Iterator[Env]:
+    world = canary_world(solo_namespace, NAME, rate=50.0)
+    yield from open_env(local_cluster, world, custom, apps, core, solo_namespace, tmp_path)
 
 
 def start_v1(env: Env, **kw: Any) -> None:

@@ -13,10 +13,9 @@ import pytest
 from kubernetes import client
 
 from tests.e2e import mdep
-from tests.e2e.canary import NAME, SCRAPE, Env, spec
+from tests.e2e.canary import NAME, SCRAPE, Env, open_env, spec
 from tests.e2e.harness.drifting import FeedbackSender, IrisRows
 from tests.e2e.harness.world import CanaryWorld
-from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle, wait_for
 
 WINDOW = 20  # seconds: the runtime's sliding window
@@ -36,14 +35,7 @@ def denv(local_cluster: ClusterHandle, crd: str, canary_world: Callable[..., Can
          custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api, solo_namespace: str,
          tmp_path: Path, rows: IrisRows) -> Iterator[Env]:
     world = canary_world(solo_namespace, NAME, rate=50.0, payload=rows)
-    operator = OperatorProcess(kubeconfig=local_cluster.kubeconfig, namespaces=[solo_namespace],
-                               log_path=tmp_path / "operator.log", resync_seconds=5,
-                               extra_env={**world.operator_env(), "MODELPILOT_SCRAPE_INTERVAL": str(SCRAPE),
-                                          "MODELPILOT_QUERY_TIMEOUT": "2"}).start()
-    models = tmp_path / "models"
-    models.mkdir()
-    yield Env(solo_namespace, world, operator, custom, apps, core, models)
-    operator.stop()
+    yield from open_env(local_cluster, world, custom, apps, core, solo_namespace, tmp_path)
 
 
 def create(env: Env, replicas: int = 2, **kw: Any) -> None:
