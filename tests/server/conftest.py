@@ -54,3 +54,12 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
             yield server
     except ToolchainMissing as err:
         pytest.skip(str(err))
+
+
+@pytest.fixture(scope="session")
+def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The iris model with its drift profile beside it."""
+    directory = tmp_path_factory.mktemp("profiled") / "iris"
+    testmodels.write_iris(directory)
+    testmodels.write_profile(directory)
+    return directory

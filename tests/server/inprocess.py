@@ -70,3 +70,13 @@ def by_label(series: list[tuple[dict[str, str], float]], *keys: str) -> dict[Any
 def single(series: list[tuple[dict[str, str], float]]) -> float:
     assert len(series) == 1, series
     return series[0][1]
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (`clock.now = ...`)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -21,7 +21,7 @@ from modelpilot.server.inference import ModelState
 from modelpilot.server.loaders import load_model
 from modelpilot.server.metrics import MetricLabels, RequestMetrics
 from modelpilot.server.serve import ConfigError, build_app, resolve_config
-from tests.server.inprocess import Samples, by_label, call, samples, single
+from tests.server.inprocess import FakeClock, Samples, by_label, call, samples, single
 from tests.support import testmodels
 from tests.support.testing import RuntimeProcess, iris_request
 
@@ -30,21 +30,6 @@ FEATURES = list(testmodels.IRIS_FEATURES)
 INFER = "/v2/models/iris/infer"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The iris model with its profile beside it."""
-    directory = tmp_path_factory.mktemp("drift") / "iris"
-    testmodels.write_iris(directory)
-    testmodels.write_profile(directory)
-    return directory
 
 
 def make_app(
@@ -143,7 +128,7 @@ def test_features_past_max_features_are_summarised(profiled: Path) -> None:
 
 
 def test_counts_leave_the_window_with_the_clock(profiled: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     app, _ = make_app(profiled, DriftSettings(window_seconds=60), clock)
     send_rows(app, bootstrap(40))
     assert single(samples(app)[c.WINDOW_ROWS]) == 40

@@ -19,7 +19,7 @@ from modelpilot.server.drift import DriftMonitor, DriftSettings
 from modelpilot.server.inference import ModelState
 from modelpilot.server.loaders import load_model
 from modelpilot.server.metrics import MetricLabels, RequestMetrics
-from tests.server.inprocess import by_label, call, samples, single
+from tests.server.inprocess import FakeClock, by_label, call, samples, single
 from tests.support import testmodels
 from tests.support.testing import RuntimeProcess, iris_request
 
@@ -28,20 +28,6 @@ FEEDBACK = "/v2/models/iris/feedback"
 LABELS = MetricLabels(model_deployment="iris", model="iris", version="v1", track="stable", revision="r1")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("feedback") / "iris"
-    testmodels.write_iris(directory)
-    testmodels.write_profile(directory)
-    return directory
 
 
 def make_app(
