@@ -35,6 +35,7 @@ from modelpilot.fetch_settings import DEFAULT_MAX_MODEL_BYTES
 from modelpilot.fetch_settings import parse_size as _parse_size
 from modelpilot.monitoring.contract import PROFILE_FILE
 from modelpilot.server.archives import MAX_BYTES_ENV, ArchiveError, extract_archive, is_archive
+from modelpilot.server.cloudfs import gcs_filesystem, s3_filesystem
 from modelpilot.server.netguard import LinkLocalRefused, allowed, check_host, find_refusal, guarded_client
 from modelpilot.server.redact import install_log_redaction, redact_text, redact_uri
 
@@ -47,7 +48,6 @@ STAGING_PREFIX = ".modelpilot-staging-"
 PVC_ROOT_ENV = "MODELPILOT_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 SHA256_ENV = "MODELPILOT_MODEL_SHA256"
-S3_ANONYMOUS_ENV = "MODELPILOT_S3_ANONYMOUS"
 # The sizeLimit of the model emptyDir in the pod template (modelpilot.resources.deployment; the
 # operator passes its own cap in MODELPILOT_MAX_MODEL_BYTES when it is not this default): the fetch
 # stops with a clear error before the kubelet would evict the pod for filling its volume.
@@ -283,9 +283,9 @@ def _download(uri: str, into: Path, env: Mapping[str, str], budget: _Budget) -> 
             _download_http(uri, into, env, budget)
         elif scheme in ("s3", "s3a"):
             _check_endpoint(env)
-            _download_fs(_s3_filesystem(env), f"{parts.netloc}{parts.path}", into, budget)
+            _download_fs(s3_filesystem(env), f"{parts.netloc}{parts.path}", into, budget)
         elif scheme in ("gs", "gcs"):
-            _download_fs(_gcs_filesystem(env), f"{parts.netloc}{parts.path}", into, budget)
+            _download_fs(gcs_filesystem(env), f"{parts.netloc}{parts.path}", into, budget)
         else:
             raise FetchError(f"unsupported URI scheme {scheme!r}: use file, pvc, http(s), s3 or gs")
     except FetchError:
@@ -345,35 +345,6 @@ def _check_endpoint(env: Mapping[str, str]) -> None:
 def _file_name(path: str) -> str:
     name = PurePosixPath(unquote(path)).name
     return name or "model"
-
-
-def _s3_filesystem(env: Mapping[str, str]) -> Any:
-    import s3fs
-
-    client_kwargs: dict[str, Any] = {}
-    if env.get("AWS_ENDPOINT_URL"):
-        client_kwargs["endpoint_url"] = env["AWS_ENDPOINT_URL"]
-    if env.get("AWS_REGION"):
-        client_kwargs["region_name"] = env["AWS_REGION"]
-    # Keys from the Secret when given; otherwise botocore's usual chain (web identity, instance
-    # role). Public buckets need MODELPILOT_S3_ANONYMOUS=true: unsigned requests are opt-in.
-    anonymous = env.get(S3_ANONYMOUS_ENV, "").lower() in ("1", "true", "yes")
-    return s3fs.S3FileSystem(
-        key=env.get("AWS_ACCESS_KEY_ID") or None,
-        secret=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        token=env.get("AWS_SESSION_TOKEN") or None,
-        anon=anonymous,
-        client_kwargs=client_kwargs,
-        skip_instance_cache=True,
-    )
-
-
-def _gcs_filesystem(env: Mapping[str, str]) -> Any:
-    import gcsfs
-
-    raw = env.get("GOOGLE_APPLICATION_CREDENTIALS_JSON")
-    token: Any = json.loads(raw) if raw else "google_default"
-    return gcsfs.GCSFileSystem(token=token, skip_instance_cache=True)
 
 
 def _download_fs(fs: Any, path: str, into: Path, budget: _Budget) -> None:
