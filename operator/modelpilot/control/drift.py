@@ -87,7 +87,7 @@ def _events(before: dict[str, Condition], after: tuple[Condition, ...]) -> tuple
     for cond in after:
         old = before.get(cond.type)
         was = old is not None and old.status is True
-        if cond.status is True and (not was or old is None or old.reason != cond.reason):
+        if cond.status is True and (not was or (old is not None and old.reason != cond.reason)):
             events.append(Event("Warning", f"{cond.type}Detected", cond.message))
         elif was and cond.status is not True:
             events.append(Event("Normal", f"{cond.type}Cleared", cond.message))
