@@ -53,23 +53,24 @@ lint: venv ## ruff
 	$(VENV)/bin/ruff check .
 
 .PHONY: crds
-crds: venv ## regenerate crds/, the chart's CRD copy and docs/api.md from the pydantic models
+crds: venv ## regenerate crds/, the chart's CRD copies and docs/api.md from the pydantic models
 	$(PY) -m modelpilot.api.crd
 	$(PY) -m modelpilot.api.docs
-	$(PY) -m modelpilot.api.crd --output charts/modelpilot/crds/modeldeployments.modelpilot.io.yaml
+	$(PY) -m modelpilot.api.crd --output charts/modelpilot/crds
 
 .PHONY: check-crds
-check-crds: venv ## fail when the committed CRD, its chart copy or docs/api.md is stale
+check-crds: venv ## fail when a committed CRD, its chart copy or docs/api.md is stale
 	$(PY) -m modelpilot.api.crd --check
 	$(PY) -m modelpilot.api.docs --check
-	$(PY) -m modelpilot.api.crd --check charts/modelpilot/crds/modeldeployments.modelpilot.io.yaml
+	$(PY) -m modelpilot.api.crd --check charts/modelpilot/crds
 
 .PHONY: run
 run: ## run the operator in the foreground (local cluster, or $$KUBECONFIG when set)
 	@if [ -n "$$KUBECONFIG" ]; then wrap=""; else $(MAKE) --no-print-directory cluster-up; wrap="$(INSIDE)"; fi; \
 	  export KUBECONFIG=$${KUBECONFIG:-$(KUBECONFIG_LOCAL)}; \
 	  $$wrap $(KUBECTL) apply --server-side --force-conflicts -f crds/ && \
-	  $$wrap $(KUBECTL) wait --for=condition=Established --timeout=60s crd/modeldeployments.modelpilot.io && \
+	  $$wrap $(KUBECTL) wait --for=condition=Established --timeout=60s crd/modeldeployments.modelpilot.io \
+	    crd/batchpredictions.modelpilot.io && \
 	  exec $$wrap $(VENV)/bin/modelpilot operator $(OPERATOR_ARGS)
 
 .PHONY: unit

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpilot.resources.labels import LABEL_NAME
+from modelpilot.resources.labels import LABEL_BATCH, LABEL_NAME
 
 Obj = dict[str, Any]
 Ref = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
@@ -65,6 +65,9 @@ class Store:
     tombstones: dict[Ref, int] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict[str, Obj]] = field(default_factory=dict)
     _pod_app: dict[Ref, tuple[str, str]] = field(default_factory=dict)
+    # The Jobs and pods of each BatchPrediction, by (namespace, modelpilot.io/batch-prediction).
+    batch: dict[tuple[str, str], dict[Ref, Obj]] = field(default_factory=dict)
+    _batch_of: dict[Ref, tuple[str, str]] = field(default_factory=dict)
 
     def _newer(self, ref: Ref, obj: Mapping[str, Any]) -> bool:
         incoming = _version(obj)
@@ -85,6 +88,7 @@ class Store:
         self.tombstones.pop(ref, None)
         if ref[1] == "Pod":
             self._index_pod(ref, kept)
+        self._index_batch(ref, kept)
         return True
 
     def remove(self, obj: Mapping[str, Any]) -> None:
@@ -103,12 +107,17 @@ class Store:
             self.tombstones[ref] = version
         if ref[1] == "Pod":
             self._unindex_pod(ref)
+        self._unindex_batch(ref)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         return self.objects.get((api_version, kind, namespace, name))
 
     def pods_of(self, namespace: str, app: str) -> list[Obj]:
         return list(self.pods.get((namespace, app), {}).values())
+
+    def batch_objects(self, namespace: str, name: str, kind: str) -> list[Obj]:
+        """The objects of `kind` labelled as BatchPrediction `name`'s (its Jobs, its pods)."""
+        return [obj for ref, obj in self.batch.get((namespace, name), {}).items() if ref[1] == kind]
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -129,3 +138,20 @@ class Store:
         members.pop(ref[3], None)
         if not members:
             self.pods.pop(key, None)
+
+    def _index_batch(self, ref: Ref, obj: Obj) -> None:
+        self._unindex_batch(ref)
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_BATCH)
+        if owner:
+            key = (ref[2], owner)
+            self.batch.setdefault(key, {})[ref] = obj
+            self._batch_of[ref] = key
+
+    def _unindex_batch(self, ref: Ref) -> None:
+        key = self._batch_of.pop(ref, None)
+        if key is None:
+            return
+        members = self.batch.get(key, {})
+        members.pop(ref, None)
+        if not members:
+            self.batch.pop(key, None)

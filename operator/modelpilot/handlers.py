@@ -25,11 +25,13 @@ from typing import Any
 import kopf
 
 from modelpilot import metrics
+from modelpilot.api.batch import BATCH_KIND, BATCH_PLURAL
 from modelpilot.api.models import GROUP, KIND, PLURAL, VERSION
 from modelpilot.cache import Store
-from modelpilot.control.reconciler import Key, Reconciler
+from modelpilot.control.batch_reconciler import BatchReconciler
+from modelpilot.control.reconciler import Key, Reconciler, plan_settings
 from modelpilot.k8s.client import Kube
-from modelpilot.resources.labels import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from modelpilot.resources.labels import LABEL_BATCH, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from modelpilot.scheduler import Scheduler
 from modelpilot.settings import OperatorSettings
 
@@ -45,6 +47,9 @@ CHILD_KINDS = (
     ("gateway.networking.k8s.io", "v1", "httproutes"),
     # Sticky experiments (Envoy Gateway); without its CRD Kopf watches nothing of this kind.
     ("gateway.envoyproxy.io", "v1alpha1", "backendtrafficpolicies"),
+    # A BatchPrediction's run (Indexed Job) or schedule (CronJob).
+    ("batch", "v1", "jobs"),
+    ("batch", "v1", "cronjobs"),
 )
 
 
@@ -54,6 +59,8 @@ class _Runtime:
     store: Store = Store()
     scheduler: Scheduler[Key] | None = None
     reconciler: Reconciler | None = None
+    batch_scheduler: Scheduler[Key] | None = None
+    batch_reconciler: BatchReconciler | None = None
 
 
 runtime = _Runtime()
@@ -87,7 +94,13 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     reconciler = Reconciler(kube=Kube.from_environment(), settings=config, store=runtime.store,
                             wake=scheduler.enqueue)
     runtime.scheduler, runtime.reconciler = scheduler, reconciler
+    # BatchPredictions have their own queue and I/O threads: a burst of runs never delays serving.
+    batch_reconciler = BatchReconciler(kube=reconciler.kube, store=runtime.store,
+                                       build=plan_settings(config).build)
+    batch_scheduler: Scheduler[Key] = Scheduler(_reconcile_batch, resync_seconds=config.resync_seconds, workers=2)
+    runtime.batch_scheduler, runtime.batch_reconciler = batch_scheduler, batch_reconciler
     scheduler.start()
+    batch_scheduler.start()
     metrics.serve(config.metrics_port)
     log.info("modelpilot started: resync=%ss workers=%s analyses=%s namespaces=%s", config.resync_seconds,
              config.workers, config.analysis_concurrency, ",".join(config.namespaces) or "*")
@@ -106,12 +119,20 @@ async def _reconcile(key: Key) -> float | None:
     return delay
 
 
+async def _reconcile_batch(key: Key) -> float | None:
+    assert runtime.batch_reconciler is not None
+    return await runtime.batch_reconciler.reconcile(key)
+
+
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
-    if runtime.scheduler is not None:
-        await runtime.scheduler.stop()
+    for scheduler in (runtime.scheduler, runtime.batch_scheduler):
+        if scheduler is not None:
+            await scheduler.stop()
     if runtime.reconciler is not None:
         await runtime.reconciler.stop()
+    if runtime.batch_reconciler is not None:
+        await runtime.batch_reconciler.stop()
 
 
 # -- the cache ------------------------------------------------------------------------------------
@@ -121,11 +142,12 @@ def _managed(body: kopf.Body) -> bool:
 
 async def _cache(body: kopf.Body, **_: Any) -> None:
     """Every event but DELETED (Kopf calls index handlers for those, before any other handler)."""
-    runtime.store.put(body, whole=body.get("kind") == KIND or _managed(body))
+    runtime.store.put(body, whole=body.get("kind") in (KIND, BATCH_KIND) or _managed(body))
     return None  # nothing for Kopf's own index
 
 
 kopf.index(GROUP, VERSION, PLURAL, id="modeldeployments_cache")(_cache)
+kopf.index(GROUP, VERSION, BATCH_PLURAL, id="batchpredictions_cache")(_cache)
 kopf.index("", "v1", "pods", labels=MANAGED, id="pods_cache")(_cache)
 for _group, _version, _plural in CHILD_KINDS:
     kopf.index(_group, _version, _plural, id=f"{_plural}_cache")(_cache)
@@ -148,6 +170,7 @@ async def modeldeployment_event(event: dict[str, Any], body: kopf.Body, name: st
     scheduler = runtime.scheduler
     if scheduler is None:
         return
+    _wake_batches(namespace)  # a BatchPrediction may wait for (or follow) this one's stable version
     if exists:
         scheduler.track((namespace, name))
     else:
@@ -155,6 +178,22 @@ async def modeldeployment_event(event: dict[str, Any], body: kopf.Body, name: st
         if runtime.reconciler is not None:
             runtime.reconciler.forget((namespace, name))
         log.info("%s/%s deleted: forgotten (no more reconciles, analyses or metric series)", namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, BATCH_PLURAL)
+async def batchprediction_event(event: dict[str, Any], body: kopf.Body, name: str, namespace: str,
+                                **_: Any) -> None:
+    exists = _track(event, body)
+    scheduler = runtime.batch_scheduler
+    if scheduler is None:
+        return
+    if exists:
+        scheduler.track((namespace, name))
+    else:
+        scheduler.forget((namespace, name))
+        if runtime.batch_reconciler is not None:
+            runtime.batch_reconciler.forget((namespace, name))
+        log.info("%s/%s BatchPrediction deleted: forgotten", namespace, name)
 
 
 def _owner_name(body: kopf.Body) -> str | None:
@@ -176,6 +215,15 @@ async def child_event(event: dict[str, Any], body: kopf.Body, namespace: str | N
     _wake(namespace, _owner_name(body))
 
 
+# A run's Job (or a scheduled run's, owned by the CronJob) and the CronJob wake their BatchPrediction.
+@kopf.on.event("batch", "v1", "jobs", id="job_event")
+@kopf.on.event("batch", "v1", "cronjobs", id="cronjob_event")
+async def batch_child_event(event: dict[str, Any], body: kopf.Body, labels: kopf.Labels, namespace: str | None,
+                            **_: Any) -> None:
+    _track(event, body)
+    _wake_batch(namespace, labels.get(LABEL_BATCH))
+
+
 # Pods are not owned by the ModelDeployment (their ReplicaSet is), so they map by label; their
 # scheduling state feeds the InsufficientAccelerator condition and readiness the canary.
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
@@ -183,6 +231,21 @@ async def pod_event(event: dict[str, Any], body: kopf.Body, labels: kopf.Labels,
                     **_: Any) -> None:
     _track(event, body)
     _wake(namespace, labels.get(LABEL_NAME))
+    _wake_batch(namespace, labels.get(LABEL_BATCH))
+
+
+def _wake_batch(namespace: str | None, owner: str | None) -> None:
+    scheduler = runtime.batch_scheduler
+    if scheduler is not None and owner and namespace and (namespace, owner) in scheduler:
+        scheduler.enqueue((namespace, owner))
+
+
+def _wake_batches(namespace: str) -> None:
+    scheduler = runtime.batch_scheduler
+    if scheduler is not None:
+        for key in scheduler.known():
+            if key[0] == namespace:
+                scheduler.enqueue(key)
 
 
 def _wake(namespace: str | None, owner: str | None) -> None:

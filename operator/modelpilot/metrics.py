@@ -42,6 +42,15 @@ DRIFT_PSI = Gauge("modelpilot_drift_psi", "The stable track's largest feature PS
 DRIFT_ACCURACY = Gauge("modelpilot_drift_live_quality", "Live accuracy (classification) or mean absolute error "
                        "(regression) from feedback.", ["namespace", "name", "metric"])
 
+BATCH_PHASES = ("Pending", "Running", "Succeeded", "Failed")
+BATCH_PHASE = Gauge("modelpilot_batch_phase", "1 for a BatchPrediction's current phase, 0 for the others.",
+                    ["namespace", "name", "phase"])
+BATCH_ROWS = Gauge("modelpilot_batch_rows", "Rows of a BatchPrediction's succeeded shards (its latest run).",
+                   ["namespace", "name", "rows"])
+BATCH_SHARDS = Gauge("modelpilot_batch_shards", "Shards of a BatchPrediction's latest run, by state.",
+                     ["namespace", "name", "state"])
+_PER_BATCH = (BATCH_PHASE, BATCH_ROWS, BATCH_SHARDS)
+
 _PER_OBJECT = (CANARY_WEIGHT, CANARY_STATE, ANALYSES, ANALYSIS_VALUE, PROMOTIONS, ROLLBACKS, DRIFT_DETECTED,
                DRIFT_PSI, DRIFT_ACCURACY)
 
@@ -71,9 +80,32 @@ def _remove(metric: Gauge, *labels: str) -> None:
         metric.remove(*labels)
 
 
+def record_batch(namespace: str, name: str, phase: str | None, rows: tuple[int, int, int] | None,
+                 status: Mapping[str, Any] | None) -> None:
+    """A BatchPrediction's phase, rows and shards as last planned (status: the patch, if any)."""
+    if phase is not None:
+        for candidate in BATCH_PHASES:
+            BATCH_PHASE.labels(namespace, name, candidate).set(1 if candidate == phase else 0)
+    if rows is not None:
+        for label, value in zip(("in", "out", "failed"), rows, strict=True):
+            BATCH_ROWS.labels(namespace, name, label).set(value)
+    shards = (status or {}).get("shards") or {}
+    for state in ("total", "succeeded", "failed", "running"):
+        if isinstance(shards.get(state), int):
+            BATCH_SHARDS.labels(namespace, name, state).set(shards[state])
+
+
+def forget_batch(namespace: str, name: str) -> None:
+    _forget(_PER_BATCH, namespace, name)
+
+
 def forget_object(namespace: str, name: str) -> None:
     """Drop every series of a ModelDeployment that is gone, so deleted objects leave no series."""
-    for metric in _PER_OBJECT:
+    _forget(_PER_OBJECT, namespace, name)
+
+
+def _forget(metrics: tuple[Any, ...], namespace: str, name: str) -> None:
+    for metric in metrics:
         labelnames = metric._labelnames  # the label order remove() expects
         seen: set[tuple[str, ...]] = set()
         for family in metric.collect():

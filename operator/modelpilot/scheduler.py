@@ -49,6 +49,10 @@ class Scheduler(Generic[K]):
     def __contains__(self, key: object) -> bool:
         return key in self._known
 
+    def known(self) -> list[K]:
+        """Every key known (tracked and not forgotten)."""
+        return list(self._known)
+
     def track(self, key: K) -> None:
         """A key exists (seen on the watch): reconcile it now and on every resync."""
         self._known.add(key)

@@ -61,13 +61,19 @@ def test_rendering_is_deterministic() -> None:
 
 
 def test_check_and_output_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    target = tmp_path / "chart" / "crd.yaml"
+    target = tmp_path / "chart" / "crds"
     assert crd.main(["--check", str(target)]) == 1  # missing
     assert crd.main(["--output", str(target)]) == 0
+    assert sorted(p.name for p in target.iterdir()) == ["batchpredictions.modelpilot.io.yaml",
+                                                        "modeldeployments.modelpilot.io.yaml"]
     assert crd.main(["--check", str(target)]) == 0
-    target.write_text(target.read_text().replace("mdep", "md"))
-    assert crd.main(["--check", str(target)]) == 1
-    assert "stale" in capsys.readouterr().err
+    for name, short in (("modeldeployments", "mdep"), ("batchpredictions", "bp")):
+        path = target / f"{name}.modelpilot.io.yaml"
+        good = path.read_text()
+        path.write_text(good.replace(f"- {short}\n", "- other\n"))
+        assert crd.main(["--check", str(target)]) == 1
+        assert f"{path} is stale" in capsys.readouterr().err
+        path.write_text(good)
 
 
 # --------------------------------------------------------------------------------- CRD metadata

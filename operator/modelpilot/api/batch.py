@@ -34,6 +34,14 @@ BATCH_PLURAL = "batchpredictions"
 BATCH_SINGULAR = "batchprediction"
 BATCH_SHORT_NAMES = ("bp",)
 
+# A CronJob's name is at most 52 characters (its Jobs append a timestamp); the Job and CronJob are
+# named after the BatchPrediction.
+MAX_BATCH_NAME_LENGTH = 52
+BATCH_NAME_MESSAGE = (
+    f"metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter) "
+    f"of at most {MAX_BATCH_NAME_LENGTH} characters: its Job and CronJob are named after it"
+)
+
 DATA_URI_PATTERN = r"^(file|s3|gs|pvc)://.+$"
 DATA_URI_MESSAGE = "must start with file://, s3://, gs:// or pvc://"
 # Kubernetes cron syntax: five fields, or one of the @ macros the CronJob controller knows.
@@ -71,7 +79,8 @@ def _check_data_uri(path: str, uri: str) -> str:
 class ModelDeploymentRef(SpecModel):
     """A ModelDeployment in the same namespace."""
 
-    name: str = Field(description="Name of the ModelDeployment.", min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
+    name: str = Field(description="Name of the ModelDeployment.", min_length=1, max_length=253,
+                      pattern=DNS1123_SUBDOMAIN)
 
 
 _MODEL_ONE_OF = "model needs either modelDeploymentRef or an inline model (version, uri and format), not both"

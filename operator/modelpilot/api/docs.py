@@ -21,11 +21,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from modelpilot.api import crd, models
+from modelpilot.api import batch, crd, models
 from modelpilot.resources.common import DEFAULT_RUNTIME_IMAGE, MODEL_DIR, PVC_MOUNT
 from modelpilot.resources.deployment import STORAGE_SECRET_KEYS
 from modelpilot.resources.labels import (
     ANNOTATION_REVISION,
+    LABEL_BATCH,
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_TRACK,
@@ -251,11 +252,41 @@ spec:
 """
 
 
+BATCH_INTRO = f"""\
+# BatchPrediction API reference
+
+`apiVersion: {models.API_VERSION}`, `kind: {batch.BATCH_KIND}`, plural `{batch.BATCH_PLURAL}`, short name
+`{batch.BATCH_SHORT_NAMES[0]}`, namespaced. Subresource: `status`. `kubectl get bp` shows MODEL, VERSION,
+PROGRESS (succeeded shards of all), ROWS (rows written), PHASE and AGE; `-o wide` adds SCHEDULE and
+FAILED (rows sent to errors/). Defaults and validation work as for ModelDeployment. `metadata.name` is a
+DNS-1035 label of at most {batch.MAX_BATCH_NAME_LENGTH} characters. How runs work: [batch.md](batch.md).
+
+## What the operator creates
+
+- Without `schedule`: one Indexed Job `<name>` (completionMode Indexed, `completions` = shards,
+  `backoffLimitPerIndex` = backoffLimitPerShard, a podFailurePolicy that fails a shard over its
+  failed-row limit without retrying it and fails the Job when the run cannot start), created once
+  with the model resolved at that moment.
+- With `schedule`: a CronJob `<name>` (concurrencyPolicy Forbid) whose Jobs are the same Indexed
+  Job; its template is updated when the referenced ModelDeployment's stable version changes.
+- Jobs, CronJob and pods carry `{LABEL_MANAGED_BY}={MANAGED_BY}` and `{LABEL_BATCH}=<name>` (not
+  `{LABEL_NAME}`: batch pods are never a ModelDeployment's serving pods) and an owner reference
+  (the CronJob's Jobs are owned by the CronJob). The pods are the serving pods of the same model
+  (restricted security, model-fetch init container, GPU placement) with the container `batch`
+  running `modelpilot batch`; `storageSecretRef` keys go to that container (it reads and writes
+  the data), `model.storageSecretRef` keys to the init container only.
+"""
+
+
 def render_docs() -> str:
     out: list[str] = [INTRO, "## Spec", ""]
     _walk("spec", models.ModelDeploymentSpec, crd.model_schema(models.ModelDeploymentSpec), out)
     out += ["## Status", "", "Written only by the operator, through the status subresource.", ""]
     _walk("status", models.ModelDeploymentStatus, crd.model_schema(models.ModelDeploymentStatus), out)
+    out += [BATCH_INTRO, "## BatchPrediction spec", ""]
+    _walk("spec", batch.BatchPredictionSpec, crd.model_schema(batch.BatchPredictionSpec), out)
+    out += ["## BatchPrediction status", "", "Written only by the operator, through the status subresource.", ""]
+    _walk("status", batch.BatchPredictionStatus, crd.model_schema(batch.BatchPredictionStatus), out)
     return "\n".join(out).rstrip() + "\n"
 
 

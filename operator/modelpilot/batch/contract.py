@@ -73,7 +73,8 @@ class _Wire(BaseModel):
 class RunInput(_Wire):
     uri: str = Field(description="A file, a prefix (directory) or a glob.")
     format: InputFormat
-    columns: list[str] = Field(default_factory=list, description="Feature columns in model order; all but keys when empty.")
+    columns: list[str] = Field(default_factory=list,
+                               description="Feature columns in model order; all but the keys when empty.")
     key_columns: list[str] = Field(default_factory=list, description="Copied to every output row.")
 
 

@@ -20,6 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelpilot import __version__
+from modelpilot.api.batch import BATCH_KIND, BATCH_PLURAL
 from modelpilot.api.models import GROUP, KIND, PLURAL, VERSION
 from modelpilot.metrics import API_WRITES
 from modelpilot.resources.common import FIELD_MANAGER
@@ -41,7 +42,10 @@ PLURALS: dict[tuple[str, str], str] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy"): "backendtrafficpolicies",
+    ("batch/v1", "Job"): "jobs",
+    ("batch/v1", "CronJob"): "cronjobs",
     (f"{GROUP}/{VERSION}", KIND): PLURAL,
+    (f"{GROUP}/{VERSION}", BATCH_KIND): BATCH_PLURAL,
 }
 
 RETRYABLE = {429, 500, 502, 503, 504}
@@ -165,9 +169,9 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource; keys set to None are removed."""
-        path = _path(f"{GROUP}/{VERSION}", KIND, namespace, name, sub="status")
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any], kind: str = KIND) -> dict[str, Any]:
+        """Merge-patch the status subresource of one of our kinds; keys set to None are removed."""
+        path = _path(f"{GROUP}/{VERSION}", kind, namespace, name, sub="status")
         self._count("status")
         return self.request("PATCH", path, body={"status": status},
                             content_type="application/merge-patch+json",

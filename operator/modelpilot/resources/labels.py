@@ -14,6 +14,8 @@ MANAGED_BY = "modelpilot"
 LABEL_TRACK = "modelpilot.io/track"
 LABEL_VERSION = "modelpilot.io/version"
 ANNOTATION_REVISION = "modelpilot.io/revision"
+# On a BatchPrediction's Jobs and pods (instead of app.kubernetes.io/name: never serving pods).
+LABEL_BATCH = "modelpilot.io/batch-prediction"
 ANNOTATION_ACTION = "modelpilot.io/action"
 # On the canary Deployment: the weight its replicas were sized for (for people and tests).
 ANNOTATION_WEIGHT = "modelpilot.io/canary-weight"
