@@ -34,7 +34,7 @@ from hack import dataplane, testbed
 from modelpilot.analysis.builtin import BUILTIN
 from modelpilot.analysis.provider import PrometheusProvider, ProviderError
 from modelpilot.analysis.queries import render
-from modelpilot.api.crd import CRD_NAME
+from modelpilot.api.crd import KINDS
 from modelpilot.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modelpilot.cli.view import plain_line
 from modelpilot.cli.view import render as render_view
@@ -88,7 +88,8 @@ class Demo:
         self.cluster.up()
         say("installing the ModelDeployment CRD")
         self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                             *(f"crd/{kind.crd_name}" for kind in KINDS))
         api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
         self.custom = client.CustomObjectsApi(api)
         for ns in (NAMESPACE, EXAMPLES_NAMESPACE):

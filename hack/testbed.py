@@ -151,10 +151,14 @@ _BY_PROCESS = f'.spec.containers.[].env.[] | select( .name == "{dataplane.READIN
 
 
 def kwok_stages(stage_dir: Path) -> list[dict[str, Any]]:
-    """kwokctl's default stages plus `pod-ready-by-process` (see dataplane.READINESS_ENV)."""
+    """kwokctl's default stages plus `pod-ready-by-process` (see dataplane.READINESS_ENV). Job pods
+    marked the same way are not completed by KWOK: the e2e bridge runs them and reports their end."""
     stages = [yaml.safe_load((stage_dir / f"{name}.yaml").read_text()) for name in
               ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete")]
     ready = next(s for s in stages if s["metadata"]["name"] == "pod-ready")
+    complete = next(s for s in stages if s["metadata"]["name"] == "pod-complete")
+    complete["spec"]["selector"]["matchExpressions"].append({"key": _BY_PROCESS, "operator": "NotIn",
+                                                             "values": ["process"]})
     by_process = json.loads(json.dumps(ready))
     ready["spec"]["selector"]["matchExpressions"].append({"key": _BY_PROCESS, "operator": "NotIn",
                                                           "values": ["process"]})

@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client, config
 
 from hack import dataplane, netns, testbed
-from modelpilot.api.crd import CRD_FILENAME, CRD_NAME
+from modelpilot.api.crd import CRD_NAME, KINDS
 from modelpilot.api.models import GROUP
 from tests.e2e.canary import env  # noqa: F401  (fixture of the canary scenarios)
 from tests.e2e.harness.fixtures import canary_world  # noqa: F401  (fixture)
@@ -141,10 +141,11 @@ def solo_namespace(core: client.CoreV1Api, request: pytest.FixtureRequest, worke
 
 @pytest.fixture(scope="session")
 def crd(cluster: ClusterHandle) -> str:
-    """The ModelDeployment CRD, installed (server-side apply) and Established."""
-    path = ROOT / "crds" / CRD_FILENAME
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    """The CRDs (ModelDeployment, BatchPrediction), installed (server-side apply) and Established;
+    returns the ModelDeployment CRD's name."""
+    for kind in KINDS:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / kind.filename))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{k.crd_name}" for k in KINDS))
     return CRD_NAME
 
 

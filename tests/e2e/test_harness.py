@@ -22,8 +22,8 @@ from modelpilot.resources import BuildSettings, build_deployment, build_pod_temp
 from modelpilot.resources.labels import LABEL_TRACK
 from modelpilot.routing import build_httproute
 from tests.e2e.harness import PodProcessBridge, PrometheusHub, fixtures, plan_pod, wait_serving
-from tests.e2e.harness.bridge import condition
 from tests.e2e.harness.fixtures import WorldFactory
+from tests.e2e.harness.podstatus import condition
 from tests.e2e.support import ClusterHandle, wait_for
 from tests.support import testmodels
 

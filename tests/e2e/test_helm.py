@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelpilot.api.crd import CRD_FILENAME, CRD_NAME
+from modelpilot.api.crd import CRD_NAME, KINDS
 from modelpilot.resources.labels import LABEL_MANAGED_BY, MANAGED_BY
 from tests.e2e.conftest import make_namespace
 from tests.e2e.helm import CHART, Helm, container_env, find, one, set_args, unique
@@ -185,8 +185,9 @@ def test_default_values_render_cluster_wide_mode_accepted_by_the_api_server(
     assert env["MODELPILOT_METRICS_PORT"] == "8090"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/modelpilot/operator:0.1.0"
 
-    crd = one(docs, "CustomResourceDefinition")
-    assert crd == yaml.safe_load((CHART.parents[1] / "crds" / CRD_FILENAME).read_text())
+    crds = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "CustomResourceDefinition"}
+    assert crds == {kind.crd_name: yaml.safe_load((CHART.parents[1] / "crds" / kind.filename).read_text())
+                    for kind in KINDS}
 
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-",
                              input=yaml.safe_dump_all(docs), check=False)

@@ -20,14 +20,22 @@ them. With `reflect_readiness=False` only Ready pods get a process and kwok's Re
 
 A pod that is deleted, terminating, or no longer Running loses its process (SIGTERM, then
 SIGKILL after `grace` seconds); it stops taking traffic at once.
+
+Job pods (a BatchPrediction's shards) run to completion, as a kubelet runs them: env from Secrets
+is resolved (secretKeyRef), the termination message file is read when the process ends, and the
+pod's status becomes Succeeded or Failed with the container's exit code and message, which is what
+the Job controller counts (and its podFailurePolicy matches). The test bed's KWOK stage that would
+complete Job pods by itself leaves bridged pods alone (hack/testbed.py).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -42,9 +50,10 @@ from kubernetes.client.exceptions import ApiException
 
 from hack import dataplane
 from modelpilot.resources.labels import LABEL_MANAGED_BY, LABEL_TRACK, MANAGED_BY, selector_string
+from tests.e2e.harness.podstatus import is_ready, is_running, ready_status, terminal_status
 from tests.e2e.harness.process import PodProcess, ProcessInfo, wait_stopped
 from tests.e2e.harness.prometheus import PrometheusHub, write_targets
-from tests.e2e.harness.template import plan_pod
+from tests.e2e.harness.template import is_job_pod, plan_pod, termination_log
 from tests.support import REPO_ROOT
 
 MANAGED_SELECTOR = selector_string({LABEL_MANAGED_BY: MANAGED_BY})
@@ -62,23 +71,6 @@ def _bindable(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def condition(pod: Obj, kind: str) -> str | None:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return str(cond.get("status"))
-    return None
-
-
-def is_running(pod: Obj) -> bool:
-    return (not (pod.get("metadata") or {}).get("deletionTimestamp")
-            and (pod.get("status") or {}).get("phase") == "Running")
-
-
-def is_ready(pod: Obj) -> bool:
-    """Ready in the API: Running, not terminating, condition Ready=True (what a Service uses)."""
-    return is_running(pod) and condition(pod, "Ready") == "True"
 
 
 def matches(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
@@ -308,10 +300,13 @@ class PodProcessBridge:
                 if name not in self._processes and self._wanted(pod) and self._address_free(pod):
                     self._start(pod)
             processes = dict(self._processes)
-        if self.reflect_readiness:
-            for name, process in processes.items():
+        for name, process in processes.items():
+            if is_job_pod(pods[name]):
+                if process.state in ("exited", "failed") and (pods[name].get("status") or {}).get("phase") == "Running":
+                    self._complete(pods[name], process)
+            elif self.reflect_readiness:
                 self._sync_ready(pods[name], process)
-        self._write_targets(processes)
+        self._write_targets({n: p for n, p in processes.items() if not is_job_pod(pods[n])})
 
     def _address_free(self, pod: Obj) -> bool:
         """kwok hands a deleted pod's IP to the next pod at once, while the old pod's process
@@ -323,15 +318,29 @@ class PodProcessBridge:
                  for p in c.get("ports") or [] if p.get("containerPort")]
         return all(_bindable(ip, port) for port in ports)
 
+    def _root(self, pod: Obj) -> Path:
+        return self.workdir / f"{pod['metadata']['name']}-{pod['metadata']['uid'][:8]}"
+
+    def _read_secret(self, name: str, key: str) -> str | None:
+        """A kubelet resolving secretKeyRef: the key's value, None when the Secret or key is absent."""
+        try:
+            data = self.api.read_namespaced_secret(name, self.namespace).data or {}
+        except ApiException as err:
+            if err.status != 404:
+                self._error(f"reading secret {name}: {err.status} {err.reason}")
+            return None
+        return base64.b64decode(data[key]).decode() if key in data else None
+
     def _start(self, pod: Obj) -> None:
         name = pod["metadata"]["name"]
-        root = self.workdir / f"{name}-{pod['metadata']['uid'][:8]}"
+        root = self._root(pod)
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
         # PYTHONPATH: the runtime must import the test models' classes (tests.support.testmodels).
         base_env = {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
                     "HOME": str(root), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
-        plan = plan_pod(pod, root=root, bin_dir=self.bin_dir, base_env=base_env, pvc_dirs=self.pvc_dirs)
+        plan = plan_pod(pod, root=root, bin_dir=self.bin_dir, base_env=base_env, pvc_dirs=self.pvc_dirs,
+                        secrets=self._read_secret)
         if plan.port in dataplane.RESERVED_PORTS:
             plan.problems.append(f"port {plan.port} is taken on every address by the test bed's gateway: "
                                  f"give the pods another port (spec.runtime.port: {dataplane.POD_PORT})")
@@ -347,33 +356,35 @@ class PodProcessBridge:
 
     def _sync_ready(self, pod: Obj, process: PodProcess) -> None:
         """Make the pod's Ready/ContainersReady conditions say what the readiness probe says."""
-        ready = process.ready
-        want = "True" if ready else "False"
-        if condition(pod, "Ready") == want and condition(pod, "ContainersReady") == want:
+        body = ready_status(pod, process)
+        if body is None:
             return
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        server = process.plan.server.name if process.plan.server else None
-        status = pod.get("status") or {}
-        conditions = []
-        for kind in ("ContainersReady", "Ready"):
-            cond: Obj = {"type": kind, "status": want, "lastTransitionTime": now}
-            if not ready:
-                cond["reason"] = "ContainersNotReady"
-                cond["message"] = f"containers with unready status: [{server}] ({process.reason[:200]})"
-            else:
-                cond["reason"] = None
-                cond["message"] = None
-            conditions.append(cond)
-        body: Obj = {"status": {"conditions": conditions}}
-        if status.get("containerStatuses"):
-            body["status"]["containerStatuses"] = [
-                {**cs, "ready": ready} if cs.get("name") == server else cs for cs in status["containerStatuses"]]
         try:
             self.api.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace, body)
-            self._log(f"{pod['metadata']['name']}: pod condition Ready={want}")
+            self._log(f"{pod['metadata']['name']}: pod condition Ready={process.ready}")
         except ApiException as err:
             if err.status != 404:
                 self._error(f"patch status of {pod['metadata']['name']}: {err.status} {err.reason}")
+
+    def _complete(self, pod: Obj, process: PodProcess) -> None:
+        """A Job pod's process ended: the pod becomes Succeeded or Failed, as a kubelet reports it."""
+        body = terminal_status(pod, process, termination_log(self._root(pod)))
+        try:
+            self.api.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace, body)
+            self._log(f"{pod['metadata']['name']}: exited {process.returncode}: pod {body['status']['phase']}")
+        except ApiException as err:
+            if err.status != 404:
+                self._error(f"completing {pod['metadata']['name']}: {err.status} {err.reason}")
+
+    def kill(self, pod: str) -> bool:
+        """SIGKILL a pod's process (as if its container was killed mid-way); False when it has none."""
+        process = self.process(pod)
+        info = process.info() if process else None
+        if info is None or info.pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(info.pid, signal.SIGKILL)
+        return True
 
     def _write_targets(self, processes: Mapping[str, PodProcess]) -> None:
         if self.targets_file is None:

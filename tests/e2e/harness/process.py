@@ -164,6 +164,7 @@ class PodProcess:
                 if self._stop.wait(0.05):
                     return
             if self._proc.returncode != 0:
+                self.returncode = self._proc.returncode
                 self._set(state="failed", reason=f"init container {container.name} exited "
                                                  f"{self._proc.returncode} (see {container.name}.log)")
                 self._stop.wait()

@@ -13,7 +13,7 @@ from ever being considered ready, as a failing readiness probe would.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,19 +92,33 @@ def field_ref(pod: Obj, path: str) -> str | None:
     return None
 
 
-def resolve_env(pod: Obj, container: Obj) -> tuple[dict[str, str], list[str]]:
+SecretReader = Callable[[str, str], "str | None"]  # (secret name, key) -> value, None when absent
+
+
+def _from_source(pod: Obj, source: Obj, secrets: SecretReader | None) -> str | None:
+    ref = source.get("fieldRef")
+    if ref:
+        return field_ref(pod, ref.get("fieldPath", ""))
+    secret = source.get("secretKeyRef")
+    if secret and secrets is not None:
+        return secrets(str(secret.get("name")), str(secret.get("key")))
+    return None
+
+
+def resolve_env(pod: Obj, container: Obj, secrets: SecretReader | None = None) -> tuple[dict[str, str], list[str]]:
     """The env the pod spec defines for `container`, as the kubelet would set it: literal values
     (with `$(VAR)` expanded against the variables defined before), fieldRef metadata/status
-    values; other valueFrom sources (secrets, config maps, resource fields) are skipped and named
-    in the notes."""
+    values, secretKeyRef values when `secrets` reads them (an optional key that is absent is left
+    out); other valueFrom sources (config maps, resource fields) are skipped and named in the notes."""
     env: dict[str, str] = {}
     notes: list[str] = []
     for entry in container.get("env") or []:
         name = entry["name"]
         if entry.get("valueFrom") is not None:
             source = entry["valueFrom"]
-            ref = source.get("fieldRef")
-            value = field_ref(pod, ref.get("fieldPath", "")) if ref else None
+            value = _from_source(pod, source, secrets)
+            if value is None and (source.get("secretKeyRef") or {}).get("optional") and secrets is not None:
+                continue
             if value is None:
                 notes.append(f"{container['name']}: env {name} from {sorted(source)} not emulated")
                 continue
@@ -218,10 +232,24 @@ def _set_flag(argv: list[str], flag: str, value: str) -> None:
         argv[index] = value if argv[index - 1] == flag else f"{flag}={value}"
 
 
+def is_job_pod(pod: Obj) -> bool:
+    """A pod a Job controls: it runs to completion instead of serving."""
+    return any(ref.get("kind") == "Job" and ref.get("controller")
+               for ref in (pod.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def termination_log(root: Path) -> Path:
+    """Where a pod's termination message lands (the kubelet mounts a file at terminationMessagePath)."""
+    return root / "termination-log"
+
+
 def plan_pod(pod: Obj, *, root: Path, bin_dir: Path, base_env: Mapping[str, str], port: int | None = None,
              pvc_dirs: Mapping[str, Path] | None = None, server_container: str | None = None,
-             port_env: str = "MODELPILOT_PORT") -> ProcessPlan:
+             port_env: str = "MODELPILOT_PORT", secrets: SecretReader | None = None) -> ProcessPlan:
     """The processes for `pod` (a dict as the API returns it, camelCase keys).
+
+    A Job's pod (`is_job_pod`) runs its first container to completion: no port or host is given to
+    it, and its terminationMessagePath is a file under `root` (`termination_log`).
 
     The server container is `server_container` when given, else the only/first container. Its
     port: the containerPort its readiness probe targets; the value of `--port` (or of
@@ -237,7 +265,9 @@ def plan_pod(pod: Obj, *, root: Path, bin_dir: Path, base_env: Mapping[str, str]
 
     def container_plan(container: Obj) -> tuple[ContainerPlan | None, dict[str, str], Mounts]:
         mounts = _mounts(container, volumes, problems)
-        defined, env_notes = resolve_env(pod, container)
+        if container.get("terminationMessagePath"):
+            mounts = Mounts(((container["terminationMessagePath"], termination_log(root)), *mounts.paths))
+        defined, env_notes = resolve_env(pod, container, secrets)
         notes.extend(env_notes)
         argv = _command(container, bin_dir, defined, mounts, problems)
         env = dict(base_env)
@@ -267,6 +297,8 @@ def plan_pod(pod: Obj, *, root: Path, bin_dir: Path, base_env: Mapping[str, str]
     host = pod_ip(pod)
     if not chosen:
         problems.append(f"no container {server_container or ''} to serve".replace("  ", " "))
+    elif is_job_pod(pod):
+        server, _, _ = container_plan(chosen[0])
     else:
         container = chosen[0]
         container_port, ready_path = _probe_port(container)
