@@ -44,11 +44,9 @@ BATCH_NAME_MESSAGE = (
 
 DATA_URI_PATTERN = r"^(file|s3|gs|pvc)://.+$"
 DATA_URI_MESSAGE = "must start with file://, s3://, gs:// or pvc://"
-# Kubernetes cron syntax: five fields, or one of the @ macros the CronJob controller knows.
-CRON_PATTERN = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
-    r"(\S+\s+){4}\S+)$"
-)
+# Kubernetes cron syntax: five fields, or one of the @ macros the CronJob controller knows (no
+# backslashes: the pattern goes into a CEL string literal).
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+( +[^ ]+){4})$"
 CRON_MESSAGE = "schedule must be a cron expression of five fields (e.g. '0 2 * * *') or @hourly, @daily, @weekly, ..."
 COLUMN = Annotated[str, Field(min_length=1, max_length=256)]
 

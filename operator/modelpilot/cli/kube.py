@@ -1,7 +1,8 @@
 """The kubectl plugin's access to the cluster: kubeconfig resolution like kubectl's, and every
 failure turned into one readable line (`CliError`).
 
-Reads ModelDeployments and their Events with the official client; the only writes are the merge
+Reads ModelDeployments and their Events, and BatchPredictions (`Cluster(target, BATCH_PREDICTIONS)`
+or `cluster.of(BATCH_PREDICTIONS)`), with the official client; the only writes are the merge
 patches the plugin's actions send (an annotation, or `spec.paused`).
 """
 
@@ -21,6 +22,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from modelpilot.api.batch import BATCH_KIND, BATCH_PLURAL, BATCH_SINGULAR
 from modelpilot.api.models import GROUP, KIND, PLURAL, SINGULAR, VERSION
 
 RESOURCE = f"{PLURAL}.{GROUP}"
@@ -29,6 +31,24 @@ FIELD_MANAGER = "kubectl-modelpilot"
 # (connect, read) seconds: a dead or black-holed server fails in seconds, not minutes.
 TIMEOUT = (5.0, 30.0)
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A custom resource of the modelpilot.io group the plugin reads."""
+
+    kind: str
+    plural: str
+    singular: str
+
+    @property
+    def resource(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+MODEL_DEPLOYMENTS = Kind(KIND, PLURAL, SINGULAR)
+BATCH_PREDICTIONS = Kind(BATCH_KIND, BATCH_PLURAL, BATCH_SINGULAR)
+KINDS = {kind.resource: kind for kind in (MODEL_DEPLOYMENTS, BATCH_PREDICTIONS)}
 
 
 class CliError(Exception):
@@ -138,10 +158,11 @@ def explain(err: Exception, target: Target, verb: str, resource: str = RESOURCE,
         message = str(body.get("message") or err.reason or "").strip()
         if err.status == 404:
             details = body.get("details") or {}
-            if body.get("kind") == "Status" and details.get("kind") == PLURAL and name:
-                return CliError(f"{SINGULAR} {namespace}/{name} not found")
-            if resource == RESOURCE:
-                return CliError(f"the {KIND} CRD ({RESOURCE}) is not installed in the cluster at "
+            kind = KINDS.get(resource)
+            if kind and body.get("kind") == "Status" and details.get("kind") == kind.plural and name:
+                return CliError(f"{kind.singular} {namespace}/{name} not found")
+            if kind:
+                return CliError(f"the {kind.kind} CRD ({resource}) is not installed in the cluster at "
                                 f"{target.server}: {CRD_HINT}")
             return CliError(f"{resource}{' ' + name if name else ''} not found{where}")
         if err.status == 403:
@@ -173,44 +194,50 @@ def _network(err: BaseException) -> str:
 
 
 class Cluster:
-    """ModelDeployments and their Events, every failure a `CliError`."""
+    """Objects of one kind (ModelDeployments unless told) and their Events, every failure a `CliError`."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, kind: Kind = MODEL_DEPLOYMENTS) -> None:
         self.target = target
+        self.kind = kind
         self.custom = client.CustomObjectsApi(target.api)
         self.core = client.CoreV1Api(target.api)
 
+    def of(self, kind: Kind) -> Cluster:
+        """The same cluster, reading another kind."""
+        return Cluster(self.target, kind)
+
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                                 _request_timeout=TIMEOUT))
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, self.kind.plural,
+                                                                 name, _request_timeout=TIMEOUT))
         except Exception as err:
-            raise explain(err, self.target, "get", namespace=namespace, name=name) from None
+            raise explain(err, self.target, "get", self.kind.resource, namespace=namespace, name=name) from None
 
     def list(self, namespace: str | None) -> list[dict[str, Any]]:
         try:
             if namespace is None:
-                answer = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=TIMEOUT)
+                answer = self.custom.list_cluster_custom_object(GROUP, VERSION, self.kind.plural,
+                                                                _request_timeout=TIMEOUT)
             else:
-                answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, self.kind.plural,
                                                                    _request_timeout=TIMEOUT)
         except Exception as err:
-            raise explain(err, self.target, "list", namespace=namespace) from None
+            raise explain(err, self.target, "list", self.kind.resource, namespace=namespace) from None
         return [dict(item) for item in answer.get("items") or []]
 
     def patch(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A JSON merge patch of the ModelDeployment (not its status)."""
+        """A JSON merge patch of the object (not its status)."""
         try:
             return dict(self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER,
+                GROUP, VERSION, namespace, self.kind.plural, name, body, field_manager=FIELD_MANAGER,
                 _request_timeout=TIMEOUT))
         except Exception as err:
-            raise explain(err, self.target, "patch", namespace=namespace, name=name) from None
+            raise explain(err, self.target, "patch", self.kind.resource, namespace=namespace, name=name) from None
 
     def events(self, md: dict[str, Any]) -> list[dict[str, Any]]:
-        """The Events about this ModelDeployment (this object, by uid), oldest first."""
+        """The Events about this object (by uid), oldest first."""
         meta = md.get("metadata") or {}
-        selector = f"involvedObject.kind={KIND},involvedObject.name={meta.get('name')}"
+        selector = f"involvedObject.kind={self.kind.kind},involvedObject.name={meta.get('name')}"
         try:
             items = self.core.list_namespaced_event(meta.get("namespace"), field_selector=selector,
                                                     _request_timeout=TIMEOUT).items
@@ -221,16 +248,16 @@ class Cluster:
         return sorted(events, key=lambda e: (e["time"], e["order"]))
 
     def watch(self, namespace: str, name: str, seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Changes of one ModelDeployment for up to `seconds` (then the stream ends): (type, object)."""
+        """Changes of one object for up to `seconds` (then the stream ends): (type, object)."""
         stream = watch.Watch().stream(
-            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, self.kind.plural,
             field_selector=f"metadata.name={name}", timeout_seconds=seconds,
             _request_timeout=(TIMEOUT[0], seconds + 10))
         try:
             for event in stream:
                 yield str(event.get("type")), dict(event.get("object") or {})
         except Exception as err:
-            raise explain(err, self.target, "watch", namespace=namespace, name=name) from None
+            raise explain(err, self.target, "watch", self.kind.resource, namespace=namespace, name=name) from None
 
 
 def _stamp(value: Any) -> str:

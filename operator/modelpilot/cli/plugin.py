@@ -1,4 +1,5 @@
-"""`kubectl modelpilot`: list, inspect and steer ModelDeployment rollouts from the terminal.
+"""`kubectl modelpilot`: list, inspect and steer ModelDeployment rollouts from the terminal, and
+follow BatchPrediction runs (batch_cmd.py).
 
 Installed as the console script `kubectl-modelpilot`, so kubectl finds it on PATH as a plugin.
 
@@ -7,8 +8,11 @@ Installed as the console script `kubectl-modelpilot`, so kubectl finds it on PAT
     kubectl modelpilot promote|abort|retry|pause|resume NAME
     kubectl modelpilot history NAME
     kubectl modelpilot drift NAME
+    kubectl modelpilot batch list [-A]
+    kubectl modelpilot batch status NAME [--watch]
 
 Every failure is one line on stderr and a non-zero exit: 1 for errors, 2 for bad usage.
+`batch status --watch` ends with the run: 0 when it Succeeded, 1 when it Failed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from rich.live import Live
 from rich.text import Text
 
 from modelpilot.api.models import PLURAL, SINGULAR
-from modelpilot.cli import actions
+from modelpilot.cli import actions, batch_cmd
 from modelpilot.cli.drift_view import drift_output, drift_summary
 from modelpilot.cli.experiment_view import (
     COMPARISON_COLUMNS,
@@ -321,7 +325,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Inspect and steer modelpilot ModelDeployment rollouts.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Inspect and steer modelpilot ModelDeployment rollouts, "
+                                     "and follow BatchPrediction runs.")
     _common(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -353,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(one, suppress=True)
         one.add_argument("name")
         one.set_defaults(func=func)
+    batch_cmd.add_parser(sub, _common)
     return parser
 
 
