@@ -335,7 +335,9 @@ def test_cmd_status_prints_the_view_once(capsys: pytest.CaptureFixture[str],
     (["batch", "list", "-A"], ["NAMESPACE", "NAME", "MODEL", "VERSION", "PROGRESS", "ROWS", "PHASE", "SCHEDULE",
                                "AGE"]),
 ])
-def test_cmd_list(argv: list[str], columns: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cmd_list(argv: list[str], columns: list[str], capsys: pytest.CaptureFixture[str],
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the width of a pipe, whatever the terminal running the tests
     args = plugin.build_parser().parse_args(argv)
     assert args.func(FakeBatches(BPS["new"]), args, "ml") == 0
     out = capsys.readouterr().out.splitlines()
