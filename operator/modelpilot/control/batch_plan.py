@@ -111,6 +111,14 @@ def _owner(bp: Obj) -> Obj:
     return {"apiVersion": bp["apiVersion"], "kind": bp["kind"], "name": meta["name"], "uid": meta["uid"]}
 
 
+def _time(text: str | None) -> dt.datetime | None:
+    """An RFC 3339 time from the API server (None when absent or unreadable)."""
+    try:
+        return dt.datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
 def _model_of(job: Mapping[str, Any]) -> ResolvedModel | None:
     raw = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_MODEL)
     try:
@@ -202,8 +210,8 @@ def _from_run(obs: BatchObserved, draft: _Draft, job: Obj, spec: BatchPrediction
     status.job, status.model = job["metadata"]["name"], _model_of(job) or status.model
     status.shards, status.rows, status.failures = view.shards, view.rows, list(view.failures)
     status.progress = f"{view.shards.succeeded}/{view.shards.total}"
-    status.started_at = view.started_at or status.started_at  # type: ignore[assignment]
-    status.completed_at = view.completed_at  # type: ignore[assignment]
+    status.started_at = _time(view.started_at) or status.started_at
+    status.completed_at = _time(view.completed_at)
     status.phase = view.phase
     status.output_manifest = f"{spec.output.uri.rstrip('/')}/_manifest.json" if view.phase == "Succeeded" else None
     _run_conditions(draft, view)
@@ -252,7 +260,7 @@ def _plan_scheduled(obs: BatchObserved, spec: BatchPredictionSpec, draft: _Draft
     runs = sorted((j for j in obs.runs if obs.cronjob is not None and controlled_by(j, obs.cronjob["metadata"].get(
         "uid", ""))), key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"]))
     cron_status = (obs.cronjob or {}).get("status") or {}
-    draft.status.last_schedule_time = cron_status.get("lastScheduleTime")
+    draft.status.last_schedule_time = _time(cron_status.get("lastScheduleTime"))
     finished = [run_view(j, (), (), now).phase for j in runs]
     draft.status.runs_succeeded = finished.count("Succeeded")
     draft.status.runs_failed = finished.count("Failed")
