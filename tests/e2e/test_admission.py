@@ -10,7 +10,7 @@ import yaml
 
 from modelpilot.api.models import API_VERSION, KIND, SHORT_NAMES, SINGULAR
 from tests.e2e.support import ClusterHandle
-from tests.unit import spec_cases
+from tests.unit import batch_cases, spec_cases
 
 VALID: dict[str, Any] = {
     "apiVersion": API_VERSION,
@@ -123,3 +123,25 @@ def test_hostile_name_never_reaches_a_query(cluster: ClusterHandle, crd: str, na
         {"name": "custom-x", "query": 'sum(rate(x{app="{{name}}"}[{{window}}]))', "max": 1}]}}}
     code, output = server_create(cluster, namespace, obj)
     assert code != 0 and ("metadata.name" in output or "invalid" in output.lower()), output
+
+
+# ------------------------------------------------------------------------------- BatchPrediction
+
+BATCH = {"apiVersion": API_VERSION, "kind": "BatchPrediction", "metadata": {"name": "score"}}
+
+
+@pytest.mark.parametrize(("case", "spec", "message"), batch_cases.INVALID, ids=[c[0] for c in batch_cases.INVALID])
+def test_batch_invalid_cases_rejected_at_admission(cluster: ClusterHandle, crd: str, namespace: str, case: str,
+                                                   spec: dict[str, Any], message: str) -> None:
+    """The BatchPrediction table the parser and the CEL unit tests share."""
+    code, output = server_create(cluster, namespace, {**BATCH, "spec": spec})
+    assert code != 0, f"{case} was accepted"
+    assert message in output, output
+
+
+@pytest.mark.parametrize(("case", "spec"), batch_cases.VALID, ids=[c[0] for c in batch_cases.VALID])
+def test_batch_valid_cases_accepted(cluster: ClusterHandle, crd: str, namespace: str, case: str,
+                                    spec: dict[str, Any]) -> None:
+    code, output = server_create(cluster, namespace, {**BATCH, "spec": spec})
+    assert code == 0, f"{case}: {output}"
+    assert cluster.kubectl("get", "bp", "-n", namespace).returncode == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -145,6 +146,26 @@ class SlowModel(_Wrapper):
         return np.asarray(self.base.predict(x))
 
 
+class PausingModel(_Wrapper):
+    """Answers its first `after_calls` predict() calls at once; every later call creates
+    `<started_file>.<pid>` and waits until `release_file` exists. A batch shard is then caught
+    mid-way (its first batches written), in a known process, for as long as a test wants."""
+
+    def __init__(self, base: Any, after_calls: int, started_file: str, release_file: str) -> None:
+        super().__init__(base)
+        self.after_calls = after_calls
+        self.started_file = started_file
+        self.release_file = release_file
+        self.calls = 0
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls > self.after_calls:
+            Path(f"{self.started_file}.{os.getpid()}").touch()
+            _wait_for(Path(self.release_file), timeout=300.0)
+        return np.asarray(self.base.predict(x))
+
+
 def _wait_for(path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -223,6 +244,10 @@ def write_slow(
         ),
         directory,
     )
+
+
+def write_pausing(directory: Path, *, after_calls: int, started_file: Path, release_file: Path) -> Path:
+    return _dump(PausingModel(iris_estimator(), after_calls, str(started_file), str(release_file)), directory)
 
 
 def write_gated(directory: Path, gate: Path, timeout: float = 120.0) -> Path:
