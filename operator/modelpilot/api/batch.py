@@ -161,7 +161,8 @@ class BatchOutput(SpecModel):
     """Where the predictions go."""
 
     uri: str = Field(
-        description="A prefix (directory) on file://, s3://, gs:// or pvc://CLAIM/PATH.",
+        description="A prefix (directory) on file://, s3://, gs:// or pvc://CLAIM/PATH. `{job}` is replaced by the "
+        "run's Job name (for a schedule: a prefix per run).",
         min_length=1,
         max_length=2048,
         json_schema_extra=_uri_rules("output.uri"),

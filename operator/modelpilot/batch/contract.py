@@ -50,6 +50,14 @@ OutputFormat = Literal["parquet", "jsonl"]
 OutputMode = Literal["overwrite", "failIfExists"]
 
 
+JOB_PLACEHOLDER = "{job}"
+
+
+def output_uri(uri: str, job: str) -> str:
+    """output.uri with `{job}` replaced by the run's Job name (a scheduled run's own prefix)."""
+    return uri.replace(JOB_PLACEHOLDER, job)
+
+
 def shard_name(shard: int) -> str:
     return f"{shard:0{SHARD_WIDTH}d}"
 
