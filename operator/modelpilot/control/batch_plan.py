@@ -28,6 +28,7 @@ from modelpilot.api.batch import (
 from modelpilot.api.common import SpecError
 from modelpilot.api.models import ModelSource
 from modelpilot.api.status import ServingTemplate
+from modelpilot.batch import contract
 from modelpilot.control.batch_status import RunView, run_view
 from modelpilot.control.observe import controlled_by
 from modelpilot.resources import BuildSettings, serving_revision
@@ -213,7 +214,8 @@ def _from_run(obs: BatchObserved, draft: _Draft, job: Obj, spec: BatchPrediction
     status.started_at = _time(view.started_at) or status.started_at
     status.completed_at = _time(view.completed_at)
     status.phase = view.phase
-    status.output_manifest = f"{spec.output.uri.rstrip('/')}/_manifest.json" if view.phase == "Succeeded" else None
+    output = contract.output_uri(spec.output.uri, str(status.job)).rstrip("/")
+    status.output_manifest = f"{output}/{contract.RUN_MANIFEST}" if view.phase == "Succeeded" else None
     _run_conditions(draft, view)
 
 
