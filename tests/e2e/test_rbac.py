@@ -20,7 +20,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from modelpilot.api.models import GROUP, PLURAL, SHORT_NAMES, VERSION
+from modelpilot.api.batch import BATCH_PLURAL
+from modelpilot.api.models import API_VERSION, GROUP, PLURAL, SHORT_NAMES, VERSION
 from modelpilot.resources.labels import ANNOTATION_ACTION, LABEL_NAME
 from tests.e2e import mdep
 from tests.e2e.conftest import make_namespace
@@ -206,6 +207,23 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
     wait_for(lambda: ANNOTATION_ACTION not in ((mdep.get(custom, watched, "iris") or {})["metadata"]
                                                     .get("annotations") or {}), timeout=30, what="action consumed")
 
+    # BatchPredictions: a run's Job, a schedule's CronJob (deleted when the schedule goes), status.
+    # No bridge here: KWOK completes the Job's pods by itself.
+    batch = {"apiVersion": API_VERSION, "kind": "BatchPrediction", "metadata": {"name": "score"},
+             "spec": {"model": {"version": "v1", "uri": "s3://models/iris", "format": "sklearn"},
+                      "input": {"uri": "s3://data/in/", "format": "parquet"}, "output": {"uri": "s3://data/out/"},
+                      "parallelism": 1}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, batch)
+    nightly = {**batch, "metadata": {"name": "nightly"}, "spec": {**batch["spec"], "schedule": "0 2 * * *"}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, nightly)
+    jobs = client.BatchV1Api(apps.api_client)
+    wait_for(lambda: (custom.get_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, "score")
+                      .get("status") or {}).get("phase") == "Succeeded", timeout=60, what="the run succeeded")
+    wait_for(lambda: jobs.list_namespaced_cron_job(watched).items, timeout=30, what="the CronJob")
+    custom.patch_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, "nightly",
+                                          {"spec": {"schedule": None}})
+    wait_for(lambda: not jobs.list_namespaced_cron_job(watched).items, timeout=30, what="the CronJob deleted")
+
     # The namespace it was not given: never reconciled.
     ignored = mdep.get(custom, other, "ignored")
     assert ignored is not None and not ignored.get("status"), ignored
@@ -230,7 +248,9 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
         assert {("patch", "deployments", None), ("patch", "services", None),
                 ("patch", "horizontalpodautoscalers", None), ("delete", "horizontalpodautoscalers", None),
                 ("patch", PLURAL, "status"), ("patch", PLURAL, None),
-                ("create", "events", None), ("create", "leases", None), ("update", "leases", None)} <= done, done
+                ("create", "events", None), ("create", "leases", None), ("update", "leases", None),
+                ("patch", "jobs", None), ("patch", "cronjobs", None), ("delete", "cronjobs", None),
+                ("patch", BATCH_PLURAL, "status")} <= done, done
         # The Lease of leader election lives in the release namespace; everything else where it serves.
         assert {w["namespace"] for w in writes if w["resource"] != "leases"} == {watched}
         assert {w["namespace"] for w in writes if w["resource"] == "leases"} == {namespaced.namespace}
