@@ -76,7 +76,10 @@ class BatchEnv:
     def wait_phase(self, name: str, phase: str, timeout: float = 240) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             obj = self.get(name)
-            return obj if (obj.get("status") or {}).get("phase") == phase else None
+            now = (obj.get("status") or {}).get("phase")
+            if now in ("Succeeded", "Failed") and now != phase:
+                raise AssertionError(f"{name} ended {now}, not {phase}\n{self.debug(name)}")
+            return obj if now == phase else None
         try:
             return wait_for(probe, timeout=timeout, interval=0.5, what=f"{name} {phase}")
         except AssertionError as err:
@@ -91,7 +94,9 @@ class BatchEnv:
     def debug(self, name: str) -> str:
         status = self.get(name).get("status")
         tail = "\n".join(self.operator.logs().splitlines()[-30:])
-        return f"status: {status}\noperator log tail:\n{tail}\n{self.bridge.describe()}"
+        logs = "\n".join(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                         for log in sorted(self.bridge.workdir.glob(f"{name}-*/logs/batch.log")))
+        return f"status: {status}\noperator log tail:\n{tail}\n{self.bridge.describe()}\nshard logs:\n{logs}"
 
 
 @pytest.fixture
@@ -263,7 +268,7 @@ def test_a_schedule_starts_runs_one_at_a_time(benv: BatchEnv) -> None:
     started, release = env.tmp / "started", env.tmp / "release"
     uri, _ = env.model(testmodels.write_pausing, after_calls=0, started_file=started, release_file=release)
     env.create("nightly", {"version": "v1", "uri": uri, "format": "sklearn"},
-               {"uri": s3(env, "in/"), "format": "parquet"}, {"uri": s3(env, "out/{job}/")},
+               {"uri": s3(env, "in/"), "format": "parquet", "keyColumns": ["id"]}, {"uri": s3(env, "out/{job}/")},
                parallelism=1, schedule="* * * * *")
     # The first run holds in predict(): the next tick must not start a second one.
     wait_for(lambda: next(iter(env.tmp.glob("started.*")), None), timeout=150, what="the first run")
@@ -289,7 +294,8 @@ def test_deleting_the_batch_prediction_removes_its_job(benv: BatchEnv) -> None:
     write_parquet_files(env.fs, f"{env.bucket}/in", 1000, files=1)
     uri, _ = env.model()
     env.create("short", {"version": "v1", "uri": uri, "format": "sklearn"},
-               {"uri": s3(env, "in/"), "format": "parquet"}, {"uri": s3(env, "out/")}, parallelism=1)
+               {"uri": s3(env, "in/"), "format": "parquet", "keyColumns": ["id"]}, {"uri": s3(env, "out/")},
+               parallelism=1)
     env.wait_phase("short", "Succeeded")
     env.custom.delete_namespaced_custom_object(GROUP, VERSION, env.namespace, BATCH_PLURAL, "short")
 

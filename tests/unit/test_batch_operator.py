@@ -243,6 +243,21 @@ def test_too_many_failed_rows_fails_the_run_with_the_shard_reason() -> None:
     assert {(e.type, e.reason) for e in plan.events} == {("Warning", "ShardFailed"), ("Warning", "FailedIndexes")}
 
 
+@pytest.mark.parametrize(("job_status", "previous", "phase"), [
+    ({}, None, "Pending"),
+    ({"active": 1}, None, "Running"),
+    ({"failed": 1}, None, "Running"),  # an attempt failed; its retry waits for its back-off
+    ({}, "Running", "Running"),  # never back to Pending
+    ({"conditions": [{"type": "FailureTarget", "status": "True", "reason": "PodFailurePolicy"}]}, "Running",
+     "Failed"),
+    ({"conditions": [{"type": "Complete", "status": "True"}]}, "Running", "Succeeded"),
+])
+def test_run_phase(job_status: Obj, previous: str | None, phase: str) -> None:
+    status = {"phase": previous, "job": "score"} if previous else {"job": "score"}
+    plan = plan_batch(BatchObserved(bp=bp(status=status), job=job(status=job_status)), NOW, SETTINGS)
+    assert plan.phase == phase
+
+
 def test_a_finished_run_whose_job_is_gone_keeps_its_status() -> None:
     status = {"phase": "Succeeded", "job": "score", "model": {"version": "v1"}}
     plan = plan_batch(BatchObserved(bp=bp(status=status), model_deployment=model_deployment("v2")), NOW, SETTINGS)

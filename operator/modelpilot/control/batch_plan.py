@@ -213,7 +213,8 @@ def _from_run(obs: BatchObserved, draft: _Draft, job: Obj, spec: BatchPrediction
     status.progress = f"{view.shards.succeeded}/{view.shards.total}"
     status.started_at = _time(view.started_at) or status.started_at
     status.completed_at = _time(view.completed_at)
-    status.phase = view.phase
+    # A run that started never looks Pending again (between a failed attempt and its retry, say).
+    status.phase = "Running" if view.phase == "Pending" and status.phase == "Running" else view.phase
     output = contract.output_uri(spec.output.uri, str(status.job)).rstrip("/")
     status.output_manifest = f"{output}/{contract.RUN_MANIFEST}" if view.phase == "Succeeded" else None
     _run_conditions(draft, view)

@@ -124,16 +124,23 @@ def pod_failure(pod: Mapping[str, Any], now: dt.datetime) -> ShardFailure | None
                         reason=str(reason)[:128], message=(str(message)[:1024] if message else None), time=when)
 
 
+def _failed(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Job's failure: Failed, or FailureTarget (decided; Failed follows once its pods end)."""
+    return _condition(job, "Failed") or _condition(job, "FailureTarget")
+
+
 def _phase(job: Mapping[str, Any], shards: ShardCounts) -> BatchPhase:
     if _condition(job, "Complete"):
         return "Succeeded"
-    if _condition(job, "Failed"):
+    if _failed(job):
         return "Failed"
-    return "Running" if shards.running or shards.succeeded or shards.failed else "Pending"
+    status = job.get("status") or {}
+    started = shards.running or shards.succeeded or shards.failed or status.get("failed") or status.get("ready")
+    return "Running" if started else "Pending"
 
 
 def _failed_because(job: Mapping[str, Any], failures: tuple[ShardFailure, ...]) -> tuple[str | None, str | None]:
-    cond = _condition(job, "Failed")
+    cond = _failed(job)
     if cond is None:
         return None, None
     worst = failures[-1] if failures else None
@@ -154,7 +161,7 @@ def run_view(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], previous
         if failure is not None and failure.pod not in known:
             known[failure.pod] = failure
     failures = tuple(sorted(known.values(), key=lambda f: (f.time or now, f.pod)))[-MAX_FAILURES:]
-    terminal = _condition(job, "Complete") or _condition(job, "Failed")
+    terminal = _condition(job, "Complete") or _failed(job)
     reason, message = _failed_because(job, failures)
     return RunView(phase=_phase(job, shards), shards=shards, rows=_rows(pods, done), failures=failures,
                    started_at=status.get("startTime"),
