@@ -101,3 +101,7 @@ bench-server: venv ## the runtime vs MLServer on the same model, driven by wrk (
 .PHONY: bench-operator
 bench-operator: cluster-up ## the operator at scale on the test bed: latency, RSS, API requests (BENCH_ARGS="--counts 100")
 	$(INSIDE) $(PY) -m bench.operator.run $(BENCH_ARGS)
+
+.PHONY: bench-batch
+bench-batch: venv ## batch prediction: rows/s per shard and overall for 1M rows vs raw predict() (prints a table)
+	$(PY) -m bench.batch.run $(BENCH_ARGS)

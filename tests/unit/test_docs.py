@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from modelpilot.analysis.queries import check_syntax
-from modelpilot.api import crd, docs, models
+from modelpilot.api import batch, crd, docs, models
 from tests.unit.crd_eval import validate
 
 API_MD = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -71,16 +71,22 @@ def _custom_queries(spec: models.ModelDeploymentSpec) -> list[tuple[str, str]]:
 
 def test_examples_exist() -> None:
     names = {path.stem for path in EXAMPLES}
-    assert {"shadow", "segment", "experiment"} <= names, names
+    assert {"shadow", "segment", "experiment", "batchprediction"} <= names, names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_is_a_valid_model_deployment(path: Path) -> None:
+def test_example_is_valid(path: Path) -> None:
     """What the API server (schema and CEL rules) and the operator's parser both accept, with
     custom queries that parse as PromQL."""
     schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    batch_schema = crd.openapi_schema(crd.BATCH_PREDICTION)
     for obj in _documents(path):
-        assert obj["apiVersion"] == models.API_VERSION and obj["kind"] == models.KIND
+        assert obj["apiVersion"] == models.API_VERSION
+        if obj["kind"] == batch.BATCH_KIND:
+            assert validate(batch_schema, obj) == []
+            batch.parse_batch_spec(obj["spec"])
+            continue
+        assert obj["kind"] == models.KIND
         models.check_name(obj["metadata"]["name"])
         assert validate(schema, obj) == []
         spec = models.parse_spec(obj["spec"])

@@ -8,11 +8,13 @@ Output layout under `output.uri` (shard numbers zero-padded to SHARD_WIDTH digit
     part-00003.parquet            the shard's predictions (or .jsonl)
     errors/part-00003.jsonl       rows that failed to parse or predict, each with its reason
     _manifests/shard-00003.json   the shard's manifest, written last (its presence = shard done)
+    _manifests/claim-00003.<run>  written first: shard 3's files belong to run <run> (failIfExists)
     _manifest.json, _SUCCESS      written by the shard that completes the run (all manifests present)
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,6 +74,15 @@ def errors_file(shard: int) -> str:
 
 def manifest_file(shard: int) -> str:
     return f"{MANIFEST_DIR}/shard-{shard_name(shard)}.json"
+
+
+def safe_run_id(run_id: str) -> str:
+    """The run id as it appears in file names."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", run_id)
+
+
+def claim_file(shard: int, run_id: str) -> str:
+    return f"{MANIFEST_DIR}/claim-{shard_name(shard)}.{safe_run_id(run_id)}"
 
 
 class _Wire(BaseModel):

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from modelpilot.cli.batch import add_batch_command
 from modelpilot.cli.profile import add_profile_command
 from modelpilot.settings import ENV_PREFIX, OperatorSettings
 
@@ -154,6 +155,7 @@ def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     fetch.add_argument("--force", action="store_true", help="replace whatever the directory holds")
     fetch.set_defaults(func=_fetch)
     add_profile_command(sub)
+    add_batch_command(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
