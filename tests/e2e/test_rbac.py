@@ -152,6 +152,24 @@ def namespaced(cluster: ClusterHandle, core: client.CoreV1Api, tmp_path: Path,
                                {"watchNamespaces": [solo_namespaces["watched"]]})
 
 
+def batch_runs_under_the_rules(custom: client.CustomObjectsApi, jobs: client.BatchV1Api, watched: str) -> None:
+    """BatchPredictions: a run's Job, a schedule's CronJob (deleted when the schedule goes), status.
+    No bridge here: KWOK completes the Job's pods by itself."""
+    batch = {"apiVersion": API_VERSION, "kind": "BatchPrediction", "metadata": {"name": "score"},
+             "spec": {"model": {"version": "v1", "uri": "s3://models/iris", "format": "sklearn"},
+                      "input": {"uri": "s3://data/in/", "format": "parquet"}, "output": {"uri": "s3://data/out/"},
+                      "parallelism": 1}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, batch)
+    nightly = {**batch, "metadata": {"name": "nightly"}, "spec": {**batch["spec"], "schedule": "0 2 * * *"}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, nightly)
+    wait_for(lambda: (custom.get_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, "score")
+                      .get("status") or {}).get("phase") == "Succeeded", timeout=60, what="the run succeeded")
+    wait_for(lambda: jobs.list_namespaced_cron_job(watched).items, timeout=30, what="the CronJob")
+    custom.patch_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, "nightly",
+                                          {"spec": {"schedule": None}})
+    wait_for(lambda: not jobs.list_namespaced_cron_job(watched).items, timeout=30, what="the CronJob deleted")
+
+
 def test_namespaced_mode_reconciles_as_the_chart_service_account(
         cluster: ClusterHandle, namespaced: Install, solo_namespaces: dict[str, str],
         custom: client.CustomObjectsApi, apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
@@ -207,22 +225,7 @@ def test_namespaced_mode_reconciles_as_the_chart_service_account(
     wait_for(lambda: ANNOTATION_ACTION not in ((mdep.get(custom, watched, "iris") or {})["metadata"]
                                                     .get("annotations") or {}), timeout=30, what="action consumed")
 
-    # BatchPredictions: a run's Job, a schedule's CronJob (deleted when the schedule goes), status.
-    # No bridge here: KWOK completes the Job's pods by itself.
-    batch = {"apiVersion": API_VERSION, "kind": "BatchPrediction", "metadata": {"name": "score"},
-             "spec": {"model": {"version": "v1", "uri": "s3://models/iris", "format": "sklearn"},
-                      "input": {"uri": "s3://data/in/", "format": "parquet"}, "output": {"uri": "s3://data/out/"},
-                      "parallelism": 1}}
-    custom.create_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, batch)
-    nightly = {**batch, "metadata": {"name": "nightly"}, "spec": {**batch["spec"], "schedule": "0 2 * * *"}}
-    custom.create_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, nightly)
-    jobs = client.BatchV1Api(apps.api_client)
-    wait_for(lambda: (custom.get_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, "score")
-                      .get("status") or {}).get("phase") == "Succeeded", timeout=60, what="the run succeeded")
-    wait_for(lambda: jobs.list_namespaced_cron_job(watched).items, timeout=30, what="the CronJob")
-    custom.patch_namespaced_custom_object(GROUP, VERSION, watched, BATCH_PLURAL, "nightly",
-                                          {"spec": {"schedule": None}})
-    wait_for(lambda: not jobs.list_namespaced_cron_job(watched).items, timeout=30, what="the CronJob deleted")
+    batch_runs_under_the_rules(custom, client.BatchV1Api(apps.api_client), watched)
 
     # The namespace it was not given: never reconciled.
     ignored = mdep.get(custom, other, "ignored")

@@ -243,6 +243,63 @@ def termination_log(root: Path) -> Path:
     return root / "termination-log"
 
 
+@dataclass(frozen=True)
+class Kubelet:
+    """What every container of one pod is planned with."""
+
+    root: Path
+    bin_dir: Path
+    base_env: Mapping[str, str]
+    volumes: Mapping[str, Path]
+    secrets: SecretReader | None
+
+
+def _container_plan(pod: Obj, container: Obj, kubelet: Kubelet, problems: list[str],
+                    notes: list[str]) -> tuple[ContainerPlan | None, dict[str, str]]:
+    """One container as a host command (None when it cannot run) and its complete env."""
+    mounts = _mounts(container, kubelet.volumes, problems)
+    if container.get("terminationMessagePath"):
+        mounts = Mounts(((container["terminationMessagePath"], termination_log(kubelet.root)), *mounts.paths))
+    defined, env_notes = resolve_env(pod, container, kubelet.secrets)
+    notes.extend(env_notes)
+    argv = _command(container, kubelet.bin_dir, defined, mounts, problems)
+    env = dict(kubelet.base_env)
+    tmp = mounts.rewrite("/tmp")
+    if tmp != "/tmp":
+        env["TMPDIR"] = tmp
+    env.update({k: mounts.rewrite(v) for k, v in defined.items()})
+    if argv is None:
+        return None, env
+    return ContainerPlan(name=container["name"], argv=argv, env=env, cwd=kubelet.root), env
+
+
+@dataclass(frozen=True)
+class ServerPort:
+    forced: int | None  # the port a test imposes (no pod IP), else None
+    declared: int | None  # the containerPort the readiness probe targets
+    env: str  # the env variable that carries the port when the args have no --port
+
+
+def _serving(plan: ContainerPlan, env: dict[str, str], port: ServerPort, host: str, root: Path,
+             problems: list[str], notes: list[str]) -> tuple[ContainerPlan, int]:
+    """The server's plan bound to the pod IP and its port; (plan, port it listens on)."""
+    argv = list(plan.argv)
+    flag = _flag_value(argv, "--port")
+    declared = flag[1] if flag else env.get(port.env)
+    if declared is None:
+        notes.append("the server is given no port; --port added")
+    elif port.declared is not None and declared != str(port.declared):
+        problems.append(f"the server listens on port {declared} but the pod declares/probes "
+                        f"containerPort {port.declared}")
+    listen = port.forced or port.declared or (int(declared) if declared and declared.isdigit() else 8080)
+    if flag is not None or declared is None:
+        _set_flag(argv, "--port", str(listen))
+    if port.env in env:
+        env[port.env] = str(listen)
+    _set_flag(argv, "--host", host)
+    return ContainerPlan(name=plan.name, argv=argv, env=env, cwd=root), listen
+
+
 def plan_pod(pod: Obj, *, root: Path, bin_dir: Path, base_env: Mapping[str, str], port: int | None = None,
              pvc_dirs: Mapping[str, Path] | None = None, server_container: str | None = None,
              port_env: str = "MODELPILOT_PORT", secrets: SecretReader | None = None) -> ProcessPlan:
@@ -263,28 +320,15 @@ def plan_pod(pod: Obj, *, root: Path, bin_dir: Path, base_env: Mapping[str, str]
     notes: list[str] = []
     volumes = _volumes(pod, root, pvc_dirs or {}, problems)
 
-    def container_plan(container: Obj) -> tuple[ContainerPlan | None, dict[str, str], Mounts]:
-        mounts = _mounts(container, volumes, problems)
-        if container.get("terminationMessagePath"):
-            mounts = Mounts(((container["terminationMessagePath"], termination_log(root)), *mounts.paths))
-        defined, env_notes = resolve_env(pod, container, secrets)
-        notes.extend(env_notes)
-        argv = _command(container, bin_dir, defined, mounts, problems)
-        env = dict(base_env)
-        tmp = mounts.rewrite("/tmp")
-        if tmp != "/tmp":
-            env["TMPDIR"] = tmp
-        env.update({k: mounts.rewrite(v) for k, v in defined.items()})
-        if argv is None:
-            return None, env, mounts
-        return ContainerPlan(name=container["name"], argv=argv, env=env, cwd=root), env, mounts
+    def container_plan(container: Obj) -> tuple[ContainerPlan | None, dict[str, str]]:
+        return _container_plan(pod, container, Kubelet(root, bin_dir, base_env, volumes, secrets), problems, notes)
 
     init: list[ContainerPlan] = []
     for container in spec.get("initContainers") or []:
         if container.get("restartPolicy") == "Always":
             notes.append(f"sidecar {container['name']} not emulated")
             continue
-        plan, _, _ = container_plan(container)
+        plan, _ = container_plan(container)
         if plan is not None:
             init.append(plan)
 
@@ -298,27 +342,13 @@ def plan_pod(pod: Obj, *, root: Path, bin_dir: Path, base_env: Mapping[str, str]
     if not chosen:
         problems.append(f"no container {server_container or ''} to serve".replace("  ", " "))
     elif is_job_pod(pod):
-        server, _, _ = container_plan(chosen[0])
+        server, _ = container_plan(chosen[0])
     else:
-        container = chosen[0]
-        container_port, ready_path = _probe_port(container)
-        plan, env, _ = container_plan(container)
+        container_port, ready_path = _probe_port(chosen[0])
+        plan, env = container_plan(chosen[0])
         if plan is not None:
-            argv = list(plan.argv)
-            flag = _flag_value(argv, "--port")
-            declared = flag[1] if flag else env.get(port_env)
-            if declared is None:
-                notes.append("the server is given no port; --port added")
-            elif container_port is not None and declared != str(container_port):
-                problems.append(f"the server listens on port {declared} but the pod declares/probes "
-                                f"containerPort {container_port}")
-            listen = port or container_port or (int(declared) if declared and declared.isdigit() else 8080)
-            if flag is not None or declared is None:
-                _set_flag(argv, "--port", str(listen))
-            if port_env in env:
-                env[port_env] = str(listen)
-            _set_flag(argv, "--host", host)
-            server = ContainerPlan(name=plan.name, argv=argv, env=env, cwd=root)
+            server, listen = _serving(plan, env, ServerPort(port, container_port, port_env), host, root,
+                                      problems, notes)
     return ProcessPlan(
         namespace=str(meta.get("namespace", "")),
         pod=str(meta.get("name", "")),
