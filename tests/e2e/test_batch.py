@@ -20,6 +20,7 @@ from modelpilot.api.batch import BATCH_PLURAL
 from modelpilot.api.models import API_VERSION, GROUP, VERSION
 from modelpilot.resources.labels import LABEL_BATCH
 from tests.e2e import mdep
+from tests.e2e import test_plugin as plugin
 from tests.e2e.harness.batchdata import (
     FEATURES,
     iris_like,
@@ -157,6 +158,13 @@ def test_a_million_rows_in_four_shards_match_the_models_own_predictions(benv: Ba
     listing = cluster.kubectl("get", "bp", "-n", env.namespace).stdout
     assert "4/4" in listing and "Succeeded" in listing and str(total) in listing
     env.events("million", "Succeeded")
+    # The plugin, as a user runs it: the list, the status, and --watch of a finished run exits 0.
+    listed = plugin.ok(plugin.run(cluster, "batch", "list", "-n", env.namespace))
+    assert "million" in listed and "4/4" in listed and "Succeeded" in listed, listed
+    shown = plugin.ok(plugin.run(cluster, "batch", "status", "million", "-n", env.namespace))
+    assert "1,000,000" in shown and "_manifest.json" in shown and "Succeeded" in shown, shown
+    watched = plugin.ok(plugin.run(cluster, "batch", "status", "million", "-n", env.namespace, "--watch"))
+    assert "phase=Succeeded" in watched and f"rows.out={total}" in watched, watched
 
 
 def read_output_inputs(env: BatchEnv, ids: np.ndarray) -> Any:

@@ -164,7 +164,8 @@ def test_default_values_render_cluster_wide_mode_accepted_by_the_api_server(
     docs = helm.template(release, namespace, "--include-crds")
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                     "CustomResourceDefinition", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+                     *["CustomResourceDefinition"] * len(KINDS), "Deployment", "Role", "RoleBinding", "Service",
+                     "ServiceAccount"]
     assert not serving_roles(docs, "Role") and not serving_roles(docs, "RoleBinding")
     # The one Role: leader election's, in the release namespace, on Leases only.
     (lease_role,) = find(docs, "Role")
