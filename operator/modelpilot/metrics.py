@@ -81,18 +81,17 @@ def _remove(metric: Gauge, *labels: str) -> None:
 
 
 def record_batch(namespace: str, name: str, phase: str | None, rows: tuple[int, int, int] | None,
-                 status: Mapping[str, Any] | None) -> None:
-    """A BatchPrediction's phase, rows and shards as last planned (status: the patch, if any)."""
+                 shards: tuple[int, int, int, int] | None) -> None:
+    """A BatchPrediction's phase, rows and shards (total, succeeded, failed, running) as last planned."""
     if phase is not None:
         for candidate in BATCH_PHASES:
             BATCH_PHASE.labels(namespace, name, candidate).set(1 if candidate == phase else 0)
     if rows is not None:
         for label, value in zip(("in", "out", "failed"), rows, strict=True):
             BATCH_ROWS.labels(namespace, name, label).set(value)
-    shards = (status or {}).get("shards") or {}
-    for state in ("total", "succeeded", "failed", "running"):
-        if isinstance(shards.get(state), int):
-            BATCH_SHARDS.labels(namespace, name, state).set(shards[state])
+    if shards is not None:
+        for state, value in zip(("total", "succeeded", "failed", "running"), shards, strict=True):
+            BATCH_SHARDS.labels(namespace, name, state).set(value)
 
 
 def forget_batch(namespace: str, name: str) -> None:

@@ -259,9 +259,68 @@ def test_run_phase(job_status: Obj, previous: str | None, phase: str) -> None:
 
 
 def test_a_finished_run_whose_job_is_gone_keeps_its_status() -> None:
-    status = {"phase": "Succeeded", "job": "score", "model": {"version": "v1"}}
+    status = {"phase": "Succeeded", "job": "score", "model": {"version": "v1"}, "observedGeneration": 1,
+              "failures": [], "conditions": [
+        {"type": "Complete", "status": "True", "reason": "Succeeded", "message": "m",
+         "lastTransitionTime": "2026-12-03T09:00:00Z", "observedGeneration": 1}]}
     plan = plan_batch(BatchObserved(bp=bp(status=status), model_deployment=model_deployment("v2")), NOW, SETTINGS)
-    assert plan.apply == ()  # never a second run
+    assert (plan.apply, plan.status, plan.events) == ((), None, ())  # never a second run, nothing rewritten
+
+
+def test_a_run_whose_job_is_deleted_before_it_ended_fails_and_is_not_restarted() -> None:
+    status = {"phase": "Running", "job": "score", "model": {"version": "v1"}}
+    plan = plan_batch(BatchObserved(bp=bp(status=status), model_deployment=model_deployment()), NOW, SETTINGS)
+    assert plan.apply == () and plan.status is not None and plan.status["phase"] == "Failed"
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "JobDeleted")]
+
+
+def test_rows_survive_the_pods_and_a_job_being_deleted() -> None:
+    done = job(status={"completedIndexes": "0-3", "conditions": [{"type": "Complete", "status": "True"}]})
+    pods = tuple(pod(i, "Succeeded", report=report(i, 10, 10)) for i in range(4))
+    first = plan_batch(BatchObserved(bp=bp(), job=done, pods=pods), NOW, SETTINGS)
+    stored = applied({}, first.status)
+    assert stored["rows"] == {"in": 40, "out": 40, "failed": 0}
+    without_pods = plan_batch(BatchObserved(bp=bp(status=stored), job=done), NOW, SETTINGS)
+    assert without_pods.status is None  # the pods went first (foreground deletion): rows stay
+    deleting = {**done, "metadata": {**done["metadata"], "deletionTimestamp": "2026-12-03T10:05:00Z"}}
+    assert plan_batch(BatchObserved(bp=bp(status=stored), job=deleting), NOW, SETTINGS).status is None
+
+
+def test_many_failures_of_pods_that_never_ran_settle() -> None:
+    """25 attempts whose init container failed (no batch container end time): the 20 newest are
+    kept, and the next tick writes nothing and reports nothing again."""
+    failing = job(status={"failed": 25, "active": 1})
+    pods = []
+    for n in range(25):
+        failed = pod(n % 4, "Failed", name=f"score-{n % 4}-{n:05d}")
+        failed["status"]["containerStatuses"] = []
+        failed["metadata"]["creationTimestamp"] = f"2026-12-03T09:{n:02d}:00Z"
+        pods.append(failed)
+    first = plan_batch(BatchObserved(bp=bp(), job=failing, pods=tuple(pods)), NOW, SETTINGS)
+    stored = applied({}, first.status)
+    assert len(stored["failures"]) == 20 and stored["failures"][0]["pod"] == "score-1-00005"
+    again = plan_batch(BatchObserved(bp=bp(status=stored), job=failing, pods=tuple(pods)),
+                       NOW + dt.timedelta(seconds=5), SETTINGS)
+    assert (again.status, again.events) == (None, ())
+
+
+def test_a_schedule_keeps_following_its_runs_when_the_model_deployment_is_gone() -> None:
+    spec = batch_spec(schedule="* * * * *")
+    cron = build_cronjob(_run(spec), SETTINGS)
+    cron["metadata"]["uid"] = "cron-uid"
+    running = job("cron-uid", owner_kind="CronJob", name="score-101", status={"active": 1})
+    plan = plan_batch(BatchObserved(bp=bp(spec), cronjob=cron, runs=(running,), model_deployment=None), NOW, SETTINGS)
+    assert plan.apply == () and plan.status is not None
+    assert (plan.status["phase"], plan.status["job"]) == ("Running", "score-101")
+
+
+def test_a_cronjob_with_quantities_the_api_server_rewrote_is_not_applied_again() -> None:
+    spec = batch_spec(schedule="@daily", resources={"requests": {"cpu": "0.5", "memory": "1024Mi"}})
+    (cron,) = plan_batch(BatchObserved(bp=bp(spec), model_deployment=model_deployment()), NOW, SETTINGS).apply
+    live = json.loads(json.dumps(cron).replace('"0.5"', '"500m"').replace('"1024Mi"', '"1Gi"'))
+    live["metadata"]["uid"] = "cron-uid"
+    plan = plan_batch(BatchObserved(bp=bp(spec), cronjob=live, model_deployment=model_deployment()), NOW, SETTINGS)
+    assert plan.apply == ()
 
 
 def test_invalid_spec_is_reported_not_raised() -> None:
@@ -306,4 +365,8 @@ def test_removing_the_schedule_deletes_the_cronjob() -> None:
     cron = build_cronjob(_run(batch_spec(schedule="@daily")), SETTINGS)
     cron["metadata"]["ownerReferences"][0]["uid"] = "bp-uid"
     plan = plan_batch(BatchObserved(bp=bp(), cronjob=cron, model_deployment=model_deployment()), NOW, SETTINGS)
-    assert plan.delete == (("batch/v1", "CronJob", "score"),) and [o["kind"] for o in plan.apply] == ["Job"]
+    assert plan.delete == (("batch/v1", "CronJob", "score"),) and plan.apply == ()  # nothing new starts
+    scheduled = {"lastScheduleTime": "2026-12-03T09:00:00Z", "runsSucceeded": 2, "phase": "Succeeded", "job": "x",
+                 "observedGeneration": 1, "failures": [], "conditions": []}
+    later = plan_batch(BatchObserved(bp=bp(status=scheduled), model_deployment=model_deployment()), NOW, SETTINGS)
+    assert (later.apply, later.status) == ((), None)

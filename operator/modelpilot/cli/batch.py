@@ -80,6 +80,13 @@ def run_batch(args: argparse.Namespace) -> int:
         log("failed", shard=shard, reason="InvalidConfig", message=str(err), exitCode=contract.EXIT_INVALID_RUN)
         write_report(report, args.termination_log)
         return contract.EXIT_INVALID_RUN
+    if env.get(contract.SHARD_INDEX_ENV) and not env.get(contract.RUN_ID_ENV):
+        # In a Job the run id must be the Job's own: a settings hash would make two scheduled runs
+        # with the same settings "the same run" (Kubernetes before 1.27 lacks the label).
+        message = f"{contract.RUN_ID_ENV} is empty in an Indexed Job (label {contract.RUN_ID_LABEL} missing)"
+        log("failed", shard=index, reason="InvalidConfig", message=message, exitCode=contract.EXIT_INVALID_RUN)
+        write_report(contract.ShardReport(shard=index, reason="InvalidConfig", message=message), args.termination_log)
+        return contract.EXIT_INVALID_RUN
     job = env.get(contract.JOB_NAME_ENV) or config.name
     # `{job}` in output.uri: each run of a schedule writes under its own Job's name.
     config = config.model_copy(update={"output": config.output.model_copy(

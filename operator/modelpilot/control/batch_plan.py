@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from modelpilot.api.batch import (
     BatchPredictionSpec,
     BatchPredictionStatus,
     ResolvedModel,
+    RowCounts,
     ShardFailure,
     parse_batch_spec,
     parse_batch_status,
@@ -31,6 +32,7 @@ from modelpilot.api.status import ServingTemplate
 from modelpilot.batch import contract
 from modelpilot.control.batch_status import RunView, run_view
 from modelpilot.control.observe import controlled_by
+from modelpilot.drift import differences
 from modelpilot.resources import BuildSettings, serving_revision
 from modelpilot.resources.batchjob import ANNOTATION_MODEL, BatchRun, build_cronjob, build_job, serving_spec
 from modelpilot.rollout.model import Event
@@ -74,6 +76,7 @@ class BatchPlan:
     decisions: tuple[tuple[str, dict[str, Any]], ...] = ()
     phase: str | None = None
     rows: tuple[int, int, int] | None = None  # in, out, failed (for metrics)
+    shards: tuple[int, int, int, int] | None = None  # total, succeeded, failed, running (for metrics)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,11 @@ def _conflict(obs: BatchObserved, obj: Obj | None) -> str | None:
 def _plan_once(obs: BatchObserved, spec: BatchPredictionSpec, draft: _Draft, settings: BuildSettings,
                now: dt.datetime) -> None:
     if obs.cronjob is not None and controlled_by(obs.cronjob, obs.uid):
-        draft.delete.append(("batch/v1", "CronJob", obs.name))  # the schedule was removed
+        # The schedule was removed: the CronJob goes (an active run with it) and nothing new starts.
+        draft.delete.append(("batch/v1", "CronJob", obs.name))
+        return
+    if _was_scheduled(draft.status):
+        return
     conflict = _conflict(obs, obs.job)
     if conflict:
         _waiting(draft, "NameConflict", conflict)
@@ -186,8 +193,13 @@ def _plan_once(obs: BatchObserved, spec: BatchPredictionSpec, draft: _Draft, set
     if obs.job is not None:
         _from_run(obs, draft, obs.job, spec, now)
         return
-    if draft.status.job and draft.status.phase in ("Succeeded", "Failed"):
-        return  # the run ended and its Job is gone (ttlSecondsAfterFinished): the status stays
+    if draft.status.job:
+        # A run is never started twice: its Job is gone (ttlSecondsAfterFinished after the end,
+        # or deleted by hand); a run that had not ended is lost.
+        if draft.status.phase not in ("Succeeded", "Failed"):
+            _terminal(draft, "Failed", "JobDeleted", f"the run's Job {draft.status.job} was deleted before it "
+                      "ended; create a new BatchPrediction to score again")
+        return
     resolved = resolve_model(obs, spec)
     if isinstance(resolved, Blocked):
         _waiting(draft, resolved.reason, resolved.message)
@@ -204,12 +216,24 @@ def _plan_once(obs: BatchObserved, spec: BatchPredictionSpec, draft: _Draft, set
     draft.decisions.append(("batch-start", {"job": obs.name, "shards": spec.shard_count, "version": model.version}))
 
 
+def _was_scheduled(status: BatchPredictionStatus) -> bool:
+    return status.last_schedule_time is not None or status.runs_succeeded is not None
+
+
 def _from_run(obs: BatchObserved, draft: _Draft, job: Obj, spec: BatchPredictionSpec, now: dt.datetime) -> None:
-    view = run_view(job, obs.pods, draft.status.failures if draft.status.job == job["metadata"]["name"] else (), now)
+    same_run = draft.status.job == job["metadata"]["name"]
+    if same_run and job["metadata"].get("deletionTimestamp"):
+        return  # its pods are being deleted (ttlSecondsAfterFinished): what the status says stays
+    view = run_view(job, obs.pods, draft.status.failures if same_run else (), now)
     _report_failures(draft, view.failures)
     status = draft.status
     status.job, status.model = job["metadata"]["name"], _model_of(job) or status.model
-    status.shards, status.rows, status.failures = view.shards, view.rows, list(view.failures)
+    rows = view.rows
+    if same_run and status.rows is not None:
+        # Rows of a run only grow; a shard pod deleted after it succeeded does not take them away.
+        rows = RowCounts(input=max(rows.input, status.rows.input), output=max(rows.output, status.rows.output),
+                         failed=max(rows.failed, status.rows.failed))
+    status.shards, status.rows, status.failures = view.shards, rows, list(view.failures)
     status.progress = f"{view.shards.succeeded}/{view.shards.total}"
     status.started_at = _time(view.started_at) or status.started_at
     status.completed_at = _time(view.completed_at)
@@ -217,7 +241,7 @@ def _from_run(obs: BatchObserved, draft: _Draft, job: Obj, spec: BatchPrediction
     status.phase = "Running" if view.phase == "Pending" and status.phase == "Running" else view.phase
     output = contract.output_uri(spec.output.uri, str(status.job)).rstrip("/")
     status.output_manifest = f"{output}/{contract.RUN_MANIFEST}" if view.phase == "Succeeded" else None
-    _run_conditions(draft, view)
+    _run_conditions(draft, replace(view, rows=rows))
 
 
 def _report_failures(draft: _Draft, failures: tuple[ShardFailure, ...]) -> None:
@@ -252,14 +276,20 @@ def _plan_scheduled(obs: BatchObserved, spec: BatchPredictionSpec, draft: _Draft
         return
     resolved = resolve_model(obs, spec)
     if isinstance(resolved, Blocked):
-        _waiting(draft, resolved.reason, resolved.message)
+        # The CronJob keeps the model it has; the runs are still followed below.
+        draft.decisions.append(("batch-schedule-blocked", {"reason": resolved.reason}))
         draft.requeue = BLOCKED_RECHECK_SECONDS
-        return
-    model, source, image = resolved
-    desired = build_cronjob(BatchRun(obs.name, obs.namespace, _owner(obs.bp), spec, model, source, image), settings)
-    if obs.cronjob is None or _differs(desired, obs.cronjob):
-        draft.apply.append(desired)
-        draft.decisions.append(("batch-schedule", {"schedule": spec.schedule, "version": model.version}))
+        if obs.cronjob is None:
+            _waiting(draft, resolved.reason, resolved.message)
+            return
+        model = draft.status.model or ResolvedModel()
+    else:
+        model, source, image = resolved
+        desired = build_cronjob(BatchRun(obs.name, obs.namespace, _owner(obs.bp), spec, model, source, image),
+                                settings)
+        if obs.cronjob is None or differences(desired, obs.cronjob):
+            draft.apply.append(desired)
+            draft.decisions.append(("batch-schedule", {"schedule": spec.schedule, "version": model.version}))
     runs = sorted((j for j in obs.runs if obs.cronjob is not None and controlled_by(j, obs.cronjob["metadata"].get(
         "uid", ""))), key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"]))
     cron_status = (obs.cronjob or {}).get("status") or {}
@@ -274,24 +304,12 @@ def _plan_scheduled(obs: BatchObserved, spec: BatchPredictionSpec, draft: _Draft
         _waiting(draft, "Scheduled", f"waiting for the schedule {spec.schedule!r}")
 
 
-def _differs(desired: Obj, live: Obj) -> bool:
-    """Whether what we set on the CronJob differs from what is live (defaults the API server adds
-    to the live object do not count)."""
-    return not _contains(live, desired)
-
-
-def _contains(live: Any, wanted: Any) -> bool:
-    if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(_contains(live.get(k), v) for k, v in wanted.items())
-    if isinstance(wanted, list):
-        return isinstance(live, list) and len(live) == len(wanted) and all(map(_contains, live, wanted))
-    return live == wanted
-
-
 def _finish(obs: BatchObserved, draft: _Draft, previous: BatchPredictionStatus, now: dt.datetime) -> BatchPlan:
     current = dict(obs.bp.get("status") or {})
     generation = int(obs.bp["metadata"].get("generation") or 0)
-    conditions = merge_conditions(current.get("conditions") or [], draft.conditions, generation, now)
+    # No conditions decided (a run that is over, a Job being deleted): the stored ones stay.
+    conditions = merge_conditions(current.get("conditions") or [], draft.conditions, generation, now) \
+        if draft.conditions else list(current.get("conditions") or [])
     draft.status.observed_generation = generation
     desired = draft.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     desired["conditions"] = conditions
@@ -306,7 +324,8 @@ def _finish(obs: BatchObserved, draft: _Draft, previous: BatchPredictionStatus, 
     if desired.get("phase") != previous.phase:
         draft.decisions.append(("batch-phase", {"from": previous.phase, "to": desired.get("phase"),
                                                 "at": timestamp(now)}))
-    rows = draft.status.rows
+    rows, shards = draft.status.rows, draft.status.shards
     return BatchPlan(apply=tuple(draft.apply), delete=tuple(draft.delete), status=status_patch(current, desired),
                      events=tuple(events), requeue=draft.requeue, decisions=tuple(draft.decisions),
-                     phase=desired.get("phase"), rows=(rows.input, rows.output, rows.failed) if rows else None)
+                     phase=desired.get("phase"), rows=(rows.input, rows.output, rows.failed) if rows else None,
+                     shards=(shards.total, shards.succeeded, shards.failed, shards.running) if shards else None)

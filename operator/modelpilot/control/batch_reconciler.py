@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelpilot import metrics
@@ -42,20 +43,28 @@ def observe_batch(store: Store, namespace: str, name: str) -> BatchObserved | No
     )
 
 
-def execute_batch(kube: Kube, bp: Obj, plan: BatchPlan) -> tuple[list[Obj], list[Obj]]:
-    """Children, then deletions, then status, then Events; returns (written, deleted stand-ins)."""
+@dataclass
+class Outcome:
+    """What reached the API server, filled as it goes: a write that fails later in the same tick
+    does not hide an earlier one from the cache (a created Job is never created again)."""
+
+    written: list[Obj] = field(default_factory=list)
+    deleted: list[Obj] = field(default_factory=list)
+
+
+def execute_batch(kube: Kube, bp: Obj, plan: BatchPlan, outcome: Outcome) -> None:
+    """Children, then deletions, then status, then Events."""
     meta = bp["metadata"]
-    written: list[Obj] = [kube.apply(obj) for obj in plan.apply]
-    deleted: list[Obj] = []
+    for obj in plan.apply:
+        outcome.written.append(kube.apply(obj))
     for api_version, kind, child in plan.delete:
         kube.delete(api_version, kind, meta["namespace"], child)
-        deleted.append({"apiVersion": api_version, "kind": kind,
-                        "metadata": {"namespace": meta["namespace"], "name": child}})
+        outcome.deleted.append({"apiVersion": api_version, "kind": kind,
+                                "metadata": {"namespace": meta["namespace"], "name": child}})
     if plan.status is not None:
-        written.append(kube.patch_status(meta["namespace"], meta["name"], plan.status, kind=BATCH_KIND))
+        outcome.written.append(kube.patch_status(meta["namespace"], meta["name"], plan.status, kind=BATCH_KIND))
     for event in plan.events:
         kube.post_event(bp, event.type, event.reason, event.message)
-    return written, deleted
 
 
 class BatchReconciler:
@@ -76,13 +85,17 @@ class BatchReconciler:
         for what, fields in the_plan.decisions:
             log.info("%s/%s %s %s", namespace, name, what, " ".join(f"{k}={v}" for k, v in fields.items()))
         if the_plan.apply or the_plan.delete or the_plan.status is not None or the_plan.events:
-            written, deleted = await asyncio.get_running_loop().run_in_executor(
-                self.io, execute_batch, self.kube, observed.bp, the_plan)
-            for obj in written:
-                self.store.put(obj)
-            for obj in deleted:
-                self.store.remove(obj)
-        metrics.record_batch(namespace, name, the_plan.phase, the_plan.rows, the_plan.status)
+            outcome = Outcome()
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.io, execute_batch, self.kube, observed.bp,
+                                                                 the_plan, outcome)
+            finally:
+                for obj in outcome.written:
+                    self.store.put(obj)
+                for obj in outcome.deleted:
+                    self.store.remove(obj)
+        if self.store.get(API_VERSION, BATCH_KIND, namespace, name) is not None:  # not deleted meanwhile
+            metrics.record_batch(namespace, name, the_plan.phase, the_plan.rows, the_plan.shards)
         return the_plan.requeue
 
     def forget(self, key: Key) -> None:

@@ -118,7 +118,7 @@ def pod_failure(pod: Mapping[str, Any], now: dt.datetime) -> ShardFailure | None
         status.get("reason") or "Error"
     message = (report.message if report and report.message else None) or status.get("message") or \
         (f"exit code {terminated['exitCode']}" if "exitCode" in terminated else None)
-    when = terminated.get("finishedAt") or now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = terminated.get("finishedAt") or _pod_end(pod) or now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     index = shard_index(pod)
     return ShardFailure(shard=index if index is not None else 0, pod=str(pod["metadata"]["name"]),
                         reason=str(reason)[:128], message=(str(message)[:1024] if message else None), time=when)
@@ -127,6 +127,21 @@ def pod_failure(pod: Mapping[str, Any], now: dt.datetime) -> ShardFailure | None
 def _failed(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The Job's failure: Failed, or FailureTarget (decided; Failed follows once its pods end)."""
     return _condition(job, "Failed") or _condition(job, "FailureTarget")
+
+
+def _pod_end(pod: Mapping[str, Any]) -> str | None:
+    """When a pod whose `batch` container never ran failed: its init container's end, its Ready
+    condition's last change, else its creation (always the same answer for the same pod)."""
+    status = pod.get("status") or {}
+    for init in status.get("initContainerStatuses") or []:
+        finished = ((init.get("state") or {}).get("terminated") or {}).get("finishedAt")
+        if finished:
+            return str(finished)
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("lastTransitionTime"):
+            return str(cond["lastTransitionTime"])
+    created = (pod.get("metadata") or {}).get("creationTimestamp")
+    return str(created) if created else None
 
 
 def _phase(job: Mapping[str, Any], shards: ShardCounts) -> BatchPhase:
@@ -156,10 +171,16 @@ def run_view(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], previous
     shards = ShardCounts(total=int((job.get("spec") or {}).get("completions") or 0), succeeded=len(done),
                          failed=count_indexes(status.get("failedIndexes")), running=int(status.get("active") or 0))
     known = {f.pod: f for f in previous}
+    # A full list keeps the newest: a failure older than all of them was dropped before and must
+    # not come back (nor be reported again).
+    oldest = min((f.time for f in previous if f.time), default=None) if len(known) >= MAX_FAILURES else None
     for pod in pods:
         failure = pod_failure(pod, now)
-        if failure is not None and failure.pod not in known:
-            known[failure.pod] = failure
+        if failure is None or failure.pod in known:
+            continue
+        if oldest is not None and failure.time is not None and failure.time <= oldest:
+            continue
+        known[failure.pod] = failure
     failures = tuple(sorted(known.values(), key=lambda f: (f.time or now, f.pod)))[-MAX_FAILURES:]
     terminal = _condition(job, "Complete") or _failed(job)
     reason, message = _failed_because(job, failures)
