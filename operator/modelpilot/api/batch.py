@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from modelpilot.api.common import (
@@ -20,11 +20,11 @@ from modelpilot.api.common import (
     DNS1123_SUBDOMAIN,
     PVC_URI_PATTERN,
     ModelFormat,
-    SpecError,
     SpecModel,
     StatusModel,
     cel_rules,
 )
+from modelpilot.api.models import read_lenient, validate_spec
 from modelpilot.api.serving import Accelerator, EnvVar, Resources, SecretRef
 from modelpilot.api.status import Condition
 from modelpilot.batch.contract import InputFormat, OutputFormat, OutputMode
@@ -367,21 +367,8 @@ class BatchPrediction(BaseModel):
 
 def parse_batch_spec(spec: Mapping[str, Any] | None) -> BatchPredictionSpec:
     """Parse and validate a BatchPrediction's `.spec` (defaults filled); SpecError names every bad path."""
-    from modelpilot.api.models import format_validation_error
-
-    if not isinstance(spec, Mapping):
-        raise SpecError("spec: required field is missing" if spec is None else "spec: must be an object")
-    try:
-        return BatchPredictionSpec.model_validate(dict(spec))
-    except ValidationError as err:
-        problems = format_validation_error(err)
-        raise SpecError("invalid BatchPrediction spec: " + "; ".join(problems), problems) from None
+    return validate_spec(BatchPredictionSpec, spec, BATCH_KIND)
 
 
 def parse_batch_status(status: Mapping[str, Any] | None) -> BatchPredictionStatus:
-    if not status:
-        return BatchPredictionStatus()
-    try:
-        return BatchPredictionStatus.model_validate(dict(status))
-    except ValidationError:
-        return BatchPredictionStatus()
+    return read_lenient(BatchPredictionStatus, status)

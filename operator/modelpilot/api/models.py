@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -103,6 +103,8 @@ from modelpilot.api.traffic import (
     Sticky,
     TrafficRouting,
 )
+
+S = TypeVar("S", bound=BaseModel)
 
 # -------------------------------------------------------------------------------------------- spec
 
@@ -210,28 +212,38 @@ def format_validation_error(err: ValidationError) -> list[str]:
     return problems
 
 
-def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
-    """Parse and validate `.spec`, filling operator defaults. Raises SpecError (a ValueError) with
-    one message listing every problem by field path."""
+def validate_spec(model: type[S], spec: Mapping[str, Any] | None, kind: str) -> S:
+    """Parse and validate the `.spec` of a `kind` object with `model`, filling operator defaults.
+    Raises SpecError (a ValueError) with one message listing every problem by field path."""
     if spec is None:
         raise SpecError("spec: required field is missing")
     if not isinstance(spec, Mapping):
         raise SpecError("spec: must be an object")
     try:
-        return ModelDeploymentSpec.model_validate(dict(spec))
+        return model.model_validate(dict(spec))
     except ValidationError as err:
         problems = format_validation_error(err)
-        raise SpecError("invalid ModelDeployment spec: " + "; ".join(problems), problems) from None
+        raise SpecError(f"invalid {kind} spec: " + "; ".join(problems), problems) from None
+
+
+def read_lenient(model: type[S], status: Mapping[str, Any] | None) -> S:
+    """Parse a `.status` with `model`; anything unreadable yields an empty one (the operator rebuilds it)."""
+    if not status:
+        return model()
+    try:
+        return model.model_validate(dict(status))
+    except ValidationError:
+        return model()
+
+
+def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
+    """Parse and validate a ModelDeployment's `.spec` (see validate_spec)."""
+    return validate_spec(ModelDeploymentSpec, spec, KIND)
 
 
 def parse_status(status: Mapping[str, Any] | None) -> ModelDeploymentStatus:
     """Parse `.status`; anything unreadable yields an empty status (the operator rebuilds it)."""
-    if not status:
-        return ModelDeploymentStatus()
-    try:
-        return ModelDeploymentStatus.model_validate(dict(status))
-    except ValidationError:
-        return ModelDeploymentStatus()
+    return read_lenient(ModelDeploymentStatus, status)
 
 
 def check_name(name: str) -> str:
@@ -327,5 +339,7 @@ __all__ = [
     "format_validation_error",
     "parse_spec",
     "parse_status",
+    "read_lenient",
     "validate_quantity",
+    "validate_spec",
 ]
