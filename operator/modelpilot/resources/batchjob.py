@@ -15,15 +15,14 @@ from typing import Any
 from modelpilot.api.batch import BatchPredictionSpec, ResolvedModel
 from modelpilot.api.models import ModelDeploymentSpec, ModelSource, Runtime
 from modelpilot.batch import contract
-from modelpilot.resources.common import TMP_DIR, BuildSettings, Obj, object_meta
+from modelpilot.resources.common import BuildSettings, Obj, object_meta
 from modelpilot.resources.deployment import (
-    STORAGE_SECRET_KEYS,
-    _container_security,
-    _env,
-    _resources,
     build_pod_template,
+    container_security,
+    env_var,
     model_dir,
     split_pvc_uri,
+    storage_secret_env,
 )
 from modelpilot.resources.labels import (
     ANNOTATION_REVISION,
@@ -33,11 +32,9 @@ from modelpilot.resources.labels import (
     MANAGED_BY,
     label_value,
 )
-from modelpilot.resources.placement import placement
 
 BATCH_CONTAINER = "batch"
 DATA_MOUNT = "/mnt/data"  # pvc:// input and output claims are mounted at DATA_MOUNT/<claim>
-_S3_REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)
@@ -80,12 +77,8 @@ def run_config(run: BatchRun) -> contract.RunConfig:
 
 
 def _data_secret_env(spec: BatchPredictionSpec) -> list[Obj]:
-    ref = spec.storage_secret_ref
-    if ref is None:
-        return []
     s3 = spec.input.uri.startswith("s3://") or spec.output.uri.startswith("s3://")
-    return [{"name": key, "valueFrom": {"secretKeyRef": {
-        "name": ref.name, "key": key, "optional": not (s3 and key in _S3_REQUIRED)}}} for key in STORAGE_SECRET_KEYS]
+    return storage_secret_env(spec.storage_secret_ref, s3=s3)
 
 
 def _field_env(name: str, path: str) -> Obj:
@@ -106,14 +99,14 @@ def _batch_container(run: BatchRun, serving: ModelDeploymentSpec, image: str, re
                      template_mounts: list[Obj]) -> Obj:
     config = run_config(run).model_dump_json(by_alias=True)
     env = [
-        _env(contract.CONFIG_ENV, config),
+        env_var(contract.CONFIG_ENV, config),
         _field_env(contract.RUN_ID_ENV, f"metadata.labels['{contract.RUN_ID_LABEL}']"),
         _field_env(contract.JOB_NAME_ENV, f"metadata.labels['{contract.JOB_NAME_LABEL}']"),
-        _env("MODELPILOT_MODEL_VERSION", run.model.version or ""),
-        _env("MODELPILOT_REVISION", run.model.revision or ""),
-        _env("MODELPILOT_NAMESPACE", run.namespace),
+        env_var("MODELPILOT_MODEL_VERSION", run.model.version or ""),
+        env_var("MODELPILOT_REVISION", run.model.revision or ""),
+        env_var("MODELPILOT_NAMESPACE", run.namespace),
         *_data_secret_env(run.spec),
-        *(_env(e.name, e.value) for e in run.spec.runtime.env),
+        *(env_var(e.name, e.value) for e in run.spec.runtime.env),
     ]
     mounts = [*template_mounts]
     mounts += [{"name": f"data-{i}", "mountPath": f"{DATA_MOUNT}/{claim}", "readOnly": read_only}
@@ -129,7 +122,7 @@ def _batch_container(run: BatchRun, serving: ModelDeploymentSpec, image: str, re
     }
     if resources:
         container["resources"] = resources
-    container["securityContext"] = _container_security()
+    container["securityContext"] = container_security()
     container["volumeMounts"] = mounts
     return container
 
@@ -146,13 +139,9 @@ def build_pod_spec(run: BatchRun, settings: BuildSettings) -> Obj:
     template = build_pod_template(serving, name=run.name, namespace=run.namespace, track="stable",
                                   settings=settings)
     pod = template["spec"]
-    server = pod["containers"][0]
-    gpu = placement(run.spec.accelerator, settings)
-    resources = _resources({**run.spec.resources.requests, **gpu.resources}, {**run.spec.resources.limits,
-                                                                               **gpu.resources})
-    mounts = [m for m in server.get("volumeMounts") or [] if m["mountPath"] != TMP_DIR]
-    mounts.insert(0, {"name": "tmp", "mountPath": TMP_DIR})
-    pod["containers"] = [_batch_container(run, serving, server["image"], resources, mounts)]
+    server = pod["containers"][0]  # its image, resources (GPUs included) and mounts are the batch container's
+    pod["containers"] = [_batch_container(run, serving, server["image"], server.get("resources") or {},
+                                          list(server.get("volumeMounts") or []))]
     pod["restartPolicy"] = "Never"
     claims = enumerate(_data_claims(run.spec).items())
     pod["volumes"] = [*pod["volumes"], *({"name": f"data-{i}", "persistentVolumeClaim": {

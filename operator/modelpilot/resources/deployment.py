@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelpilot.api.models import ModelDeploymentSpec, Track
+from modelpilot.api.models import ModelDeploymentSpec, SecretRef, Track
 from modelpilot.fetch_settings import ALLOW_LINK_LOCAL_ENV, DEFAULT_MAX_MODEL_BYTES, MAX_MODEL_BYTES_ENV, format_size
 from modelpilot.monitoring import contract
 from modelpilot.resources.common import MODEL_DIR, PVC_MOUNT, TMP_DIR, BuildSettings, Obj, object_meta, quantity
@@ -73,7 +73,7 @@ def model_dir(spec: ModelDeploymentSpec) -> str:
     return MODEL_DIR
 
 
-def _container_security() -> Obj:
+def container_security() -> Obj:
     # Pod Security "restricted", stated per container as well so that it holds for any pod
     # template the containers are copied into.
     return {
@@ -85,7 +85,7 @@ def _container_security() -> Obj:
     }
 
 
-def _resources(requests: Mapping[str, Any], limits: Mapping[str, Any]) -> Obj:
+def resource_requirements(requests: Mapping[str, Any], limits: Mapping[str, Any]) -> Obj:
     out: Obj = {}
     if limits:
         out["limits"] = {k: quantity(v) for k, v in sorted(limits.items())}
@@ -94,16 +94,19 @@ def _resources(requests: Mapping[str, Any], limits: Mapping[str, Any]) -> Obj:
     return out
 
 
-def _env(name: str, value: str) -> Obj:
+def env_var(name: str, value: str) -> Obj:
     # The API server drops an empty value (omitempty); leaving it out keeps drift checks quiet.
     return {"name": name, "value": value} if value else {"name": name}
 
 
 def _storage_env(spec: ModelDeploymentSpec) -> list[Obj]:
-    ref = spec.model.storage_secret_ref
+    return storage_secret_env(spec.model.storage_secret_ref, s3=spec.model.uri.startswith("s3://"))
+
+
+def storage_secret_env(ref: SecretRef | None, *, s3: bool) -> list[Obj]:
+    """The storage Secret's keys as env variables (secretKeyRef); the two AWS keys are required for s3."""
     if ref is None:
         return []
-    s3 = spec.model.uri.startswith("s3://")
     return [
         {
             "name": key,
@@ -120,9 +123,9 @@ def _fetch_settings_env(settings: BuildSettings) -> list[Obj]:
     # (and so every existing pod) exactly as it was.
     env: list[Obj] = []
     if settings.max_model_bytes != DEFAULT_MAX_MODEL_BYTES:
-        env.append(_env(MAX_MODEL_BYTES_ENV, format_size(settings.max_model_bytes)))
+        env.append(env_var(MAX_MODEL_BYTES_ENV, format_size(settings.max_model_bytes)))
     if settings.allow_link_local:
-        env.append(_env(ALLOW_LINK_LOCAL_ENV, "true"))
+        env.append(env_var(ALLOW_LINK_LOCAL_ENV, "true"))
     return env
 
 
@@ -133,15 +136,15 @@ def _fetch_container(spec: ModelDeploymentSpec, image: str, resources: Obj, sett
         "command": ["modelpilot"],
         "args": ["fetch", spec.model.uri, MODEL_DIR],
         "env": [
-            _env("MODELPILOT_MODEL_URI", spec.model.uri),
-            _env("MODELPILOT_MODEL_DIR", MODEL_DIR),
+            env_var("MODELPILOT_MODEL_URI", spec.model.uri),
+            env_var("MODELPILOT_MODEL_DIR", MODEL_DIR),
             *_fetch_settings_env(settings),
             *_storage_env(spec),
         ],
     }
     if resources:
         container["resources"] = resources
-    container["securityContext"] = _container_security()
+    container["securityContext"] = container_security()
     container["volumeMounts"] = [
         {"name": "tmp", "mountPath": TMP_DIR},
         {"name": "model", "mountPath": MODEL_DIR},
@@ -154,12 +157,12 @@ def _drift_env(spec: ModelDeploymentSpec) -> list[Obj]:
     defaults: pods of a spec that leaves monitoring alone stay exactly as they were."""
     drift = spec.monitoring.drift
     if not drift.enabled:
-        return [_env(contract.ENV_ENABLED, "false")]
+        return [env_var(contract.ENV_ENABLED, "false")]
     env = []
     if drift.window_seconds != contract.DEFAULT_WINDOW_SECONDS:
-        env.append(_env(contract.ENV_WINDOW, f"{drift.window_seconds:g}"))
+        env.append(env_var(contract.ENV_WINDOW, f"{drift.window_seconds:g}"))
     if drift.max_features != contract.DEFAULT_MAX_FEATURES:
-        env.append(_env(contract.ENV_MAX_FEATURES, str(drift.max_features)))
+        env.append(env_var(contract.ENV_MAX_FEATURES, str(drift.max_features)))
     return env
 
 
@@ -177,23 +180,23 @@ def _server_container(
         container["command"] = ["modelpilot"]
         container["args"] = ["serve", "--model-dir", directory, "--port", str(runtime.port), *runtime.args]
     container["env"] = [
-        _env("MODELPILOT_MODEL_DEPLOYMENT", name),
-        _env("MODELPILOT_MODEL_NAME", name),
-        _env("MODELPILOT_MODEL_VERSION", spec.model.version),
-        _env("MODELPILOT_MODEL_URI", spec.model.uri),
-        _env("MODELPILOT_MODEL_FORMAT", spec.model.format),
-        _env("MODELPILOT_MODEL_DIR", directory),
-        _env("MODELPILOT_NAMESPACE", namespace),
-        _env("MODELPILOT_PORT", str(runtime.port)),
-        _env("MODELPILOT_TRACK", track),
-        _env("MODELPILOT_REVISION", serving_revision(spec)),
+        env_var("MODELPILOT_MODEL_DEPLOYMENT", name),
+        env_var("MODELPILOT_MODEL_NAME", name),
+        env_var("MODELPILOT_MODEL_VERSION", spec.model.version),
+        env_var("MODELPILOT_MODEL_URI", spec.model.uri),
+        env_var("MODELPILOT_MODEL_FORMAT", spec.model.format),
+        env_var("MODELPILOT_MODEL_DIR", directory),
+        env_var("MODELPILOT_NAMESPACE", namespace),
+        env_var("MODELPILOT_PORT", str(runtime.port)),
+        env_var("MODELPILOT_TRACK", track),
+        env_var("MODELPILOT_REVISION", serving_revision(spec)),
         # After SIGTERM the runtime keeps serving (not ready) this long, so gateways and kube-proxy
         # drop the endpoint before the port closes: no refused connections on scale-down.
-        _env("MODELPILOT_DRAIN_SECONDS", str(DRAIN_SECONDS)),
+        env_var("MODELPILOT_DRAIN_SECONDS", str(DRAIN_SECONDS)),
         # The runtime names the answering pod in a response header (x-modelpilot-pod).
         {"name": "MODELPILOT_POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
         *_drift_env(spec),
-        *(_env(e.name, e.value) for e in runtime.env),
+        *(env_var(e.name, e.value) for e in runtime.env),
     ]
     container["ports"] = [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
     container["readinessProbe"] = {
@@ -214,7 +217,7 @@ def _server_container(
     }
     if resources:
         container["resources"] = resources
-    container["securityContext"] = _container_security()
+    container["securityContext"] = container_security()
     mounts: list[Obj] = [{"name": "tmp", "mountPath": TMP_DIR}]
     if spec.model.uri.startswith("pvc://"):
         mounts.append({"name": "model-pvc", "mountPath": PVC_MOUNT, "readOnly": True})
@@ -229,8 +232,8 @@ def build_pod_template(
 ) -> Obj:
     """The pod template of a serving Deployment (exposed for the rollout engine and tests)."""
     gpu = placement(spec.accelerator, settings)
-    cpu_resources = _resources(spec.resources.requests, spec.resources.limits)
-    server_resources = _resources(
+    cpu_resources = resource_requirements(spec.resources.requests, spec.resources.limits)
+    server_resources = resource_requirements(
         {**spec.resources.requests, **gpu.resources}, {**spec.resources.limits, **gpu.resources}
     )
     image = spec.runtime.image or settings.runtime_image_for(spec.model.format)
