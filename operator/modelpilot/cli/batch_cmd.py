@@ -28,7 +28,7 @@ from modelpilot.cli.batch_view import (
     watch_line,
 )
 from modelpilot.cli.batch_view import batch_row as row
-from modelpilot.cli.kube import BATCH_PREDICTIONS, CliError, Kind
+from modelpilot.cli.kube import BATCH_PREDICTIONS, Kind, follow
 from modelpilot.cli.view import plain_table
 
 WATCH_INTERVAL = 5.0  # seconds: each watch window ends this often, and the view is redrawn (its clock moves)
@@ -56,10 +56,6 @@ def console_for(width: int) -> Console:
     if probe.is_terminal:
         return probe
     return Console(width=int(os.environ.get("COLUMNS") or width), no_color=True, highlight=False)
-
-
-def _ref(namespace: str, name: str) -> str:
-    return f"{BATCH_PREDICTIONS.singular} {namespace}/{name}"
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -92,24 +88,10 @@ def watch_status(batches: Batches, namespace: str, name: str, console: Console,
                  interval: float = WATCH_INTERVAL) -> int:
     """Follow the run until it is done: 0 when it Succeeded, 1 when it Failed."""
     states = itertools.chain([batches.get(namespace, name)],
-                             follow(batches, namespace, name, max(1, int(interval))))
+                             follow(batches, namespace, name, max(1, int(interval)), BATCH_PREDICTIONS.singular))
     if console.is_terminal:
         return _watch_live(states, console)
     return _watch_plain(states, namespace, name)
-
-
-def follow(batches: Batches, namespace: str, name: str, interval: int) -> Iterator[dict[str, Any]]:
-    """The object after every change, and at least every `interval` seconds."""
-    while True:
-        seen = False
-        for kind, obj in batches.watch(namespace, name, interval):
-            if kind == "DELETED":
-                raise CliError(f"{_ref(namespace, name)} was deleted")
-            if kind in ("ADDED", "MODIFIED"):
-                seen = True
-                yield obj
-        if not seen:
-            yield batches.get(namespace, name)  # a quiet window, or gone ("not found")
 
 
 def _watch_live(states: Iterator[dict[str, Any]], console: Console) -> int:

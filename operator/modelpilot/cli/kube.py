@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 import yaml
@@ -278,3 +278,26 @@ def event_dict(event: client.CoreV1Event) -> dict[str, Any]:
     return {"time": _stamp(first), "last": _stamp(last), "type": event.type or "", "reason": event.reason or "",
             "message": (event.message or "").strip(), "count": event.count or 1,
             "order": int(version) if version.isdigit() else 0}
+
+
+class Watchable(Protocol):
+    """An API object source the plugin follows: a `Cluster` or a fake in the tests."""
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def watch(self, namespace: str, name: str, seconds: int) -> Iterator[tuple[str, dict[str, Any]]]: ...
+
+
+def follow(source: Watchable, namespace: str, name: str, interval: int, what: str) -> Iterator[dict[str, Any]]:
+    """The object after every change, and at least every `interval` seconds; `what` names it in
+    the error when it is deleted."""
+    while True:
+        seen = False
+        for kind, obj in source.watch(namespace, name, interval):
+            if kind == "DELETED":
+                raise CliError(f"{what} {namespace}/{name} was deleted")
+            if kind in ("ADDED", "MODIFIED"):
+                seen = True
+                yield obj
+        if not seen:
+            yield source.get(namespace, name)  # a watch that saw nothing: gone ("not found") or quiet

@@ -41,7 +41,7 @@ from modelpilot.cli.experiment_view import (
     step_text,
     steps_of,
 )
-from modelpilot.cli.kube import CliError, Cluster, connect
+from modelpilot.cli.kube import CliError, Cluster, connect, follow
 from modelpilot.cli.view import VERDICT_STYLE, age, last_round, plain_line, plain_table, render
 from modelpilot.resources.labels import ANNOTATION_ACTION
 
@@ -184,17 +184,7 @@ def cmd_status(cluster: Cluster, args: argparse.Namespace, namespace: str) -> in
 
 
 def _follow(cluster: Cluster, namespace: str, name: str, interval: int) -> Iterator[dict[str, Any]]:
-    """The object after every change, and at least every `interval` seconds (for the events)."""
-    while True:
-        seen = False
-        for kind, obj in cluster.watch(namespace, name, interval):
-            if kind == "DELETED":
-                raise CliError(f"{_ref(namespace, name)} was deleted")
-            if kind in ("ADDED", "MODIFIED"):
-                seen = True
-                yield obj
-        if not seen:
-            yield cluster.get(namespace, name)  # a watch that saw nothing: gone ("not found") or quiet
+    return follow(cluster, namespace, name, interval, SINGULAR)
 
 
 def watch_line(obj: Mapping[str, Any]) -> str:
