@@ -235,9 +235,7 @@ async def pod_event(event: dict[str, Any], body: kopf.Body, labels: kopf.Labels,
 
 
 def _wake_batch(namespace: str | None, owner: str | None) -> None:
-    scheduler = runtime.batch_scheduler
-    if scheduler is not None and owner and namespace and (namespace, owner) in scheduler:
-        scheduler.enqueue((namespace, owner))
+    _wake(namespace, owner, runtime.batch_scheduler)
 
 
 def _wake_batches(namespace: str) -> None:
@@ -248,7 +246,8 @@ def _wake_batches(namespace: str) -> None:
                 scheduler.enqueue(key)
 
 
-def _wake(namespace: str | None, owner: str | None) -> None:
-    scheduler = runtime.scheduler
+def _wake(namespace: str | None, owner: str | None, scheduler: Scheduler[Key] | None = None) -> None:
+    """Reconcile (namespace, owner) soon, if its scheduler (default: ModelDeployments') tracks it."""
+    scheduler = scheduler or runtime.scheduler
     if scheduler is not None and owner and namespace and (namespace, owner) in scheduler:
         scheduler.enqueue((namespace, owner))

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from modelpilot import metrics
 from modelpilot.api.batch import BATCH_KIND
@@ -103,9 +102,3 @@ class BatchReconciler:
 
     async def stop(self) -> None:
         self.io.shutdown(wait=False, cancel_futures=True)
-
-
-def describe(plan: BatchPlan) -> dict[str, Any]:
-    """A plan in a few words (for debugging and tests)."""
-    return {"apply": [o["kind"] for o in plan.apply], "delete": list(plan.delete), "status": plan.status is not None,
-            "events": [e.reason for e in plan.events]}

@@ -23,18 +23,11 @@ MAX_FAILURES = 20
 
 
 def count_indexes(text: str | None) -> int:
-    """How many indexes an interval list such as "0-2,5,7-8" names (Job status format)."""
-    total = 0
-    for part in (text or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        first, _, last = part.partition("-")
-        total += int(last) - int(first) + 1 if last else 1
-    return total
+    return len(indexes(text))
 
 
 def indexes(text: str | None) -> set[int]:
+    """The indexes an interval list such as "0-2,5,7-8" names (Job status format)."""
     out: set[int] = set()
     for part in (text or "").split(","):
         part = part.strip()
