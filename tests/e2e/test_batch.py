@@ -20,7 +20,7 @@ from modelpilot.api.batch import BATCH_PLURAL
 from modelpilot.api.models import API_VERSION, GROUP, VERSION
 from modelpilot.resources.labels import LABEL_BATCH
 from tests.e2e import mdep
-from tests.e2e import test_plugin as plugin
+from tests.e2e import plugin_cli as plugin
 from tests.e2e.harness.batchdata import (
     FEATURES,
     iris_like,

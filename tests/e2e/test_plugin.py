@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -25,38 +24,14 @@ from modelpilot.resources.labels import ANNOTATION_ACTION
 from tests import argocd_lua
 from tests.e2e import mdep
 from tests.e2e.operator import OperatorProcess
+from tests.e2e.plugin_cli import PLUGIN, fails, ok, run
 from tests.e2e.support import ClusterHandle, wait_for
-
-BIN = Path(sys.executable).parent
-PLUGIN = BIN / "kubectl-modelpilot"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _installed() -> None:
     if not PLUGIN.exists():
         pytest.fail(f"{PLUGIN} is missing: pip install -e '.[dev,server]' installs the console script")
-
-
-def run(cluster: ClusterHandle, *args: str, kubeconfig: Path | str | None = None, via_kubectl: bool = False,
-        env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """The command as a user types it; KUBECONFIG (not a flag) points it at the cluster."""
-    environ = dict(os.environ, KUBECONFIG=str(kubeconfig or cluster.kubeconfig), COLUMNS="220",
-                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
-    cmd = [cluster.kubectl_binary, "modelpilot", *args] if via_kubectl else [str(PLUGIN), *args]
-    return subprocess.run(cmd, env=environ, text=True, capture_output=True, timeout=timeout)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result.stdout
-
-
-def fails(result: subprocess.CompletedProcess[str]) -> str:
-    """The error: non-zero exit, exactly one line on stderr, nothing on stdout."""
-    assert result.returncode != 0, result.stdout
-    assert result.stdout == "" and result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), \
-        repr(result.stderr)
-    return result.stderr.strip()
 
 
 def table(text: str) -> list[dict[str, str]]:
