@@ -58,16 +58,44 @@ def slim(obj: Mapping[str, Any]) -> Obj:
 
 
 @dataclass
+class LabelIndex:
+    """Objects (of `kind`, or of any kind) by (namespace, value of `label`)."""
+
+    label: str
+    kind: str | None = None
+    members: dict[tuple[str, str], dict[Ref, Obj]] = field(default_factory=dict)
+    _key_of: dict[Ref, tuple[str, str]] = field(default_factory=dict)
+
+    def put(self, ref: Ref, obj: Obj) -> None:
+        self.remove(ref)
+        value = ((obj.get("metadata") or {}).get("labels") or {}).get(self.label)
+        if value and (self.kind is None or ref[1] == self.kind):
+            key = (ref[2], value)
+            self.members.setdefault(key, {})[ref] = obj
+            self._key_of[ref] = key
+
+    def remove(self, ref: Ref) -> None:
+        key = self._key_of.pop(ref, None)
+        if key is None:
+            return
+        members = self.members.get(key, {})
+        members.pop(ref, None)
+        if not members:
+            self.members.pop(key, None)
+
+    def of(self, namespace: str, value: str) -> list[tuple[Ref, Obj]]:
+        return list(self.members.get((namespace, value), {}).items())
+
+
+@dataclass
 class Store:
-    """Objects by reference, plus an index of pods by (namespace, app.kubernetes.io/name)."""
+    """Objects by reference, plus two label indices: pods by (namespace, app.kubernetes.io/name),
+    and the Jobs and pods of each BatchPrediction by (namespace, modelpilot.io/batch-prediction)."""
 
     objects: dict[Ref, Obj] = field(default_factory=dict)
     tombstones: dict[Ref, int] = field(default_factory=dict)
-    pods: dict[tuple[str, str], dict[str, Obj]] = field(default_factory=dict)
-    _pod_app: dict[Ref, tuple[str, str]] = field(default_factory=dict)
-    # The Jobs and pods of each BatchPrediction, by (namespace, modelpilot.io/batch-prediction).
-    batch: dict[tuple[str, str], dict[Ref, Obj]] = field(default_factory=dict)
-    _batch_of: dict[Ref, tuple[str, str]] = field(default_factory=dict)
+    pods: LabelIndex = field(default_factory=lambda: LabelIndex(LABEL_NAME, "Pod"))
+    batch: LabelIndex = field(default_factory=lambda: LabelIndex(LABEL_BATCH))
 
     def _newer(self, ref: Ref, obj: Mapping[str, Any]) -> bool:
         incoming = _version(obj)
@@ -86,9 +114,8 @@ class Store:
         kept = slim(obj) if whole else stub(obj)
         self.objects[ref] = kept
         self.tombstones.pop(ref, None)
-        if ref[1] == "Pod":
-            self._index_pod(ref, kept)
-        self._index_batch(ref, kept)
+        self.pods.put(ref, kept)
+        self.batch.put(ref, kept)
         return True
 
     def remove(self, obj: Mapping[str, Any]) -> None:
@@ -105,53 +132,18 @@ class Store:
                 for old in list(self.tombstones)[: MAX_TOMBSTONES // 2]:
                     del self.tombstones[old]
             self.tombstones[ref] = version
-        if ref[1] == "Pod":
-            self._unindex_pod(ref)
-        self._unindex_batch(ref)
+        self.pods.remove(ref)
+        self.batch.remove(ref)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         return self.objects.get((api_version, kind, namespace, name))
 
     def pods_of(self, namespace: str, app: str) -> list[Obj]:
-        return list(self.pods.get((namespace, app), {}).values())
+        return [pod for _, pod in self.pods.of(namespace, app)]
 
     def batch_objects(self, namespace: str, name: str, kind: str) -> list[Obj]:
         """The objects of `kind` labelled as BatchPrediction `name`'s (its Jobs, its pods)."""
-        return [obj for ref, obj in self.batch.get((namespace, name), {}).items() if ref[1] == kind]
+        return [obj for ref, obj in self.batch.of(namespace, name) if ref[1] == kind]
 
     def __len__(self) -> int:
         return len(self.objects)
-
-    def _index_pod(self, ref: Ref, pod: Obj) -> None:
-        self._unindex_pod(ref)
-        app = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_NAME)
-        if app:
-            key = (ref[2], app)
-            self.pods.setdefault(key, {})[ref[3]] = pod
-            self._pod_app[ref] = key
-
-    def _unindex_pod(self, ref: Ref) -> None:
-        key = self._pod_app.pop(ref, None)
-        if key is None:
-            return
-        members = self.pods.get(key, {})
-        members.pop(ref[3], None)
-        if not members:
-            self.pods.pop(key, None)
-
-    def _index_batch(self, ref: Ref, obj: Obj) -> None:
-        self._unindex_batch(ref)
-        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_BATCH)
-        if owner:
-            key = (ref[2], owner)
-            self.batch.setdefault(key, {})[ref] = obj
-            self._batch_of[ref] = key
-
-    def _unindex_batch(self, ref: Ref) -> None:
-        key = self._batch_of.pop(ref, None)
-        if key is None:
-            return
-        members = self.batch.get(key, {})
-        members.pop(ref, None)
-        if not members:
-            self.batch.pop(key, None)
