@@ -63,6 +63,11 @@ def _uri_rules(path: str) -> dict[str, Any]:
     )
 
 
+def _data_uri_field(path: str, description: str) -> Any:
+    """A data URI field: its CEL rules here, their parser-side twin in `_check_data_uri`."""
+    return Field(description=description, min_length=1, max_length=2048, json_schema_extra=_uri_rules(path))
+
+
 def _check_data_uri(path: str, uri: str) -> str:
     if not re.match(DATA_URI_PATTERN, uri):
         raise ValueError(f"{path} {DATA_URI_MESSAGE}")
@@ -130,13 +135,8 @@ class BatchModel(SpecModel):
 class BatchInput(SpecModel):
     """The dataset to score."""
 
-    uri: str = Field(
-        description="A file, a prefix (every file under it, in name order) or a glob (`*`, `**`) on file://, "
-        "s3://, gs:// or pvc://CLAIM/PATH.",
-        min_length=1,
-        max_length=2048,
-        json_schema_extra=_uri_rules("input.uri"),
-    )
+    uri: str = _data_uri_field("input.uri", "A file, a prefix (every file under it, in name order) or a glob "
+                               "(`*`, `**`) on file://, s3://, gs:// or pvc://CLAIM/PATH.")
     format: InputFormat = Field(description="parquet, csv (with a header row) or jsonl (one JSON object per line).")
     columns: list[COLUMN] = Field(
         default_factory=list,
@@ -160,13 +160,8 @@ class BatchInput(SpecModel):
 class BatchOutput(SpecModel):
     """Where the predictions go."""
 
-    uri: str = Field(
-        description="A prefix (directory) on file://, s3://, gs:// or pvc://CLAIM/PATH. `{job}` is replaced by the "
-        "run's Job name (for a schedule: a prefix per run).",
-        min_length=1,
-        max_length=2048,
-        json_schema_extra=_uri_rules("output.uri"),
-    )
+    uri: str = _data_uri_field("output.uri", "A prefix (directory) on file://, s3://, gs:// or pvc://CLAIM/PATH. "
+                               "`{job}` is replaced by the run's Job name (for a schedule: a prefix per run).")
     format: OutputFormat = Field(default="parquet", description="parquet (default) or jsonl.")
     mode: OutputMode = Field(
         default="failIfExists",
