@@ -72,8 +72,7 @@ def raw_rate(model_dir: Path, fmt: str, x: np.ndarray, batch_size: int, repeats:
     """Rows/s of the loaded model's predict() alone, one thread, best of `repeats`."""
     from threadpoolctl import threadpool_limits
 
-    from modelpilot.batch.convert import model_inputs
-    from modelpilot.server.loaders import load_model
+    from modelpilot.server.loaders import load_model, model_inputs
 
     model = load_model(model_dir, fmt)
     output = model.default_outputs[0]

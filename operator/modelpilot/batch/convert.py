@@ -131,30 +131,6 @@ def raw_values(features: dict[str, pa.Array | list[Any]], row: int) -> dict[str,
     return out
 
 
-def model_columns(model: Model) -> int | None:
-    """The feature columns the model's declared inputs add up to; None when not fixed. (As
-    server.drift.model_columns, which is not imported: it loads scipy, a second of start-up.)"""
-    if not model.inputs or any(not s.shape or any(d < 0 for d in s.shape[1:]) for s in model.inputs):
-        return None
-    return sum(math.prod(s.shape[1:]) for s in model.inputs)
-
-
-def model_inputs(model: Model, matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """Feature rows as the model's inputs, as `modelpilot profile` and the server give them: split
-    by the declared widths, in the declared datatypes (the only input takes every column)."""
-    if not model.inputs:
-        return {"input-0": matrix}
-    inputs: dict[str, np.ndarray] = {}
-    column = 0
-    for spec in model.inputs:
-        width = math.prod(spec.shape[1:]) if len(model.inputs) > 1 else matrix.shape[1]
-        part = matrix[:, column : column + width]
-        part = part.reshape(matrix.shape[0], *spec.shape[1:]) if len(spec.shape) > 1 else part[:, 0]
-        inputs[spec.name] = part.astype(DATATYPES[spec.datatype], copy=False)
-        column += width
-    return inputs
-
-
 def prediction_array(values: Any, rows: int) -> pa.Array:
     """One prediction per row: a scalar column for a [N] or [N, 1] output, a fixed-size list per row
     for [N, K]. Anything else is a model error."""

@@ -135,8 +135,7 @@ def _columns(spec: contract.RunInput, names: list[str], first: InputFile) -> tup
 
 
 def _load_model(shard: Shard, feature_count: int) -> Any:
-    from modelpilot.batch.convert import model_columns
-    from modelpilot.server.loaders import FORMATS, ModelLoadError, load_model
+    from modelpilot.server.loaders import FORMATS, ModelLoadError, load_model, model_columns
 
     fmt = shard.config.model.format if shard.config.model.format in FORMATS else None
     try:

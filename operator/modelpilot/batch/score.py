@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from modelpilot.batch.convert import feature_matrix, model_inputs, prediction_array, raw_values
+from modelpilot.batch.convert import feature_matrix, prediction_array, raw_values
 from modelpilot.batch.readers import Rejected, RowBatch
 from modelpilot.batch.writers import FILE_COLUMN, ROW_COLUMN, ErrorWriter, PartWriter, output_table
-from modelpilot.server.loaders import Model
+from modelpilot.server.loaders import Model, model_inputs
 
 MESSAGE_LIMIT = 500  # characters of a predict exception kept in an error row
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -160,7 +160,7 @@ def predict_all(model: Model, columns: list[np.ndarray], rows: int) -> np.ndarra
     """The first default output of `model` on every row, one value per row, in batches."""
     import numpy as np
 
-    from modelpilot.server.drift import model_columns
+    from modelpilot.server.loaders import model_columns
     from modelpilot.server.predictions import prediction_rows
 
     expected = model_columns(model)
@@ -185,26 +185,14 @@ def predict_all(model: Model, columns: list[np.ndarray], rows: int) -> np.ndarra
 
 
 def model_inputs(model: Model, batch: np.ndarray) -> dict[str, np.ndarray]:
-    """A batch of feature rows as the model's inputs: split by the declared widths, in the declared
-    datatypes (the first input takes everything when the model declares none)."""
-    import math
+    """A batch of feature rows as the model's inputs (`loaders.model_inputs`), with a usage error
+    naming the input when the columns do not fit its datatype."""
+    from modelpilot.server.loaders import model_inputs as split
 
-    from modelpilot.server.protocol import DATATYPES
-
-    if not model.inputs:
-        return {"input-0": batch}
-    inputs: dict[str, Any] = {}
-    column = 0
-    for spec in model.inputs:
-        width = math.prod(spec.shape[1:]) if len(model.inputs) > 1 else batch.shape[1]
-        part = batch[:, column : column + width].reshape(batch.shape[0], *spec.shape[1:]) if len(spec.shape) > 1 \
-            else batch[:, column]  # fmt: skip
-        try:
-            inputs[spec.name] = part.astype(DATATYPES[spec.datatype])
-        except (TypeError, ValueError) as err:
-            raise UsageError(f"the feature columns do not fit input {spec.name!r} ({spec.datatype}): {err}") from None
-        column += width
-    return inputs
+    try:
+        return split(model, batch)
+    except ValueError as err:
+        raise UsageError(f"the feature columns do not fit {err}") from None
 
 
 def print_summary(profile: Profile, output: Path) -> None:

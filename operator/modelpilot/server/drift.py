@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +40,7 @@ from modelpilot.monitoring.feedback import (
 from modelpilot.monitoring.profile import Profile, ProfileError, load_profile
 from modelpilot.monitoring.window import SlidingCounts
 from modelpilot.server.drift_metrics import DriftCollector
-from modelpilot.server.loaders import Model, ModelLoadError, find_model_file
+from modelpilot.server.loaders import Model, ModelLoadError, find_model_file, model_columns
 from modelpilot.server.metrics import BASE_LABELS, MetricLabels
 from modelpilot.server.predictions import prediction_rows
 
@@ -75,18 +74,6 @@ def feature_matrix(inputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
     if any(a.shape[0] != rows for a in arrays):
         return None
     return np.concatenate([a.reshape(rows, -1) for a in arrays], axis=1)
-
-
-def model_columns(model: Model) -> int | None:
-    """The feature columns the model's declared inputs add up to; None when not fixed."""
-    if not model.inputs:
-        return None
-    total = 0
-    for spec in model.inputs:
-        if not spec.shape or any(d < 0 for d in spec.shape[1:]):
-            return None
-        total += math.prod(spec.shape[1:])
-    return total
 
 
 def find_profile(model_dir: Path, model_format: str | None = None) -> Path | None:

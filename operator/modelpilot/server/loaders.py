@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -63,6 +64,33 @@ class Model(ABC):
     @abstractmethod
     def predict(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         """Run the model; any exception is a model failure (HTTP 500)."""
+
+
+def model_columns(model: Model) -> int | None:
+    """The feature columns the model's declared inputs add up to; None when not fixed."""
+    if not model.inputs or any(not s.shape or any(d < 0 for d in s.shape[1:]) for s in model.inputs):
+        return None
+    return sum(math.prod(s.shape[1:]) for s in model.inputs)
+
+
+def model_inputs(model: Model, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Feature rows ([rows, columns]) as the model's inputs: split by the declared widths, in the
+    declared datatypes (the only input takes every column; "input-0" when none is declared).
+    ValueError names the input whose datatype the columns do not fit."""
+    if not model.inputs:
+        return {"input-0": matrix}
+    inputs: dict[str, np.ndarray] = {}
+    column = 0
+    for spec in model.inputs:
+        width = math.prod(spec.shape[1:]) if len(model.inputs) > 1 else matrix.shape[1]
+        part = matrix[:, column : column + width]
+        part = part.reshape(matrix.shape[0], *spec.shape[1:]) if len(spec.shape) > 1 else part[:, 0]
+        try:
+            inputs[spec.name] = part.astype(DATATYPES[spec.datatype], copy=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"input {spec.name!r} ({spec.datatype}): {err}") from None
+        column += width
+    return inputs
 
 
 def _columns(inputs: dict[str, np.ndarray]) -> np.ndarray:
