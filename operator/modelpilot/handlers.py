@@ -167,33 +167,33 @@ def _track(event: dict[str, Any], body: kopf.Body) -> bool:
 async def modeldeployment_event(event: dict[str, Any], body: kopf.Body, name: str, namespace: str,
                                 **_: Any) -> None:
     exists = _track(event, body)
-    scheduler = runtime.scheduler
-    if scheduler is None:
+    if runtime.scheduler is None:
         return
     _wake_batches(namespace)  # a BatchPrediction may wait for (or follow) this one's stable version
-    if exists:
-        scheduler.track((namespace, name))
-    else:
-        scheduler.forget((namespace, name))
-        if runtime.reconciler is not None:
-            runtime.reconciler.forget((namespace, name))
-        log.info("%s/%s deleted: forgotten (no more reconciles, analyses or metric series)", namespace, name)
+    _follow(runtime.scheduler, runtime.reconciler, (namespace, name), exists,
+            "forgotten (no more reconciles, analyses or metric series)")
 
 
 @kopf.on.event(GROUP, VERSION, BATCH_PLURAL)
 async def batchprediction_event(event: dict[str, Any], body: kopf.Body, name: str, namespace: str,
                                 **_: Any) -> None:
     exists = _track(event, body)
-    scheduler = runtime.batch_scheduler
-    if scheduler is None:
+    if runtime.batch_scheduler is None:
         return
+    _follow(runtime.batch_scheduler, runtime.batch_reconciler, (namespace, name), exists,
+            "BatchPrediction forgotten")
+
+
+def _follow(scheduler: Scheduler[Key], reconciler: Reconciler | BatchReconciler | None, key: Key, exists: bool,
+            forgotten: str) -> None:
+    """Reconcile a key that exists (now and on every resync); forget one that is gone."""
     if exists:
-        scheduler.track((namespace, name))
-    else:
-        scheduler.forget((namespace, name))
-        if runtime.batch_reconciler is not None:
-            runtime.batch_reconciler.forget((namespace, name))
-        log.info("%s/%s BatchPrediction deleted: forgotten", namespace, name)
+        scheduler.track(key)
+        return
+    scheduler.forget(key)
+    if reconciler is not None:
+        reconciler.forget(key)
+    log.info("%s/%s deleted: %s", *key, forgotten)
 
 
 def _owner_name(body: kopf.Body) -> str | None:
