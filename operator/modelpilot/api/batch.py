@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelpilot.api.common import (
-    API_VERSION,
     DNS1123_SUBDOMAIN,
     PVC_URI_PATTERN,
     ModelFormat,
@@ -335,29 +333,6 @@ class BatchPredictionStatus(StatusModel):
                                          "(at most 20).", max_length=20)
     conditions: list[Condition] = Field(default_factory=list, description="Complete and Failed, with reasons.",
                                         max_length=16)
-
-
-# ---------------------------------------------------------------------------------------- the kind
-
-
-class BatchPrediction(BaseModel):
-    """A whole BatchPrediction as read from the API server."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    api_version: Literal[API_VERSION] = Field(default=API_VERSION, description="API version.")
-    kind: Literal["BatchPrediction"] = Field(default=BATCH_KIND, description="Kind.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
-    spec: BatchPredictionSpec = Field(description="Desired state.")
-    status: BatchPredictionStatus = Field(default_factory=BatchPredictionStatus, description="Observed state.")
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", ""))
 
 
 def parse_batch_spec(spec: Mapping[str, Any] | None) -> BatchPredictionSpec:
