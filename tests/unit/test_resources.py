@@ -286,8 +286,12 @@ def test_autoscaling_leaves_replicas_to_the_hpa() -> None:
     assert stable(parsed(replicas=4))["spec"]["replicas"] == 4
     assert stable(parsed(replicas=0))["spec"]["replicas"] == 0
     assert build_hpa(parsed(), name="fraud", namespace="ml", owner=OWNER) is None
-    assert unwanted_children(parsed(), name="fraud") == [("autoscaling/v2", "HorizontalPodAutoscaler", "fraud")]
-    assert unwanted_children(scaled, name="fraud") == []
+    assert unwanted_children(parsed(), name="fraud") == [("autoscaling/v2", "HorizontalPodAutoscaler", "fraud"),
+                                                         ("keda.sh/v1alpha1", "ScaledObject", "fraud")]
+    assert unwanted_children(scaled, name="fraud") == [("keda.sh/v1alpha1", "ScaledObject", "fraud")]
+    on_requests = parsed(autoscaling={"maxReplicas": 6, "metric": "requests"})
+    assert build_hpa(on_requests, name="fraud", namespace="ml", owner=OWNER) is None
+    assert unwanted_children(on_requests, name="fraud") == [("autoscaling/v2", "HorizontalPodAutoscaler", "fraud")]
 
 
 def test_children_order_and_names() -> None:

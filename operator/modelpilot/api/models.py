@@ -108,6 +108,9 @@ S = TypeVar("S", bound=BaseModel)
 
 # -------------------------------------------------------------------------------------------- spec
 
+SCALE_TO_ZERO_NEEDS_GATEWAY = ("autoscaling.minReplicas 0 needs rollout.canary.trafficRouting.gatewayAPI: requests "
+                               "that arrive while no pod runs are held behind the gateway's route")
+
 
 class ModelDeploymentSpec(SpecModel):
     """The desired state: one model served by a Deployment behind Services, rolled out as a canary."""
@@ -117,6 +120,12 @@ class ModelDeploymentSpec(SpecModel):
             (
                 "self.model.format != 'custom' || (has(self.runtime) && has(self.runtime.image))",
                 "runtime.image is required when model.format is custom",
+            ),
+            (
+                "!has(self.autoscaling) || !has(self.autoscaling.minReplicas) || self.autoscaling.minReplicas != 0"
+                " || (has(self.rollout) && has(self.rollout.canary) && has(self.rollout.canary.trafficRouting)"
+                " && has(self.rollout.canary.trafficRouting.gatewayAPI))",
+                SCALE_TO_ZERO_NEEDS_GATEWAY,
             ),
         )
     )
@@ -132,7 +141,9 @@ class ModelDeploymentSpec(SpecModel):
     resources: Resources = Field(default_factory=Resources, description="CPU and memory of the serving container.")
     accelerator: Accelerator | None = Field(default=None, description="GPU placement (omit to run on CPU).")
     autoscaling: Autoscaling | None = Field(
-        default=None, description="Horizontal autoscaling on CPU; replaces `replicas` when set."
+        default=None,
+        description="Horizontal autoscaling (CPU, requests or concurrency; to zero with minReplicas 0); replaces "
+        "`replicas` when set.",
     )
     rollout: Rollout = Field(default_factory=Rollout, description="How new revisions are rolled out.")
     paused: bool = Field(
@@ -146,6 +157,9 @@ class ModelDeploymentSpec(SpecModel):
     def _check_custom(self) -> ModelDeploymentSpec:
         if self.model.format == "custom" and self.runtime.image is None:
             raise ValueError("runtime.image is required when model.format is custom")
+        if self.autoscaling is not None and self.autoscaling.scale_to_zero and \
+                self.rollout.canary.traffic_routing.gateway_api is None:
+            raise ValueError(SCALE_TO_ZERO_NEEDS_GATEWAY)
         return self
 
     @classmethod

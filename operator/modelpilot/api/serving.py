@@ -16,12 +16,18 @@ from modelpilot.api.common import (
     PVC_URI_PATTERN,
     RESERVED_ENV,
     URI_PATTERN,
+    Duration,
     ModelFormat,
     Quantity,
     SpecModel,
     Vendor,
     cel_rules,
+    check_duration,
+    duration_rules,
 )
+from modelpilot.api.durations import parse_duration
+
+ScalingMetric = Literal["requests", "concurrency", "cpu"]
 
 # ------------------------------------------------------------------------------------------- model
 
@@ -275,8 +281,10 @@ class Accelerator(SpecModel):
 
 
 class Autoscaling(SpecModel):
-    """A HorizontalPodAutoscaler on CPU utilisation for the stable Deployment; when set, `replicas` is
-    ignored and never applied, so the operator does not fight the autoscaler."""
+    """Horizontal autoscaling of the stable Deployment; when set, `replicas` is ignored and never
+    applied, so the operator does not fight the autoscaler. On CPU with minReplicas >= 1: a
+    HorizontalPodAutoscaler. With minReplicas 0 (scale to zero) or a request metric: a KEDA
+    ScaledObject, and requests that arrive while no pod runs are held by the activator."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -284,11 +292,29 @@ class Autoscaling(SpecModel):
                 "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
                 "autoscaling.minReplicas must be <= maxReplicas",
             ),
+            (
+                "!has(self.target) || (has(self.metric) && self.metric != 'cpu') || self.target <= 100",
+                "autoscaling.target of metric cpu is a percentage of the CPU request (1-100)",
+            ),
         )
     )
 
-    min_replicas: int = Field(default=1, description="Lower bound of replicas (default 1).", ge=1, le=1000)
+    min_replicas: int = Field(
+        default=1, description="Lower bound of replicas (default 1); 0 scales to zero when idle.", ge=0, le=1000
+    )
     max_replicas: int = Field(description="Upper bound of replicas.", ge=1, le=1000)
+    metric: ScalingMetric = Field(
+        default="cpu",
+        description="What `target` is per pod: requests (per second), concurrency (requests in flight) or cpu "
+        "(percent of the CPU request; default).",
+    )
+    target: int | None = Field(
+        default=None,
+        description="Target value of `metric` per pod. Defaults: requests 10, concurrency 4, cpu "
+        "targetCPUUtilization.",
+        ge=1,
+        le=100000,
+    )
     target_cpu_utilization: int = Field(
         default=80,
         alias="targetCPUUtilization",
@@ -296,9 +322,42 @@ class Autoscaling(SpecModel):
         ge=1,
         le=100,
     )
+    scale_to_zero_after: Duration = Field(
+        default="5m",
+        description="With minReplicas 0: how long every pod must have been Ready with no request before the "
+        "track scales to zero (default 5m). Pods waiting for a node or loading the model are never idle.",
+        json_schema_extra=duration_rules("autoscaling.scaleToZeroAfter", minimum="10s"),
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Autoscaling:
         if self.min_replicas > self.max_replicas:
             raise ValueError("autoscaling.minReplicas must be <= maxReplicas")
+        if self.metric == "cpu" and self.target is not None and self.target > 100:
+            raise ValueError("autoscaling.target of metric cpu is a percentage of the CPU request (1-100)")
         return self
+
+    @field_validator("scale_to_zero_after")
+    @classmethod
+    def _check_idle(cls, value: str) -> str:
+        return check_duration("autoscaling.scaleToZeroAfter", value, 10.0, "10s")
+
+    @property
+    def scale_to_zero(self) -> bool:
+        return self.min_replicas == 0
+
+    @property
+    def keda(self) -> bool:
+        """Whether a KEDA ScaledObject scales this track (an HPA alone cannot reach zero or read
+        request metrics)."""
+        return self.scale_to_zero or self.metric != "cpu"
+
+    @property
+    def target_value(self) -> int:
+        if self.target is not None:
+            return self.target
+        return {"requests": 10, "concurrency": 4}.get(self.metric, self.target_cpu_utilization)
+
+    @property
+    def scale_to_zero_after_seconds(self) -> float:
+        return parse_duration(self.scale_to_zero_after)

@@ -128,6 +128,44 @@ class CanaryStatus(StatusModel):
     experiment: ExperimentStatus | None = Field(default=None, description="Strategy Experiment: the comparisons.")
 
 
+class ReplicaSample(StatusModel):
+    """The stable track's pod count from `time` on (a change of it)."""
+
+    time: datetime = Field(description="When the count changed (RFC 3339).")
+    replicas: int = Field(description="Pods of the stable Deployment from then on.", ge=0)
+
+
+class ServerlessStatus(StatusModel):
+    """Scale to zero (autoscaling.minReplicas 0): whether the track is at zero, its idle clock, its
+    cold starts and the pod counts of the last 24 hours (the plugin's cost view)."""
+
+    scaled_to_zero: bool = Field(description="No stable pod runs; requests are held by the activator.")
+    last_request_time: datetime | None = Field(
+        default=None, description="The last request seen by a model server or the activator (to about 30 s)."
+    )
+    ready_since: datetime | None = Field(
+        default=None, description="Since when every pod has been Ready: the idle clock runs from here or from "
+        "the last request, whichever is later. Absent while a pod is starting, a canary is in flight or the "
+        "track is at zero."
+    )
+    last_scaled_to_zero_time: datetime | None = Field(default=None, description="When it last went to zero.")
+    last_activation_time: datetime | None = Field(default=None, description="When it last scaled from zero.")
+    activations: int | None = Field(
+        default=None, description="The activator's activation count last read (a new count adds a cold start).",
+        ge=0,
+    )
+    cold_starts: list[float] = Field(
+        default_factory=list, description="Seconds the first held request waited, last 20 activations, oldest "
+        "first.", max_length=20
+    )
+    last_cold_start_seconds: float | None = Field(default=None, description="The last cold start.", ge=0)
+    p50_cold_start_seconds: float | None = Field(default=None, description="Median of coldStarts.", ge=0)
+    replica_history: list[ReplicaSample] = Field(
+        default_factory=list, description="Pod-count changes of the last 24 hours, oldest first (the first one "
+        "may be older: the count at the start of the window).", max_length=200
+    )
+
+
 class ServingTemplate(StatusModel):
     """The serving part of a spec (what the revision hashes): kept for the stable track, so the stable
     Deployment keeps its template while a canary runs a newer one, and after an operator restart."""
@@ -174,6 +212,9 @@ class ModelDeploymentStatus(StatusModel):
     )
     url: str | None = Field(default=None, description="In-cluster URL of the Service <name>.", max_length=512)
     drift: DriftStatus | None = Field(default=None, description="The stable track's data and concept drift.")
+    serverless: ServerlessStatus | None = Field(
+        default=None, description="Scale to zero: present while autoscaling.minReplicas is 0."
+    )
     selector: str | None = Field(
         default=None,
         description="Label selector of the stable pods (for the scale subresource and HPAs).",

@@ -3,7 +3,7 @@ from what is live, and which owned children must go."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec
@@ -13,6 +13,7 @@ from modelpilot.drift import differences
 from modelpilot.resources import (
     BuildSettings,
     build_deployment,
+    build_scaledobject,
     desired_children,
     desired_replicas,
     unwanted_children,
@@ -22,6 +23,7 @@ from modelpilot.rollout.machine import Decision
 from modelpilot.rollout.stages import capacity_percent, first_stage
 from modelpilot.rollout.state import stage_config
 from modelpilot.routing import ROUTERS, RouteContext, Traffic, router_for
+from modelpilot.routing.base import Activator
 
 Obj = dict[str, Any]
 
@@ -47,12 +49,25 @@ def stable_replicas(spec: ModelDeploymentSpec, stable_live: Obj | None) -> int:
     return int(live or (spec.autoscaling.min_replicas if spec.autoscaling else 1))
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """This tick's scale-to-zero decisions (control/serverless.py): the ScaledObject keeps a pod
+    (`hold`), and the route's stable share goes through `activator`."""
+
+    hold: bool = True
+    activator: Activator | None = None
+
+
 def wanted_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, owner: dict[str, Any],
-                    build: BuildSettings) -> list[Obj]:
-    """Stable Deployment, Services, HPA (from the stable spec), the canary Deployment, the router's."""
+                    build: BuildSettings, scaling: Scaling = Scaling()) -> list[Obj]:
+    """Stable Deployment, Services, HPA (from the stable spec) or ScaledObject, the canary
+    Deployment, the router's."""
     name, namespace = observed.name, observed.namespace
     decision = tick.decision
     children = desired_children(tick.stable_spec, name=name, namespace=namespace, owner=owner, settings=build)
+    if spec.autoscaling is not None and spec.autoscaling.keda and observed.keda:
+        children.append(build_scaledobject(spec.autoscaling, name=name, namespace=namespace, owner=owner,
+                                           settings=build.scaling, hold=scaling.hold))
     router = router_for(spec)
     canary_live = observed.child("apps/v1", "Deployment", f"{name}-canary")
     stages = stage_config(spec)
@@ -74,7 +89,7 @@ def wanted_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, o
         children.append(build_deployment(spec, name=name, namespace=namespace, owner=owner, settings=build,
                                          track="canary", replicas=0))
     ctx = RouteContext(name=name, namespace=namespace, owner=owner, spec=spec)
-    children += router.children(ctx, traffic_for(spec, decision))
+    children += router.children(ctx, replace(traffic_for(spec, decision), activator=scaling.activator))
     return children
 
 
@@ -101,13 +116,13 @@ def _needs_replacement(desired: Obj, live: Obj) -> bool:
 
 
 def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, owner: dict[str, Any],
-                  build: BuildSettings) -> Children:
+                  build: BuildSettings, scaling: Scaling = Scaling()) -> Children:
     uid = owner["uid"]
     apply: list[Obj] = []
     bootstrap: list[Obj] = []
     delete: list[ChildRef] = []
     decisions: list[tuple[str, dict[str, Any]]] = []
-    wanted = wanted_children(observed, spec, tick, owner, build)
+    wanted = wanted_children(observed, spec, tick, owner, build, scaling)
     conflicts: dict[ChildRef, str] = {}
     for child in wanted:
         live = observed.children.get(_ref(child))

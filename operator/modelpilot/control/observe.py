@@ -12,10 +12,12 @@ from typing import Any
 
 from modelpilot.api.models import API_VERSION, KIND
 from modelpilot.cache import Obj, Store
+from modelpilot.control.serverless import ServerlessReading
 from modelpilot.resources.labels import LABEL_MANAGED_BY, MANAGED_BY
 from modelpilot.routing import ROUTERS
 
 ChildRef = tuple[str, str, str]  # apiVersion, kind, name
+KEDA_SCALEDOBJECTS_CRD = "scaledobjects.keda.sh"
 
 
 def possible_children(name: str) -> list[ChildRef]:
@@ -27,6 +29,7 @@ def possible_children(name: str) -> list[ChildRef]:
         ("v1", "Service", f"{name}-stable"),
         ("v1", "Service", f"{name}-canary"),
         ("autoscaling/v2", "HorizontalPodAutoscaler", name),
+        ("keda.sh/v1alpha1", "ScaledObject", name),
     ]
     for router in ROUTERS.values():
         refs += [ref for ref in router.child_refs(name) if ref not in refs]
@@ -43,6 +46,11 @@ class Observed:
     # Custom queries the metric provider refused as invalid (query -> why): reported as InvalidSpec
     # until the query changes, instead of counting as provider outages.
     rejected_queries: Mapping[str, str] = field(default_factory=dict)
+    keda: bool = False  # KEDA's ScaledObject CRD is installed
+    # Scale to zero: the last Prometheus reading of the stable track (the reconciler keeps it), and
+    # whether this process has already granted the namespace's routes the activator.
+    serverless_reading: ServerlessReading | None = None
+    activator_granted: bool = False
 
     @property
     def namespace(self) -> str:
@@ -68,7 +76,8 @@ def observe(store: Store, namespace: str, name: str) -> Observed | None:
             children[ref] = live
     pods = tuple(p for p in store.pods_of(namespace, name)
                  if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY)
-    return Observed(md=md, children=children, pods=pods)
+    keda = store.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", KEDA_SCALEDOBJECTS_CRD) is not None
+    return Observed(md=md, children=children, pods=pods, keda=keda)
 
 
 def controlled_by(obj: Mapping[str, Any], uid: str) -> bool:

@@ -29,12 +29,15 @@ from modelpilot.api.models import (
     parse_spec,
 )
 from modelpilot.api.stored import StoredStatus, read_status
-from modelpilot.control.children import desired_state
+from modelpilot.control.children import Scaling, desired_state
 from modelpilot.control.drift import DriftOutcome, DriftPart, DriftRequest, drift_part, drift_request
 from modelpilot.control.observe import ChildRef, Observed, describe_conflicts
 from modelpilot.control.report import StatusPlan, plan_status
+from modelpilot.control.scaling import scale_to_zero
+from modelpilot.control.serverless import ServerlessPart
 from modelpilot.control.tick import Tick, rollout_tick
 from modelpilot.resources import BuildSettings, accelerator_resource, canonical_serving_template, serving_revision
+from modelpilot.resources.grant import build_activator_grant
 from modelpilot.resources.labels import LABEL_TRACK
 from modelpilot.resources.service import service_url
 from modelpilot.rollout.machine import AnalysisResult, CanaryState, Decision, Event
@@ -88,6 +91,8 @@ class Plan:
     decision: Decision | None = None
     drift: DriftRequest | None = None  # the stable track's drift to read
     drift_part: DriftPart | None = None
+    serverless: ServerlessPart | None = None
+    read_serverless: bool = False  # take a Prometheus reading of the stable track's demand
 
     @property
     def writes(self) -> bool:
@@ -146,7 +151,10 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
         return _blocked(observed, generation, now, StatusObservation(
             generation=generation, version="", revision="", stable_deployment=None,
             invalid_status=tick.invalid_status), ("invalid-status", {"reason": tick.invalid_status}))
-    children = desired_state(observed, spec, tick, owner_of(observed), settings.build)
+    zero, activator = scale_to_zero(observed, spec, tick.decision.canary_running, settings.build.scaling,
+                                    observed.serverless_reading, max(5.0, settings.scrape_interval), now)
+    children = desired_state(observed, spec, tick, owner_of(observed), settings.build,
+                             Scaling(hold=zero.hold, activator=activator))
     if children.conflicts:
         conflicts = children.conflicts
         return replace(_blocked(observed, generation, now, StatusObservation(
@@ -155,7 +163,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
             ("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))})),
             requeue=CONFLICT_RECHECK_SECONDS)
     stable_revision = serving_revision(tick.stable_spec)
-    status = _status(observed, tick, stable_revision, settings, generation, now, stored, part)
+    status = _status(observed, tick, stable_revision, settings, generation, now, stored, part, zero)
     decision = tick.decision
     decisions = list(children.decisions)
     repaired = [*stored.dropped, *([stored.template_problem] if stored.template_problem else [])]
@@ -168,22 +176,28 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     if status.patch is not None:
         decisions.append(("status", {"phase": status.phase, "ready": status.ready[0], "reason": status.ready[1]}))
     decisions += [(f"drift-{e.reason}", {"message": repr(e.message)}) for e in part.events]
+    decisions += [(f"serverless-{e.reason}", {"message": repr(e.message)}) for e in zero.events]
     request = _analysis_request(observed, spec, tick, stable_revision, settings)
     requeue = decision.requeue_after
     if request is not None:
         requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
     read_drift = drift_request(part, monitoring, namespace=observed.namespace, name=observed.name,
                                revision=stable_revision, now=now)
-    if part.next_at is not None and read_drift is None:
-        wait = max(0.5, (part.next_at - now).total_seconds())
-        requeue = wait if requeue is None else min(requeue, wait)
+    for at in (part.next_at if read_drift is None else None, zero.next_at, zero.read_at):
+        if at is not None:
+            wait = max(0.5, (at - now).total_seconds())
+            requeue = wait if requeue is None else min(requeue, wait)
+    apply = children.apply
+    if zero.status is not None and observed.keda and not observed.activator_granted:
+        apply = (*apply, build_activator_grant(observed.namespace, settings.build.scaling))
     return Plan(
-        apply=children.apply, bootstrap=children.bootstrap, delete=children.delete,
+        apply=apply, bootstrap=children.bootstrap, delete=children.delete,
         status=status.patch,
-        events=(*decision.events, *status.events, *part.events),
+        events=(*decision.events, *status.events, *part.events, *zero.events),
         consume_action=tick.action if tick.action is not None and decision.consume_action else None,
         requeue=requeue, analysis=request, decisions=tuple(decisions), decision=decision,
         drift=read_drift, drift_part=part if drift is not None else None,
+        serverless=zero, read_serverless=zero.read_at is not None and zero.read_at <= now,
     )
 
 
@@ -197,7 +211,7 @@ def _blocked(observed: Observed, generation: int, now: dt.datetime, obs: StatusO
 
 
 def _status(observed: Observed, tick: Tick, stable_revision: str, settings: PlanSettings, generation: int,
-            now: dt.datetime, stored: StoredStatus, drift: DriftPart) -> StatusPlan:
+            now: dt.datetime, stored: StoredStatus, drift: DriftPart, serverless: ServerlessPart) -> StatusPlan:
     stable_spec = tick.stable_spec
     canary = tick.decision.canary
     view = RolloutView(canary.state, canary.reason or canary.state, canary.message) if canary else None
@@ -214,7 +228,7 @@ def _status(observed: Observed, tick: Tick, stable_revision: str, settings: Plan
         rollout=view,
     )
     return plan_status(observed.md, obs, canary=canary, stable_template=canonical_serving_template(stable_spec),
-                       now=now, stored=stored, drift=drift)
+                       now=now, stored=stored, drift=drift, serverless=serverless)
 
 
 def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, stable_revision: str,

@@ -9,20 +9,23 @@ writes nothing.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentStatus
 from modelpilot.api.stored import StoredStatus, read_status
 from modelpilot.control.drift import DriftPart, carried_conditions
+from modelpilot.control.serverless import ServerlessPart
 from modelpilot.resources.labels import scale_selector
 from modelpilot.rollout.machine import CanaryState, Event
 from modelpilot.rollout.state import to_status
-from modelpilot.status import Observation, assess, merge_conditions, status_patch, transitions
+from modelpilot.status import READY, Condition, Observation, assess, merge_conditions, status_patch, transitions
 
 # Ready reasons that deserve a Warning Event rather than a Normal one.
 WARNING_REASONS = frozenset({"InvalidSpec", "InvalidStatus", "InsufficientAccelerator", "Unschedulable",
-                             "NameConflict"})
+                             "NameConflict", "KEDAMissing"})
+KEDA_MISSING = ("autoscaling needs KEDA, and its ScaledObject CRD (scaledobjects.keda.sh) is not installed: "
+                "the Deployment keeps the replicas it has until KEDA is installed")
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,18 @@ def typed_status(desired: dict[str, Any], verbatim: dict[str, Any] | None = None
 
 def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None,
                 stable_template: dict[str, Any] | None, now: dt.datetime,
-                stored: StoredStatus | None = None, drift: DriftPart | None = None) -> StatusPlan:
-    """`drift`: the drift conditions and status.drift to write; None keeps them as stored."""
+                stored: StoredStatus | None = None, drift: DriftPart | None = None,
+                serverless: ServerlessPart | None = None) -> StatusPlan:
+    """`drift`: the drift conditions and status.drift to write; None keeps them as stored.
+    `serverless`: status.serverless and whether KEDA is missing (Ready False, KEDAMissing)."""
     current: dict[str, Any] = dict(md.get("status") or {})  # as stored: the patch is against this
     stored = stored if stored is not None else read_status(current)  # what this release can read of it
     name = md["metadata"]["name"]
     result = assess(obs, stored.stable or None)
+    if serverless is not None and serverless.keda_missing and obs.invalid_spec is None and obs.conflict is None:
+        result = replace(result, phase="Degraded" if result.phase == "Ready" else result.phase, conditions=tuple(
+            Condition(READY, False, "KEDAMissing", KEDA_MISSING) if c.type == READY else c
+            for c in result.conditions))
     extra = drift.conditions if drift is not None else carried_conditions(stored.conditions)
     conditions = merge_conditions(stored.conditions, (*result.conditions, *extra), obs.generation, now)
     desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
@@ -72,6 +81,8 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
             desired["canary"] = to_status(canary)
     if obs.url:
         desired["url"] = obs.url
+    if serverless is not None and serverless.status is not None:
+        desired["serverless"] = serverless.status
     if drift is None and "drift" in current:
         verbatim["drift"] = current["drift"]
     elif drift is not None and drift.status is not None:

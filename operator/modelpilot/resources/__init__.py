@@ -38,6 +38,7 @@ from modelpilot.resources.labels import (
 )
 from modelpilot.resources.placement import VENDOR_RESOURCES, accelerator_resource, describe_accelerator, placement
 from modelpilot.resources.revision import canonical_serving_template, serving_revision
+from modelpilot.resources.scaledobject import SCALEDOBJECT_API_VERSION, SCALEDOBJECT_KIND, build_scaledobject
 from modelpilot.resources.service import build_services, service_name, service_url
 
 
@@ -50,7 +51,8 @@ def desired_children(
     settings: BuildSettings | None = None,
 ) -> list[Obj]:
     """All children of the steady state, in apply order: stable Deployment, Services
-    (`<name>`, `<name>-stable`, `<name>-canary`), then the HPA when autoscaling is set."""
+    (`<name>`, `<name>-stable`, `<name>-canary`), then the HPA when autoscaling is on CPU without
+    scale to zero (the ScaledObject otherwise depends on the tick: control/children.py)."""
     settings = settings or BuildSettings()
     children = [
         build_deployment(
@@ -72,10 +74,15 @@ def desired_children(
 
 def unwanted_children(spec: ModelDeploymentSpec, *, name: str) -> list[tuple[str, str, str]]:
     """(apiVersion, kind, name) of owned children that must NOT exist in the steady state and
-    should be deleted if found: today only the HPA once autoscaling is removed."""
-    if spec.autoscaling is None:
-        return [("autoscaling/v2", "HorizontalPodAutoscaler", name)]
-    return []
+    should be deleted if found: the HPA unless CPU autoscaling without scale to zero is set, the
+    ScaledObject unless KEDA scales the track."""
+    scaling = spec.autoscaling
+    unwanted = []
+    if scaling is None or scaling.keda:
+        unwanted.append(("autoscaling/v2", "HorizontalPodAutoscaler", name))
+    if scaling is None or not scaling.keda:
+        unwanted.append((SCALEDOBJECT_API_VERSION, SCALEDOBJECT_KIND, name))
+    return unwanted
 
 
 __all__ = [
@@ -88,6 +95,8 @@ __all__ = [
     "LABEL_TRACK",
     "LABEL_VERSION",
     "MANAGED_BY",
+    "SCALEDOBJECT_API_VERSION",
+    "SCALEDOBJECT_KIND",
     "STORAGE_SECRET_KEYS",
     "VENDOR_RESOURCES",
     "BuildSettings",
@@ -95,6 +104,7 @@ __all__ = [
     "build_deployment",
     "build_hpa",
     "build_pod_template",
+    "build_scaledobject",
     "build_services",
     "canonical_serving_template",
     "common_labels",

@@ -19,6 +19,21 @@ Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class ScalingSettings:
+    """Operator-wide inputs of the ScaledObject (docs/operations.md)."""
+
+    prometheus_url: str = "http://prometheus.monitoring.svc:9090"
+    scrape_interval: float = 15.0
+    polling_seconds: int = 5  # how often KEDA checks whether a track at zero has demand
+    cooldown_seconds: int = 30  # KEDA's own wait after the last demand before it removes the last pod
+    scale_down_stabilization_seconds: int = 300  # the HPA's scale-in window
+    # The activator's Service, which routes of tracks at zero point to (namespace/name:port).
+    activator_namespace: str = "modelpilot-system"
+    activator_service: str = "modelpilot-activator"
+    activator_port: int = 80
+
+
+@dataclass(frozen=True)
 class BuildSettings:
     """Operator-wide inputs of the builders (from `modelpilot.settings.OperatorSettings`).
 
@@ -40,6 +55,7 @@ class BuildSettings:
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     allow_link_local: bool = False
     revision_history_limit: int = 3
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
 
     def runtime_image_for(self, model_format: ModelFormat) -> str:
         return self.runtime_images.get(model_format, self.runtime_image)

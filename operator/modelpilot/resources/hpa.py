@@ -19,10 +19,11 @@ def build_hpa(
     owner: Mapping[str, Any],
     settings: BuildSettings | None = None,
 ) -> Obj | None:
-    """autoscaling/v2 HPA on CPU utilisation, or None when spec.autoscaling is not set."""
+    """autoscaling/v2 HPA on CPU utilisation, or None when spec.autoscaling is not set or KEDA
+    scales the track (resources/scaledobject.py)."""
     del settings
     scaling = spec.autoscaling
-    if scaling is None:
+    if scaling is None or scaling.keda:
         return None
     return {
         "apiVersion": "autoscaling/v2",

@@ -20,12 +20,24 @@ ChildRef = tuple[str, str, str]  # apiVersion, kind, name
 
 
 @dataclass(frozen=True)
+class Activator:
+    """The activator's Service, and where it forwards the stable share once a pod is Ready."""
+
+    namespace: str
+    service: str
+    port: int
+    upstream: str  # the stable Service's ClusterIP:port
+    target: str  # namespace/name/track, the labels of the activator's metrics
+
+
+@dataclass(frozen=True)
 class Traffic:
     """What reaches the canary at one tick."""
 
     weight: int = 0  # percent of the (unmatched) requests
     mirror_percent: int = 0  # shadow: percent of the requests copied to the canary, answers discarded
     segment: bool = False  # requests matching spec.rollout.canary.match all go to the canary
+    activator: Activator | None = None  # scale to zero: the stable share goes through the activator
 
 
 @dataclass(frozen=True)

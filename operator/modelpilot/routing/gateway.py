@@ -18,7 +18,7 @@ from modelpilot.api.models import GatewayAPI, RouteMatch
 from modelpilot.resources.common import Obj, object_meta
 from modelpilot.resources.labels import common_labels
 from modelpilot.resources.service import SERVICE_PORT, service_name
-from modelpilot.routing.base import ChildRef, RouteContext, Traffic
+from modelpilot.routing.base import Activator, ChildRef, RouteContext, Traffic
 from modelpilot.routing.sticky import STICKY_API_VERSION, STICKY_KIND, build_sticky_policy
 
 HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
@@ -26,6 +26,39 @@ _ALL_PATHS = {"type": "PathPrefix", "value": "/"}
 
 
 TRACK_HEADER = "x-modelpilot-track"
+# Set on requests routed to the activator (and removed by it): where to forward, and for whom.
+UPSTREAM_HEADER = "x-modelpilot-upstream"
+TARGET_HEADER = "x-modelpilot-target"
+
+
+def _activator_backend(activator: Activator, weight: int) -> dict[str, Any]:
+    return {"group": "", "kind": "Service", "name": activator.service, "namespace": activator.namespace,
+            "port": activator.port, "weight": weight}
+
+
+def activator_filter(activator: Activator) -> dict[str, Any]:
+    return {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [
+        {"name": UPSTREAM_HEADER, "value": activator.upstream}, {"name": TARGET_HEADER, "value": activator.target}]}}
+
+
+def on_activator(route: Mapping[str, Any] | None, activator: Activator) -> bool:
+    """Whether the live route sends its stable share to the activator and the gateway has accepted
+    (and resolved) exactly that generation."""
+    if not route:
+        return False
+    rules = (route.get("spec") or {}).get("rules") or []
+    refs = [ref for rule in rules for ref in rule.get("backendRefs") or []]
+    if not any(ref.get("name") == activator.service and ref.get("namespace") == activator.namespace for ref in refs):
+        return False
+    generation = (route.get("metadata") or {}).get("generation")
+    parents = ((route.get("status") or {}).get("parents")) or []
+    for parent in parents:
+        conditions = {c.get("type"): c for c in parent.get("conditions") or []}
+        if all((conditions.get(kind) or {}).get("status") == "True" and
+               (conditions.get(kind) or {}).get("observedGeneration") == generation
+               for kind in ("Accepted", "ResolvedRefs")):
+            return True
+    return False
 
 
 def _backend(name: str, track: str, weight: int | None = None, labelled: bool = False) -> dict[str, Any]:
@@ -61,16 +94,22 @@ def route_matches(matches: Sequence[RouteMatch]) -> list[dict[str, Any]]:
 
 
 def build_httproute(name: str, namespace: str, owner: Mapping[str, Any], gateway: GatewayAPI, weight: int, *,
-                    mirror_percent: int = 0, matches: Sequence[RouteMatch] = (), sticky: bool = False) -> Obj:
+                    mirror_percent: int = 0, matches: Sequence[RouteMatch] = (), sticky: bool = False,
+                    activator: Activator | None = None) -> Obj:
     """The route at `weight` percent to the canary; with `mirror_percent`, that share of requests
     copied to the canary; with `matches`, a first rule sending matching requests to the canary;
-    `sticky`: the backends shaped for a consistent-hash split (each sets x-modelpilot-track)."""
+    `sticky`: the backends shaped for a consistent-hash split (each sets x-modelpilot-track);
+    `activator`: the stable share goes to the activator, told where to forward it."""
     parent_refs = [ref.model_dump(by_alias=True, exclude_none=True) for ref in gateway.parent_refs]
-    split: dict[str, Any] = {"backendRefs": [_backend(name, "stable", 100 - weight, sticky),
-                                             _backend(name, "canary", weight, sticky)]}
+    stable = _backend(name, "stable", 100 - weight, sticky) if activator is None \
+        else _activator_backend(activator, 100 - weight)
+    split: dict[str, Any] = {"backendRefs": [stable, _backend(name, "canary", weight, sticky)]}
+    filters = [activator_filter(activator)] if activator is not None else []
     if mirror_percent > 0:
-        split["filters"] = [{"type": "RequestMirror",
-                             "requestMirror": {"backendRef": _backend(name, "canary"), "percent": mirror_percent}}]
+        filters.append({"type": "RequestMirror",
+                        "requestMirror": {"backendRef": _backend(name, "canary"), "percent": mirror_percent}})
+    if filters:
+        split["filters"] = filters
     rules = [split]
     if matches:
         # More specific (header) matches win over the catch-all rule, whatever the order.
@@ -98,7 +137,8 @@ class GatewayAPIRouter:
         experiment = rollout.experiment if rollout.strategy == "Experiment" else None
         sticky = experiment.sticky if experiment is not None else None
         route = build_httproute(ctx.name, ctx.namespace, ctx.owner, gateway, traffic.weight,
-                                mirror_percent=traffic.mirror_percent, matches=matches, sticky=sticky is not None)
+                                mirror_percent=traffic.mirror_percent, matches=matches, sticky=sticky is not None,
+                                activator=traffic.activator)
         if sticky is None:
             return [route]
         return [route, build_sticky_policy(ctx.name, ctx.namespace, ctx.owner, sticky)]
