@@ -29,6 +29,7 @@ from modelpilot.api.batch import BATCH_KIND, BATCH_PLURAL
 from modelpilot.api.models import GROUP, KIND, PLURAL, VERSION
 from modelpilot.cache import Store
 from modelpilot.control.batch_reconciler import BatchReconciler
+from modelpilot.control.observe import KEDA_SCALEDOBJECTS_CRD
 from modelpilot.control.reconciler import Key, Reconciler, plan_settings
 from modelpilot.k8s.client import Kube
 from modelpilot.resources.labels import LABEL_BATCH, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
@@ -47,6 +48,9 @@ CHILD_KINDS = (
     ("gateway.networking.k8s.io", "v1", "httproutes"),
     # Sticky experiments (Envoy Gateway); without its CRD Kopf watches nothing of this kind.
     ("gateway.envoyproxy.io", "v1alpha1", "backendtrafficpolicies"),
+    # Request-metric and scale-to-zero autoscaling (KEDA); without its CRD Kopf watches nothing of
+    # this kind, and picks it up once the CRD is installed.
+    ("keda.sh", "v1alpha1", "scaledobjects"),
     # A BatchPrediction's run (Indexed Job) or schedule (CronJob).
     ("batch", "v1", "jobs"),
     ("batch", "v1", "cronjobs"),
@@ -153,6 +157,24 @@ for _group, _version, _plural in CHILD_KINDS:
     kopf.index(_group, _version, _plural, id=f"{_plural}_cache")(_cache)
 
 
+def _keda_crd(name: str, **_: Any) -> bool:
+    return name == KEDA_SCALEDOBJECTS_CRD
+
+
+# Whether KEDA's ScaledObject CRD is installed (KEDAMissing otherwise): a stub in the cache.
+kopf.index("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_keda_crd, id="keda_crd_cache")(_cache)
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_keda_crd, id="keda_crd_event")
+async def keda_crd_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    """KEDA installed or removed: every ModelDeployment looks again (only autoscaled ones change)."""
+    _track(event, body)
+    scheduler = runtime.scheduler
+    if scheduler is not None:
+        for key in scheduler.known():
+            scheduler.enqueue(key)
+
+
 def _track(event: dict[str, Any], body: kopf.Body) -> bool:
     """Drop a deleted object from the cache (the index handlers put all the others); True when
     the object still exists."""
@@ -210,6 +232,7 @@ def _owner_name(body: kopf.Body) -> str | None:
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", id="hpa_event")
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", id="httproute_event")
 @kopf.on.event("gateway.envoyproxy.io", "v1alpha1", "backendtrafficpolicies", id="sticky_event")
+@kopf.on.event("keda.sh", "v1alpha1", "scaledobjects", id="scaledobject_event")
 async def child_event(event: dict[str, Any], body: kopf.Body, namespace: str | None, **_: Any) -> None:
     _track(event, body)
     _wake(namespace, _owner_name(body))

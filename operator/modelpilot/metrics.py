@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,7 +52,16 @@ BATCH_SHARDS = Gauge("modelpilot_batch_shards", "Shards of a BatchPrediction's l
                      ["namespace", "name", "state"])
 _PER_BATCH = (BATCH_PHASE, BATCH_ROWS, BATCH_SHARDS)
 
-_PER_OBJECT = (CANARY_WEIGHT, CANARY_STATE, ANALYSES, ANALYSIS_VALUE, PROMOTIONS, ROLLBACKS, DRIFT_DETECTED,
+SCALED_TO_ZERO = Gauge("modelpilot_serverless_scaled_to_zero", "1 while the stable track is at zero pods.",
+                       ["namespace", "name"])
+LAST_REQUEST = Gauge("modelpilot_serverless_last_request_timestamp_seconds",
+                     "The last request seen for a scale-to-zero track (unix time, to about 30 s).",
+                     ["namespace", "name"])
+COLD_START = Gauge("modelpilot_serverless_cold_start_seconds",
+                   "Cold starts of a scale-to-zero track: the last one and the median of the last 20.",
+                   ["namespace", "name", "statistic"])
+_PER_OBJECT = (SCALED_TO_ZERO, LAST_REQUEST, COLD_START, CANARY_WEIGHT, CANARY_STATE, ANALYSES, ANALYSIS_VALUE,
+               PROMOTIONS, ROLLBACKS, DRIFT_DETECTED,
                DRIFT_PSI, DRIFT_ACCURACY)
 
 
@@ -96,6 +106,17 @@ def record_batch(namespace: str, name: str, phase: str | None, rows: tuple[int, 
 
 def forget_batch(namespace: str, name: str) -> None:
     _forget(_PER_BATCH, namespace, name)
+
+
+def record_serverless(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """status.serverless as written (camelCase, RFC 3339 times)."""
+    SCALED_TO_ZERO.labels(namespace, name).set(1 if status.get("scaledToZero") else 0)
+    last = status.get("lastRequestTime")
+    if isinstance(last, str):
+        LAST_REQUEST.labels(namespace, name).set(dt.datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp())
+    for statistic, key in (("last", "lastColdStartSeconds"), ("p50", "p50ColdStartSeconds")):
+        if isinstance(status.get(key), int | float):
+            COLD_START.labels(namespace, name, statistic).set(status[key])
 
 
 def forget_object(namespace: str, name: str) -> None:

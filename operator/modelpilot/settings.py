@@ -72,6 +72,14 @@ class OperatorSettings:
     leader_election_id: str = "modelpilot"  # the Lease's name
     # A standby takes over a leader that died within about this plus a fifth of it.
     leader_election_lease_seconds: float = 10.0
+    # Scale to zero (docs/serverless.md): KEDA's polling of tracks at zero, its wait after the last
+    # demand before removing the last pod, the HPA's scale-in window, and the activator's Service.
+    keda_polling_seconds: int = 5
+    keda_cooldown_seconds: int = 30
+    scale_down_stabilization_seconds: int = 300
+    activator_namespace: str = "modelpilot-system"
+    activator_service: str = "modelpilot-activator"
+    activator_port: int = 80
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -98,4 +106,11 @@ class OperatorSettings:
             leader_election_namespace=_env("LEADER_ELECTION_NAMESPACE", cls.leader_election_namespace),
             leader_election_id=_env("LEADER_ELECTION_ID", cls.leader_election_id),
             leader_election_lease_seconds=_float("LEADER_ELECTION_LEASE_SECONDS", cls.leader_election_lease_seconds),
+            keda_polling_seconds=int(_float("KEDA_POLLING_SECONDS", cls.keda_polling_seconds)),
+            keda_cooldown_seconds=int(_float("KEDA_COOLDOWN_SECONDS", cls.keda_cooldown_seconds)),
+            scale_down_stabilization_seconds=int(_float("SCALE_DOWN_STABILIZATION_SECONDS",
+                                                        cls.scale_down_stabilization_seconds)),
+            activator_namespace=_env("ACTIVATOR_NAMESPACE", cls.activator_namespace),
+            activator_service=_env("ACTIVATOR_SERVICE", cls.activator_service),
+            activator_port=int(_float("ACTIVATOR_PORT", cls.activator_port)),
         )

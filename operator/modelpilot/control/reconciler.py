@@ -26,13 +26,17 @@ from modelpilot.analysis.provider import ProviderError
 from modelpilot.analysis.providers import Providers
 from modelpilot.analysis.run import run_analysis
 from modelpilot.analysis.runner import AnalysisRunner
+from modelpilot.analysis.serverless_read import read_serverless
 from modelpilot.cache import Store
 from modelpilot.control.drift import DriftOutcome, DriftRequest
 from modelpilot.control.execute import execute, first_stage
 from modelpilot.control.observe import observe
 from modelpilot.control.plan import AnalysisRequest, Plan, PlanSettings, plan
+from modelpilot.control.serverless import ServerlessReading
 from modelpilot.k8s.client import Kube
 from modelpilot.resources import BuildSettings
+from modelpilot.resources.common import ScalingSettings
+from modelpilot.resources.grant import GRANT_KIND
 from modelpilot.rollout.machine import AnalysisResult, Decision
 from modelpilot.rollout.state import from_status
 from modelpilot.settings import OperatorSettings
@@ -49,9 +53,15 @@ def decision_log(namespace: str, name: str, what: str, fields: dict[str, Any]) -
 
 
 def plan_settings(settings: OperatorSettings) -> PlanSettings:
+    scaling = ScalingSettings(
+        prometheus_url=settings.prometheus_url, scrape_interval=settings.scrape_interval,
+        polling_seconds=settings.keda_polling_seconds, cooldown_seconds=settings.keda_cooldown_seconds,
+        scale_down_stabilization_seconds=settings.scale_down_stabilization_seconds,
+        activator_namespace=settings.activator_namespace, activator_service=settings.activator_service,
+        activator_port=settings.activator_port)
     build = BuildSettings(gpu_product_label=settings.gpu_product_label, runtime_image=settings.runtime_image,
                           cluster_domain=settings.cluster_domain, max_model_bytes=settings.max_model_bytes,
-                          allow_link_local=settings.allow_link_local)
+                          allow_link_local=settings.allow_link_local, scaling=scaling)
     return PlanSettings(build=build, gpu_product_label=settings.gpu_product_label,
                         cluster_domain=settings.cluster_domain, scrape_interval=settings.scrape_interval,
                         confine_queries=settings.confine_queries)
@@ -73,6 +83,14 @@ class Reconciler:
             settings.analysis_concurrency, done=wake, clock=clock, name="drift",
             failed=lambda at, err: DriftOutcome(at, error=f"{type(err).__name__}: {err}"[:300]))
         self.rejected_queries: dict[Key, dict[str, str]] = {}
+        # Scale to zero: each track's latest demand reading (kept, not consumed: the idle clock
+        # needs the freshest one on every tick), and the namespaces whose routes may use the activator.
+        self.readings: AnalysisRunner[ServerlessReading] = AnalysisRunner(
+            settings.analysis_concurrency, done=wake, clock=clock, name="serverless",
+            failed=lambda at, err: ServerlessReading(at, error=f"{type(err).__name__}: {err}"[:300]))
+        self.last_reading: dict[Key, ServerlessReading] = {}
+        self.granted: set[str] = set()
+        self.scrape_interval = settings.scrape_interval
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
@@ -80,6 +98,7 @@ class Reconciler:
         if observed is None or observed.md["metadata"].get("deletionTimestamp"):
             self.analyses.forget(key)
             self.drifts.forget(key)
+            self.readings.forget(key)
             return None  # children go with it: ownerReferences and the garbage collector
         now = self.clock()
         analysis = self._finished_analysis(key, observed.md)
@@ -88,7 +107,12 @@ class Reconciler:
             # that would count towards a rollback of a healthy canary.
             self.rejected_queries.setdefault(key, {}).update(dict(analysis.rejected))
             analysis = None
-        observed = replace(observed, rejected_queries=self.rejected_queries.get(key, {}))
+        reading = self.readings.take(key)
+        if reading is not None:
+            self.last_reading[key] = reading.result
+        observed = replace(observed, rejected_queries=self.rejected_queries.get(key, {}),
+                           serverless_reading=self.last_reading.get(key),
+                           activator_granted=namespace in self.granted)
         finished_drift = self.drifts.take(key)
         the_plan = plan(observed, analysis, now, self.settings,
                         drift=finished_drift.result if finished_drift is not None else None)
@@ -96,6 +120,9 @@ class Reconciler:
             self._start_analysis(key, the_plan.analysis)
         if the_plan.drift is not None:
             self._start_drift(key, the_plan.drift)
+        if the_plan.read_serverless and not self.readings.busy(key):
+            job = functools.partial(_read_serverless, self.providers.get("prometheus"), key, self.scrape_interval)
+            self.readings.submit(key, "", now, now, job)
         for what, fields in the_plan.decisions:
             decision_log(namespace, name, what, fields)
         for stage in first_stage(the_plan):
@@ -103,6 +130,9 @@ class Reconciler:
                 continue
             outcome = await asyncio.get_running_loop().run_in_executor(self.io, execute, self.kube, observed.md, stage)
             for obj in outcome.written:
+                if obj.get("kind") == GRANT_KIND:
+                    self.granted.add(namespace)
+                    continue  # not cached: the operator does not watch ReferenceGrants
                 self.store.put(obj)
             for obj in outcome.deleted:
                 self.store.remove(obj)
@@ -134,6 +164,8 @@ class Reconciler:
                            functools.partial(_read_drift, request, provider))
 
     def _record_metrics(self, namespace: str, name: str, the_plan: Plan) -> None:
+        if the_plan.serverless is not None and the_plan.serverless.status is not None:
+            metrics.record_serverless(namespace, name, the_plan.serverless.status)
         if the_plan.drift_part is not None:
             metrics.record_drift(namespace, name, the_plan.drift_part.conditions, the_plan.drift_part.status)
         decision: Decision | None = the_plan.decision
@@ -155,12 +187,15 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         self.analyses.forget(key)
         self.drifts.forget(key)
+        self.readings.forget(key)
+        self.last_reading.pop(key, None)
         self.rejected_queries.pop(key, None)
         metrics.forget_object(*key)
 
     async def stop(self) -> None:
         await self.analyses.stop()
         await self.drifts.stop()
+        await self.readings.stop()
         self.io.shutdown(wait=False, cancel_futures=True)
 
 
@@ -176,6 +211,13 @@ def _analyse(request: AnalysisRequest, provider: Any, start: dt.datetime) -> Ana
                       comparisons=repr(result.experiment.summary()))
     decision_log(request.namespace, request.name, "analysis", fields)
     return result
+
+
+def _read_serverless(provider: Any, key: Key, scrape_interval: float, start: dt.datetime) -> ServerlessReading:
+    reading = read_serverless(provider, namespace=key[0], name=key[1], start=start, scrape_interval=scrape_interval)
+    if reading.error is not None:
+        decision_log(key[0], key[1], "serverless-unavailable", {"error": repr(reading.error)})
+    return reading
 
 
 def _read_drift(request: DriftRequest, provider: Any, start: dt.datetime) -> DriftOutcome:

@@ -42,6 +42,8 @@ PLURALS: dict[tuple[str, str], str] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy"): "backendtrafficpolicies",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
+    ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"): "referencegrants",
     ("batch/v1", "Job"): "jobs",
     ("batch/v1", "CronJob"): "cronjobs",
     (f"{GROUP}/{VERSION}", KIND): PLURAL,
