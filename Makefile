@@ -102,6 +102,10 @@ bench-server: venv ## the runtime vs MLServer on the same model, driven by wrk (
 bench-operator: cluster-up ## the operator at scale on the test bed: latency, RSS, API requests (BENCH_ARGS="--counts 100")
 	$(INSIDE) $(PY) -m bench.operator.run $(BENCH_ARGS)
 
+.PHONY: bench-serverless
+bench-serverless: cluster-up ## scale to zero: first-request latency over 10 activations through gateway and KEDA (a table)
+	$(INSIDE) env MODELPILOT_BENCH_ACTIVATIONS=$(or $(N),10) $(VENV)/bin/pytest tests/e2e/test_serverless.py -q -s -k cold_starts
+
 .PHONY: bench-batch
 bench-batch: venv ## batch prediction: rows/s per shard and overall for 1M rows vs raw predict() (prints a table)
 	$(PY) -m bench.batch.run $(BENCH_ARGS)
