@@ -64,12 +64,23 @@ def set_args(values: dict[str, Any]) -> list[str]:
     return args
 
 
-def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+COMPONENT = "app.kubernetes.io/component"
 
 
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = find(docs, kind)
+def component(doc: dict[str, Any]) -> str | None:
+    return (doc["metadata"].get("labels") or {}).get(COMPONENT)
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None,
+         of: str | None = "operator") -> list[dict[str, Any]]:
+    """Objects of `kind` (and `name`) of the chart's component `of` (the operator by default, the
+    activator with of="activator", any with None)."""
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+            and (of is None or component(d) in (of, None))]
+
+
+def one(docs: list[dict[str, Any]], kind: str, of: str | None = "operator") -> dict[str, Any]:
+    found = find(docs, kind, of=of)
     assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
     return found[0]
 

@@ -60,17 +60,23 @@ def leader_election(doc: dict[str, Any]) -> bool:
     return str(doc["metadata"]["name"]).endswith("-leader-election")
 
 
+def activator_grants(doc: dict[str, Any]) -> bool:
+    return str(doc["metadata"]["name"]).endswith("-activator-grants")
+
+
 def serving_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Roles (or RoleBindings) of the watched namespaces: all but leader election's own."""
-    return [d for d in find(docs, kind) if not leader_election(d)]
+    """Roles (or RoleBindings) of the watched namespaces: all but leader election's and the
+    activator grants' own (both in the release namespace)."""
+    return [d for d in find(docs, kind) if not leader_election(d) and not activator_grants(d)]
 
 
-def assert_restricted_pod(deployment: dict[str, Any]) -> None:
+def assert_restricted_pod(deployment: dict[str, Any], leader: bool = True) -> None:
     # Two replicas, one acting (leader election); a rolling update is safe with a Lease.
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
                                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    assert container_env(deployment)["MODELPILOT_LEADER_ELECTION"] == "true"
+    if leader:
+        assert container_env(deployment)["MODELPILOT_LEADER_ELECTION"] == "true"
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -164,13 +170,18 @@ def test_default_values_render_cluster_wide_mode_accepted_by_the_api_server(
     docs = helm.template(release, namespace, "--include-crds")
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                     *["CustomResourceDefinition"] * len(KINDS), "Deployment", "Role", "RoleBinding", "Service",
-                     "ServiceAccount"]
+                     *["CustomResourceDefinition"] * len(KINDS), "Deployment", "Deployment", "Role", "Role",
+                     "RoleBinding", "RoleBinding", "Service", "Service", "ServiceAccount"]
     assert not serving_roles(docs, "Role") and not serving_roles(docs, "RoleBinding")
-    # The one Role: leader election's, in the release namespace, on Leases only.
-    (lease_role,) = find(docs, "Role")
+    # The two Roles, in the release namespace: leader election's on Leases only, and the activator
+    # grants' on ReferenceGrants only.
+    (lease_role,) = [d for d in find(docs, "Role") if leader_election(d)]
     assert lease_role["metadata"]["namespace"] == namespace
     assert {res for r in rules_of(lease_role) for res in r["resources"]} == {"leases"}
+    (grants_role,) = [d for d in find(docs, "Role") if activator_grants(d)]
+    assert grants_role["metadata"]["namespace"] == namespace
+    assert {res for r in rules_of(grants_role) for res in r["resources"]} == {"referencegrants"}
+    assert_restricted_pod(one(docs, "Deployment", of="activator"), leader=False)
     # Cluster-scoped names carry the release name and namespace: two installs never collide.
     for doc in find(docs, "ClusterRole") + find(docs, "ClusterRoleBinding"):
         assert release in doc["metadata"]["name"] and namespace in doc["metadata"]["name"]
@@ -307,7 +318,8 @@ def test_install_upgrade_uninstall(cluster: ClusterHandle, helm: Helm, apps: cli
     assert "STATUS: deployed" in installed.stdout
     assert "Mode: cluster-wide" in installed.stdout  # NOTES.txt
     # The operator pod is admitted where Pod Security "restricted" is enforced (KWOK runs no container).
-    wait_for(lambda: len(core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={release}")
+    wait_for(lambda: len(core.list_namespaced_pod(
+        namespace, label_selector=f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator")
                          .items) == 2, timeout=30, what="the two operator pods created")
 
     fullname = f"{release}-modelpilot"

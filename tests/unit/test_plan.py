@@ -1,4 +1,5 @@
-"""plan() by tables: create, steady state, drift, canary steps, promotion, rollback, deletions.
+"""plan() by tables: create, steady state, drift, canary steps, promotion, rollback, deletions,
+scale to zero.
 
 Driven tick by tick on a simulated cluster (plan_world.py) with an injected clock; no kubernetes
 import anywhere on the way.
@@ -17,6 +18,7 @@ import pytest
 from modelpilot.cache import stub
 from modelpilot.control.observe import Observed, possible_children
 from modelpilot.control.plan import PlanSettings, plan
+from modelpilot.control.serverless import ServerlessReading
 from modelpilot.rollout.machine import AnalysisResult, Measurement
 from tests.unit.plan_world import T0, execute, modeldeployment, settle, spec
 
@@ -249,3 +251,115 @@ def test_a_name_taken_by_another_owner_is_a_conflict_and_nothing_is_written(
         assert (ready["status"], ready["reason"]) == ("False", "NameConflict") and named in ready["message"]
         assert [(e.type, e.reason) for e in the_plan.events] == [("Warning", "NameConflict")]
         assert the_plan.requeue is not None and the_plan.requeue > 0
+
+
+# -- scale to zero (KEDA and the activator) --------------------------------------------------------
+TO_ZERO = {"minReplicas": 0, "maxReplicas": 3, "metric": "requests", "scaleToZeroAfter": "60s"}
+ON_REQUESTS = {"minReplicas": 1, "maxReplicas": 3, "metric": "requests"}
+SCALEDOBJECT = ("keda.sh/v1alpha1", "ScaledObject", "fraud")
+ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute", "fraud")
+
+
+def autoscaled(autoscaling: dict[str, Any]) -> dict[str, Any]:
+    return {**gateway_spec(), "autoscaling": dict(autoscaling)}
+
+
+def applied_kind(the_plan: Any, kind: str) -> dict[str, Any] | None:
+    return next((o for o in the_plan.apply if o["kind"] == kind), None)
+
+
+def stable_pod(ready: bool) -> dict[str, Any]:
+    return {"metadata": {"name": "fraud-1", "namespace": "ml", "labels": {"modelpilot.io/track": "stable"}},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": str(ready)}]}}
+
+
+def scaled_to(observed: Observed, replicas: int, ready: bool = True) -> Observed:
+    """KEDA set the stable Deployment to `replicas`, and the ReplicaSet caught up."""
+    children = copy.deepcopy(dict(observed.children))
+    deployment = children[("apps/v1", "Deployment", "fraud")]
+    deployment["spec"]["replicas"] = replicas
+    deployment["status"].update(replicas=replicas, readyReplicas=replicas if ready else 0,
+                                availableReplicas=replicas if ready else 0)
+    return replace(observed, children=children, pods=tuple(stable_pod(ready) for _ in range(replicas)))
+
+
+def accepted(observed: Observed) -> Observed:
+    """The gateway accepted the live route's generation, and resolved its backends."""
+    children = copy.deepcopy(dict(observed.children))
+    route = children[ROUTE]
+    seen = route["metadata"]["generation"]
+    route["status"] = {"parents": [{"parentRef": {"name": "gw"}, "conditions": [
+        {"type": kind, "status": "True", "observedGeneration": seen} for kind in ("Accepted", "ResolvedRefs")]}]}
+    return replace(observed, children=children)
+
+
+@pytest.mark.parametrize(("autoscaling", "minimum", "grant"), [(TO_ZERO, 1, True), (ON_REQUESTS, 1, False)],
+                         ids=["scale-to-zero", "request-metric"])
+def test_keda_scales_instead_of_an_hpa(autoscaling: dict[str, Any], minimum: int, grant: bool) -> None:
+    observed = Observed(md=modeldeployment(autoscaled(autoscaling)), keda=True)
+    the_plan = plan(observed, None, T0)
+    kinds = [kind for kind, _ in applied(the_plan)]
+    assert "ScaledObject" in kinds and "HorizontalPodAutoscaler" not in kinds
+    scaledobject = applied_kind(the_plan, "ScaledObject")
+    assert scaledobject is not None and scaledobject["spec"]["minReplicaCount"] == minimum
+    assert [o["spec"]["replicas"] for o in the_plan.bootstrap] == [1]  # never created at zero
+    reference_grant = applied_kind(the_plan, "ReferenceGrant")
+    assert (reference_grant is not None) is grant
+    if grant:
+        assert reference_grant["metadata"]["namespace"] == "modelpilot-system"  # type: ignore[index]
+        # Granted once per namespace and process: not again.
+        again = plan(replace(observed, activator_granted=True), None, T0)
+        assert applied_kind(again, "ReferenceGrant") is None and applied_kind(again, "ScaledObject") is not None
+    assert the_plan.status is not None and ("serverless" in the_plan.status) is grant
+    assert the_plan.read_serverless is grant
+
+
+@pytest.mark.parametrize("autoscaling", [TO_ZERO, ON_REQUESTS], ids=["scale-to-zero", "request-metric"])
+def test_without_keda_ready_is_false_keda_missing(autoscaling: dict[str, Any]) -> None:
+    observed = Observed(md=modeldeployment(autoscaled(autoscaling)), keda=False)
+    the_plan = plan(observed, None, T0)
+    kinds = [kind for kind, _ in applied(the_plan)]
+    assert not {"ScaledObject", "HorizontalPodAutoscaler", "ReferenceGrant"} & set(kinds)
+    assert the_plan.status is not None
+    ready = the_plan.status["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "KEDAMissing")
+    assert [(e.type, e.reason) for e in the_plan.events] == [("Warning", "KEDAMissing")]
+    later = plan(execute(observed, the_plan), None, seconds(30))
+    assert "KEDAMissing" not in [e.reason for e in later.events]  # once, not every tick
+
+
+def test_idle_track_moves_its_route_then_goes_to_zero_and_comes_back() -> None:
+    body = autoscaled(TO_ZERO)
+    observed = settle(replace(Observed(md=modeldeployment(body)), keda=True, activator_granted=True,
+                              pods=(stable_pod(True),)))
+    assert observed.md["status"]["serverless"]["readySince"] == "2026-11-25T12:00:00Z"
+    # Idle: the stable share moves to the activator; the pod stays until the gateway took the route.
+    observed = replace(observed, serverless_reading=ServerlessReading(at=seconds(60)))
+    the_plan = plan(observed, None, seconds(61))
+    route = applied_kind(the_plan, "HTTPRoute")
+    assert route is not None and [b["name"] for b in route["spec"]["rules"][0]["backendRefs"]] == [
+        "modelpilot-activator", "fraud-canary"]
+    # Forwarded to the Service `fraud` (stable pods only, with a ClusterIP; fraud-stable is headless).
+    assert route["spec"]["rules"][0]["filters"][0]["requestHeaderModifier"]["set"] == [
+        {"name": "x-modelpilot-upstream", "value": "10.96.0.10:80"},
+        {"name": "x-modelpilot-target", "value": "ml/fraud/stable"}]
+    assert applied_kind(the_plan, "ScaledObject") is None and the_plan.events == ()
+    # Accepted: the ScaledObject may now remove the last pod.
+    observed = accepted(execute(observed, the_plan))
+    the_plan = plan(observed, None, seconds(62))
+    assert applied(the_plan) == [("ScaledObject", "fraud")]
+    assert the_plan.apply[0]["spec"]["minReplicaCount"] == 0
+    observed = scaled_to(execute(observed, the_plan), 0)
+    the_plan = plan(observed, None, seconds(100))
+    assert [e.reason for e in the_plan.events] == ["ScaledToZero"] and applied(the_plan) == []
+    assert the_plan.status is not None and the_plan.status["serverless"]["scaledToZero"] is True
+    # A request at the activator: KEDA scales to one; requests stay held until the pod is Ready.
+    observed = scaled_to(execute(observed, the_plan), 1, ready=False)
+    the_plan = plan(observed, None, seconds(200))
+    assert the_plan.serverless is not None and [e.reason for e in the_plan.serverless.events] == ["Activated"]
+    assert "Activated" in [e.reason for e in the_plan.events]
+    assert applied(the_plan) == [("ScaledObject", "fraud")] and the_plan.apply[0]["spec"]["minReplicaCount"] == 1
+    observed = scaled_to(execute(observed, the_plan), 1)
+    the_plan = plan(observed, None, seconds(230))
+    route = applied_kind(the_plan, "HTTPRoute")
+    assert route is not None and route["spec"]["rules"][0]["backendRefs"][0]["name"] == "fraud-stable"

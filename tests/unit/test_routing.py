@@ -1,5 +1,6 @@
 """Routers: the replica rule, the HTTPRoute builder (weights, mirror, segment matches, the Cookie
-header pattern) and the gatewayAPI router's children (with the sticky BackendTrafficPolicy)."""
+header pattern, the stable share through the activator) and the gatewayAPI router's children (with
+the sticky BackendTrafficPolicy)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from modelpilot.api.models import GatewayAPI, RouteMatch, parse_spec
 from modelpilot.routing import RouteContext, Traffic, build_httproute, canary_replicas
-from modelpilot.routing.gateway import GatewayAPIRouter, cookie_pattern, route_matches
+from modelpilot.routing.base import Activator
+from modelpilot.routing.gateway import GatewayAPIRouter, activator_filter, cookie_pattern, on_activator, route_matches
 from modelpilot.routing.replicas import effective_weight
 from tests.unit.spec_cases import CONVERSIONS, GATEWAY, canary, experiment, spec
 
@@ -205,3 +207,70 @@ def test_gateway_router_child_refs_list_the_route_and_the_sticky_policy() -> Non
         ("gateway.networking.k8s.io/v1", "HTTPRoute", "fraud"),
         ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy", "fraud"),
     ]
+
+
+# -- scale to zero: the stable share through the activator -----------------------------------------
+ACTIVATOR = Activator(namespace="modelpilot-system", service="modelpilot-activator", port=8080,
+                      upstream="10.96.0.10:80", target="ml/fraud/stable")
+ACTIVATOR_REF = {"group": "", "kind": "Service", "name": "modelpilot-activator", "namespace": "modelpilot-system",
+                 "port": 8080}
+UPSTREAM = {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [
+    {"name": "x-modelpilot-upstream", "value": "10.96.0.10:80"},
+    {"name": "x-modelpilot-target", "value": "ml/fraud/stable"}]}}
+
+
+@pytest.mark.parametrize("weight", [0, 10])
+def test_httproute_through_the_activator(weight: int) -> None:
+    (split,) = build_httproute("fraud", "ml", OWNER, GATEWAY_API, weight, activator=ACTIVATOR)["spec"]["rules"]
+    assert split["backendRefs"] == [{**ACTIVATOR_REF, "weight": 100 - weight},
+                                    {"group": "", "kind": "Service", "name": "fraud-canary", "port": 80,
+                                     "weight": weight}]
+    assert split["filters"] == [UPSTREAM] == [activator_filter(ACTIVATOR)]
+
+
+def test_httproute_through_the_activator_keeps_a_mirror() -> None:
+    (split,) = build_httproute("fraud", "ml", OWNER, GATEWAY_API, 0, mirror_percent=5,
+                               activator=ACTIVATOR)["spec"]["rules"]
+    assert [f["type"] for f in split["filters"]] == ["RequestHeaderModifier", "RequestMirror"]
+
+
+def test_gateway_router_children_route_through_the_activator() -> None:
+    (route,) = GatewayAPIRouter().children(ctx(STEPS), Traffic(activator=ACTIVATOR))
+    assert backends(route["spec"]["rules"][0]) == [("modelpilot-activator", 100), ("fraud-canary", 0)]
+
+
+def live_route(refs: list[dict[str, Any]], conditions: dict[str, tuple[str, int]] | None,
+               generation: int = 3) -> dict[str, Any]:
+    """A route as the cache holds it: its backends and one parent's conditions (type -> status,
+    observedGeneration)."""
+    parents = [] if conditions is None else [{"parentRef": {"name": "gw"}, "conditions": [
+        {"type": kind, "status": status, "observedGeneration": seen} for kind, (status, seen) in conditions.items()]}]
+    return {"metadata": {"name": "fraud", "generation": generation},
+            "spec": {"rules": [{"backendRefs": refs}]}, "status": {"parents": parents}}
+
+
+STABLE_REF = {"group": "", "kind": "Service", "name": "fraud-stable", "port": 80, "weight": 100}
+ACCEPTED = {"Accepted": ("True", 3), "ResolvedRefs": ("True", 3)}
+ON_ACTIVATOR = [
+    ("accepted", live_route([{**ACTIVATOR_REF, "weight": 100}], ACCEPTED), True),
+    ("no-route", None, False),
+    ("stable-backend", live_route([STABLE_REF], ACCEPTED), False),
+    ("same-name-other-namespace", live_route([{**ACTIVATOR_REF, "namespace": "ml", "weight": 100}], ACCEPTED), False),
+    ("not-yet-seen", live_route([{**ACTIVATOR_REF, "weight": 100}], None), False),
+    ("accepted-an-older-generation", live_route([{**ACTIVATOR_REF, "weight": 100}],
+                                                {"Accepted": ("True", 2), "ResolvedRefs": ("True", 2)}), False),
+    ("refs-of-an-older-generation", live_route([{**ACTIVATOR_REF, "weight": 100}],
+                                               {"Accepted": ("True", 3), "ResolvedRefs": ("True", 2)}), False),
+    ("not-accepted", live_route([{**ACTIVATOR_REF, "weight": 100}],
+                                {"Accepted": ("False", 3), "ResolvedRefs": ("True", 3)}), False),
+    ("refs-unresolved", live_route([{**ACTIVATOR_REF, "weight": 100}],  # no ReferenceGrant yet
+                                   {"Accepted": ("True", 3), "ResolvedRefs": ("False", 3)}), False),
+    ("no-resolved-refs", live_route([{**ACTIVATOR_REF, "weight": 100}], {"Accepted": ("True", 3)}), False),
+]
+
+
+@pytest.mark.parametrize(("case", "route", "on"), ON_ACTIVATOR, ids=[c[0] for c in ON_ACTIVATOR])
+def test_on_activator_only_once_the_gateway_took_that_generation(case: str, route: dict[str, Any] | None,
+                                                                  on: bool) -> None:
+    assert on_activator(route, ACTIVATOR) is on
+

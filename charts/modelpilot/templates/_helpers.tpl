@@ -45,6 +45,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: modelpilot
 {{- end -}}
 
+{{/* The activator's Deployment and Service: "<fullname>-activator", at most 63 characters. */}}
+{{- define "modelpilot.activatorName" -}}
+{{- printf "%s-activator" (include "modelpilot.fullname" . | trunc 53 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "modelpilot.activatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelpilot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: activator
+{{- end -}}
+
+{{- define "modelpilot.activatorLabels" -}}
+helm.sh/chart: {{ include "modelpilot.chart" . }}
+{{ include "modelpilot.activatorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelpilot
+{{- end -}}
+
+{{/* The activator's proxy behind its Service: MODELPILOT_ACTIVATOR_PORT of the operator. */}}
+{{- define "modelpilot.activatorServicePort" -}}80{{- end -}}
+
 {{- define "modelpilot.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "modelpilot.fullname" .) .Values.serviceAccount.name -}}

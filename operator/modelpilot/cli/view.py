@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modelpilot.cli.experiment_view import experiment_table, plain_words, stage_text, step_text, weight_note
+from modelpilot.cli.serverless_view import serverless_section
 
 # track -> metric -> value (None: no data)
 Live = Mapping[str, Mapping[str, float | None]]
@@ -121,6 +122,8 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
     parts: list[Any] = [_head(md, now)]
     if live:
         parts.append(_live_table(md, live))
+    if (zero := serverless_section(md, now)) is not None:
+        parts.append(zero)
     canary = status.get("canary") or {}
     analyses = canary.get("analyses") or []
     if analyses and latest_only:

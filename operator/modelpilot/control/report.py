@@ -19,11 +19,22 @@ from modelpilot.control.serverless import ServerlessPart
 from modelpilot.resources.labels import scale_selector
 from modelpilot.rollout.machine import CanaryState, Event
 from modelpilot.rollout.state import to_status
-from modelpilot.status import READY, Condition, Observation, assess, merge_conditions, status_patch, transitions
+from modelpilot.status import (
+    PROGRESSING,
+    READY,
+    Condition,
+    Observation,
+    assess,
+    merge_conditions,
+    status_patch,
+    transitions,
+)
 
 # Ready reasons that deserve a Warning Event rather than a Normal one.
 WARNING_REASONS = frozenset({"InvalidSpec", "InvalidStatus", "InsufficientAccelerator", "Unschedulable",
                              "NameConflict", "KEDAMissing"})
+# Ready reasons of scale to zero: its own Events (ScaledToZero, Activated) already say so.
+SERVERLESS_READY = frozenset({"ScaledToZero", "Activating"})
 KEDA_MISSING = ("autoscaling needs KEDA, and its ScaledObject CRD (scaledobjects.keda.sh) is not installed: "
                 "the Deployment keeps the replicas it has until KEDA is installed")
 
@@ -61,6 +72,13 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
     if serverless is not None and serverless.keda_missing and obs.invalid_spec is None and obs.conflict is None:
         result = replace(result, phase="Degraded" if result.phase == "Ready" else result.phase, conditions=tuple(
             Condition(READY, False, "KEDAMissing", KEDA_MISSING) if c.type == READY else c
+            for c in result.conditions))
+    elif serverless is not None and serverless.ready is not None and obs.rollout is None and \
+            obs.invalid_spec is None and obs.conflict is None:
+        reason, message = serverless.ready
+        result = replace(result, phase="Ready", conditions=tuple(
+            Condition(READY, True, reason, message) if c.type == READY else
+            Condition(PROGRESSING, False, reason, message) if c.type == PROGRESSING else c
             for c in result.conditions))
     extra = drift.conditions if drift is not None else carried_conditions(stored.conditions)
     conditions = merge_conditions(stored.conditions, (*result.conditions, *extra), obs.generation, now)
@@ -100,5 +118,6 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
         Event("Warning" if cond["reason"] in WARNING_REASONS else "Normal", cond["reason"],
               cond["message"] or cond["reason"])
         for cond in transitions(previous, conditions)
-        if cond["type"] == "Ready" and obs.rollout is None and not (new and cond["reason"] == "Pending"))
+        if cond["type"] == "Ready" and obs.rollout is None and not (new and cond["reason"] == "Pending")
+        and cond["reason"] not in SERVERLESS_READY)
     return StatusPlan(patch, events, result.phase, (ready["status"], ready["reason"]))

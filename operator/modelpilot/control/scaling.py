@@ -34,8 +34,10 @@ def stable_track(observed: Observed) -> Track:
 
 
 def activator_for(observed: Observed, scaling: ScalingSettings) -> Activator | None:
-    """The activator as the route's stable backend, or None while the stable Service has no ClusterIP."""
-    service = observed.child("v1", "Service", service_name(observed.name, "stable")) or {}
+    """The activator as the route's stable backend, or None while the Service `<name>` has no
+    ClusterIP. The activator forwards to that one: with Gateway API routing (which scale to zero
+    needs) it selects the stable pods only, and `<name>-stable` is headless (no ClusterIP ever)."""
+    service = observed.child("v1", "Service", service_name(observed.name)) or {}
     ip = (service.get("spec") or {}).get("clusterIP")
     if not ip or ip == "None":
         return None

@@ -58,7 +58,7 @@ class ServerlessInputs:
     track: Track
     canary_in_flight: bool
     keda: bool  # the ScaledObject CRD is installed
-    upstream_known: bool  # the stable Service has a ClusterIP the activator can forward to
+    upstream_known: bool  # the Service `<name>` (stable pods only) has a ClusterIP the activator can forward to
     route_on_activator: bool  # the live route sends the stable share to the activator, accepted
     reading: ServerlessReading | None
     read_every: float
@@ -73,6 +73,9 @@ class ServerlessPart:
     next_at: dt.datetime | None = None  # when a tick is needed (the idle deadline)
     read_at: dt.datetime | None = None  # when the next Prometheus reading is due; None: none needed
     keda_missing: bool = False
+    # (reason, message) of a Ready condition that says more than the Deployment does: at zero, or
+    # waking from it, the model answers (its requests wait at the activator).
+    ready: tuple[str, str] | None = None
 
 
 def parse_time(value: Any) -> dt.datetime | None:
@@ -108,16 +111,21 @@ def replica_history(stored: Sequence[Mapping[str, Any]], pods: int, now: dt.date
 
 def _cold_starts(stored: Mapping[str, Any], reading: ServerlessReading | None) -> tuple[list[float], int | None]:
     """The cold starts kept, with the activator's latest one added when its count moved (a count
-    lower than the stored one is a restarted activator)."""
+    lower than the stored one is a restarted activator). The count moves when an activation
+    starts, the cold-start gauge when it ends: a moved count is taken (with the gauge) only once
+    the gauge shows a new value, never the previous activation's again."""
     kept = [float(v) for v in stored.get("coldStarts") or [] if isinstance(v, int | float)]
     seen = stored.get("activations") if isinstance(stored.get("activations"), int) else None
     if reading is None or reading.error is not None or reading.activations is None:
         return kept, seen
     count = reading.activations
     moved = count > (seen or 0) or (seen is not None and count < seen and count > 0)
-    if moved and reading.cold_start is not None:
-        kept = [*kept, round(reading.cold_start, 3)][-COLD_STARTS_KEPT:]
-    return kept, count
+    if not moved:
+        return kept, count
+    measured = None if reading.cold_start is None else round(reading.cold_start, 3)
+    if measured is None or (kept and measured == kept[-1]):
+        return kept, seen  # still activating (or abandoned): counted with the next measurement
+    return [*kept, measured][-COLD_STARTS_KEPT:], count
 
 
 def _transitions(stored: Mapping[str, Any], track: Track, at_zero: bool, after: float,
@@ -151,7 +159,10 @@ def serverless_part(inputs: ServerlessInputs, now: dt.datetime) -> ServerlessPar
     clock = _latest(ready_since, last_request) if ready_since is not None else None
     deadline = clock + dt.timedelta(seconds=after) if clock is not None else None
     idle = deadline is not None and now >= deadline and fresh is not None and fresh.at >= deadline
-    hold = inputs.canary_in_flight or not inputs.keda or not (at_zero or (idle and inputs.route_on_activator))
+    # Released once KEDA has set the Deployment to zero, also while its last pod goes: holding it
+    # again then (its pod no longer Ready stops the clock) would scale it straight back up.
+    released = track.replicas == 0 or (idle and inputs.route_on_activator)
+    hold = inputs.canary_in_flight or not inputs.keda or not released
     via_activator = inputs.keda and inputs.upstream_known and not inputs.canary_in_flight and \
         (at_zero or idle or track.ready == 0)
     events, times = _transitions(stored, track, at_zero, after, now)
@@ -181,4 +192,13 @@ def serverless_part(inputs: ServerlessInputs, now: dt.datetime) -> ServerlessPar
         hold=hold, via_activator=via_activator,
         status={k: v for k, v in status.items() if v is not None},
         events=tuple(events), next_at=deadline if deadline is not None and not idle else None,
-        read_at=read_at, keda_missing=not inputs.keda)
+        read_at=read_at, keda_missing=not inputs.keda, ready=_ready(status, track, at_zero, via_activator))
+
+
+def _ready(status: Mapping[str, Any], track: Track, at_zero: bool, via_activator: bool) -> tuple[str, str] | None:
+    if at_zero:
+        return "ScaledToZero", "idle: no pod runs; a request is held by the activator and wakes the model"
+    activated, zeroed = parse_time(status.get("lastActivationTime")), parse_time(status.get("lastScaledToZeroTime"))
+    if via_activator and track.ready == 0 and activated is not None and (zeroed is None or activated >= zeroed):
+        return "Activating", "scaling from zero: requests are held by the activator until a pod is Ready"
+    return None
