@@ -33,7 +33,8 @@ KUBE_PROXY_NODE = "cpu-1"
 XDS_CERT_DIR = Path("/certs")
 # Envoy Gateway listens on these on every address of the namespace (its controller-runtime
 # metrics on :8080 cannot be moved), so a pod IP cannot take them: test-bed pods serve on 8000.
-RESERVED_PORTS = frozenset({8080, 8081, 9443, 18000, 18002, 19003, GATEWAY_PORT, EG_ADMIN_PORT})
+# KEDA's adapter serves its /metrics on every address too (19669, hack/keda.py ADAPTER_METRICS_PORT).
+RESERVED_PORTS = frozenset({8080, 8081, 9443, 18000, 18002, 19003, GATEWAY_PORT, EG_ADMIN_PORT, 19669})
 POD_PORT = 8000
 # A pod whose template sets this env variable to "process" is made Running but not Ready by KWOK
 # (hack/testbed.py kwok_stages): its readiness is the e2e bridge's to give, from the real process's

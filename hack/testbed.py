@@ -32,9 +32,10 @@ import yaml
 
 # The siblings, whichever way this file runs (no sys.path edits either way):
 if __package__:  # the module hack.testbed: imported, or `python -m hack.testbed` from the root
-    from hack import dataplane, netns
+    from hack import dataplane, keda, netns
 else:  # the script `python hack/testbed.py`: Python puts its directory, hack/, first on sys.path
     import dataplane
+    import keda
     import netns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -285,6 +286,7 @@ class Cluster:
         self._ensure_nodes()
         if self.dataplane:
             dataplane.start(self, start_background=start_background, envoy_version=versions()["ENVOY_VERSION"])
+            keda.start(self, start_background=start_background)
         log(f"cluster {self.name} ready in {time.monotonic() - started:.1f}s; "
             f"export KUBECONFIG={self.kubeconfig}")
 
@@ -293,6 +295,7 @@ class Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         policy = self.workdir / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        kwok_ca = self.cluster_dir / "pki" / "ca.crt"  # written by kwokctl before it starts the API server
         config = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
@@ -317,7 +320,18 @@ class Cluster:
                 {"name": "kube-apiserver",
                  "extraArgs": [{"key": "advertise-address", "value": "127.0.0.1"},
                                # A /16 leaves room for thousands of Services (scale tests).
-                               {"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR}]},
+                               {"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR},
+                               # Aggregated APIs (KEDA's external metrics) are reached at their
+                               # EndpointSlice address: no kube-proxy is needed for them.
+                               {"key": "enable-aggregator-routing", "value": "true"},
+                               # The aggregator proxies with kwokctl's admin certificate: trusting the
+                               # headers it sends, an aggregated API sees (and authorizes) the real caller.
+                               {"key": "requestheader-client-ca-file", "value": str(kwok_ca)},
+                               # The CA signs every client certificate too: only that one may proxy.
+                               {"key": "requestheader-allowed-names", "value": "kwok-admin"},
+                               {"key": "requestheader-username-headers", "value": "X-Remote-User"},
+                               {"key": "requestheader-group-headers", "value": "X-Remote-Group"},
+                               {"key": "requestheader-extra-headers-prefix", "value": "X-Remote-Extra-"}]},
                 # The defaults (20 requests/s, 5 concurrent syncs) suit a small cluster; at a
                 # thousand Deployments the controllers, not the system under test, would be the
                 # bottleneck of every scale measurement.
@@ -326,7 +340,9 @@ class Cluster:
                                {"key": "kube-api-qps", "value": "300"},
                                {"key": "kube-api-burst", "value": "600"},
                                {"key": "concurrent-deployment-syncs", "value": "20"},
-                               {"key": "concurrent-replicaset-syncs", "value": "20"}]},
+                               {"key": "concurrent-replicaset-syncs", "value": "20"},
+                               # HPAs (KEDA's among them) act within seconds, not the default 15 s.
+                               {"key": "horizontal-pod-autoscaler-sync-period", "value": "5s"}]},
             ],
         }
         config_path = self.workdir / "kwokctl.yaml"

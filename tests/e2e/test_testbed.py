@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from hack import netns, testbed
+from hack import keda, netns, testbed
 from tests.e2e.support import ClusterHandle, wait_for
 
 A100 = "NVIDIA-A100-SXM4-80GB"
@@ -236,3 +236,81 @@ def test_cluster_down_leaves_nothing(local_cluster: ClusterHandle, tmp_path: Pat
     assert not [p for p in pids if testbed._alive(p)]
     assert not [p for p in listening if testbed.port_is_open(p)]
     assert not (tmp_path / "second").exists()
+
+
+class _DemandServer(http.server.ThreadingHTTPServer):
+    """Serves the gauge `keda_probe_demand` with the value the test sets in `demand`."""
+
+    demand = 0.0
+
+
+class _DemandHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        demand = self.server.demand if isinstance(self.server, _DemandServer) else 0.0
+        body = f"# TYPE keda_probe_demand gauge\nkeda_probe_demand {demand}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def demand_server() -> Iterator[_DemandServer]:
+    server = _DemandServer(("127.0.0.1", 0), _DemandHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def test_keda_scales_a_deployment_from_zero_and_back(local_cluster: ClusterHandle, core: client.CoreV1Api,
+                                                     apps: client.AppsV1Api, custom: client.CustomObjectsApi,
+                                                     namespace: str, demand_server: _DemandServer,
+                                                     tmp_path: Path) -> None:
+    """KEDA's operator takes a Deployment 0 -> 1 when a Prometheus query rises and back to 0 when it
+    falls; in between the HPA it owns scales 1 -> 3 through the external metrics API (aggregator)."""
+    service = json.loads(local_cluster.kubectl("get", "apiservice", keda.API_SERVICE, "-o", "json").stdout)
+    assert {"type": "Available", "status": "True"}.items() <= next(
+        c for c in service["status"]["conditions"] if c["type"] == "Available").items()
+    target = f"127.0.0.1:{demand_server.server_address[1]}"
+    with testbed.prometheus(testbed.scrape_config([(target, {})]), tmp_path) as prom:
+        wait_for(lambda: prom.query("keda_probe_demand"), timeout=30, what="the scraped demand")
+        apps.create_namespaced_deployment(namespace, deployment("web", replicas=0))
+        custom.create_namespaced_custom_object("keda.sh", "v1alpha1", namespace, "scaledobjects", {
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"name": "web"}, "minReplicaCount": 0, "maxReplicaCount": 3,
+                     "pollingInterval": 1, "cooldownPeriod": 5,
+                     "triggers": [{"type": "prometheus", "metadata": {
+                         "serverAddress": prom.url, "query": "max(keda_probe_demand)",
+                         "threshold": "1", "activationThreshold": "0.5"}}]}})
+
+        def scaled_object_ready() -> bool:
+            so = custom.get_namespaced_custom_object("keda.sh", "v1alpha1", namespace, "scaledobjects", "web")
+            conditions = so.get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        wait_for(scaled_object_ready, timeout=60, what="the ScaledObject Ready")
+        hpas = wait_for(lambda: client.AutoscalingV2Api(apps.api_client).list_namespaced_horizontal_pod_autoscaler(
+            namespace).items, timeout=30, what="KEDA's HPA")
+        metric_name = hpas[0].spec.metrics[0].external.metric.name
+        assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
+
+        def running(n: int) -> bool:
+            pods = [p for p in pods_of(core, namespace, "web") if p.metadata.deletion_timestamp is None]
+            return apps.read_namespaced_deployment("web", namespace).spec.replicas == n and len(pods) == n \
+                and all(ready(p) for p in pods)
+
+        demand_server.demand = 1.0
+        wait_for(lambda: running(1), timeout=60, what="0 -> 1 replica (KEDA's activation)")
+        demand_server.demand = 3.0
+        wait_for(lambda: running(3), timeout=90, what="1 -> 3 replicas (the HPA on the external metric)")
+        path = (f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric_name}"
+                "?labelSelector=scaledobject.keda.sh%2Fname%3Dweb")
+        metric = json.loads(local_cluster.kubectl("get", "--raw", path).stdout)
+        assert float(metric["items"][0]["value"]) == 3.0
+        demand_server.demand = 0.0
+        wait_for(lambda: running(0), timeout=60, what="back to 0 replicas after the cooldown")
