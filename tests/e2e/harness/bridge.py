@@ -175,6 +175,11 @@ class PodProcessBridge:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def processes_left(self) -> int:
+        """Processes running or still stopping (a deleted pod's process drains for up to `grace`)."""
+        with self._lock:
+            return len(self._processes) + sum(1 for p in self._stopping if not p.stopped)
+
     def registry(self) -> dict[str, ProcessInfo]:
         """Pod name -> its process (track, port, state, live, ready, reason, pid, log dir)."""
         with self._lock:
