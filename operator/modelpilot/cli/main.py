@@ -1,5 +1,6 @@
 """`modelpilot` command: `operator` runs the operator; `serve`, `fetch` and `profile` are the
-model-server runtime (they need the `[server]` extra, imported only inside those subcommands)."""
+model-server runtime and `activator` holds requests for models at zero (they need the `[server]`
+extra, imported only inside those subcommands)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import sys
 
+from modelpilot.activator.command import add_activator_command
 from modelpilot.cli.batch import add_batch_command
 from modelpilot.cli.profile import add_profile_command
 from modelpilot.settings import ENV_PREFIX, OperatorSettings
@@ -156,6 +158,7 @@ def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     fetch.set_defaults(func=_fetch)
     add_profile_command(sub)
     add_batch_command(sub)
+    add_activator_command(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

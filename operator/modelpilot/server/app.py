@@ -149,7 +149,11 @@ class InferenceApp:
             return
         if path.startswith("/v2/models/") and path.endswith("/infer"):
             # Counted: a client sending inference traffic to the wrong model name is an error.
-            await self._infer.error(send, time.perf_counter(), 404, self._unknown_model(path))
+            self.metrics.request_started()
+            try:
+                await self._infer.error(send, time.perf_counter(), 404, self._unknown_model(path))
+            finally:
+                self.metrics.request_finished()
             return
         route = self._routes.get(path)
         if route is None:

@@ -83,6 +83,13 @@ class InferHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        self.metrics.request_started()
+        try:
+            await self._answer(scope, receive, send, started)
+        finally:
+            self.metrics.request_finished()
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         sent: list[int] = []
 
         async def tracked(message: dict[str, Any]) -> None:

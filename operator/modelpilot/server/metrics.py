@@ -2,7 +2,9 @@
 
 `modelpilot_requests_total{model_deployment, model, version, revision, track, code}` and
 `modelpilot_request_duration_seconds` (histogram, same labels); `modelpilot_predictions_total` counts
-the predicted rows of successful inferences by `bin` instead of `code` (`modelpilot.server.predictions`).
+the predicted rows of successful inferences by `bin` instead of `code` (`modelpilot.server.predictions`);
+`modelpilot_requests_in_flight` and `modelpilot_last_request_timestamp_seconds` (gauges without `code`)
+tell an idle server from a busy one (scale-to-zero).
 Label values come from the pod's environment; Prometheus adds `namespace` and `pod` at scrape.
 The drift gauges go to the same registry (`modelpilot.server.drift_metrics`).
 """
@@ -10,6 +12,7 @@ The drift gauges go to the same registry (`modelpilot.server.drift_metrics`).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -86,7 +89,22 @@ class RequestMetrics:
             PREDICTION_LABELS,
             registry=self.registry,
         )
+        in_flight = Gauge(
+            "modelpilot_requests_in_flight",
+            "Inference requests being processed now.",
+            BASE_LABELS,
+            registry=self.registry,
+        )
+        last_request = Gauge(
+            "modelpilot_last_request_timestamp_seconds",
+            "Unix time of the last inference request's arrival (0: none yet).",
+            BASE_LABELS,
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
+        # The labels never change in a process: resolved once, so the hot path skips labels().
+        self._in_flight = in_flight.labels(*self._base())
+        self._last_request = last_request.labels(*self._base())
         # Children are resolved once per status code: labels() takes a lock and builds a tuple.
         self._children: dict[int, tuple[MetricWrapperBase, MetricWrapperBase]] = {}
         self._binner = PredictionBinner()
@@ -95,6 +113,14 @@ class RequestMetrics:
 
     def _base(self) -> tuple[str, str, str, str, str]:
         return self.labels.values()
+
+    def request_started(self) -> None:
+        """An inference request arrived: in flight until `request_finished`."""
+        self._last_request.set(time.time())
+        self._in_flight.inc()
+
+    def request_finished(self) -> None:
+        self._in_flight.dec()
 
     def observe(self, code: int, seconds: float) -> None:
         children = self._children.get(code)
