@@ -70,12 +70,12 @@ def serving_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
     return [d for d in find(docs, kind) if not leader_election(d) and not activator_grants(d)]
 
 
-def assert_restricted_pod(deployment: dict[str, Any], leader: bool = True) -> None:
+def assert_restricted_pod(deployment: dict[str, Any], operator: bool = True) -> None:
     # Two replicas, one acting (leader election); a rolling update is safe with a Lease.
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
                                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    if leader:
+    if operator:
         assert container_env(deployment)["MODELPILOT_LEADER_ELECTION"] == "true"
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -86,10 +86,13 @@ def assert_restricted_pod(deployment: dict[str, Any], leader: bool = True) -> No
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    if not operator:  # the activator: probes on its metrics port
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        return
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
-    assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
 # ------------------------------------------------------------------------------------- lint, schema
@@ -181,7 +184,7 @@ def test_default_values_render_cluster_wide_mode_accepted_by_the_api_server(
     (grants_role,) = [d for d in find(docs, "Role") if activator_grants(d)]
     assert grants_role["metadata"]["namespace"] == namespace
     assert {res for r in rules_of(grants_role) for res in r["resources"]} == {"referencegrants"}
-    assert_restricted_pod(one(docs, "Deployment", of="activator"), leader=False)
+    assert_restricted_pod(one(docs, "Deployment", of="activator"), operator=False)
     # Cluster-scoped names carry the release name and namespace: two installs never collide.
     for doc in find(docs, "ClusterRole") + find(docs, "ClusterRoleBinding"):
         assert release in doc["metadata"]["name"] and namespace in doc["metadata"]["name"]
