@@ -54,6 +54,9 @@ class Serverless:
     def get(self) -> dict[str, Any]:
         return self.env.get()
 
+    def canary(self) -> dict[str, Any]:
+        return self.env.canary()
+
     def serverless(self) -> dict[str, Any]:
         return dict((self.get().get("status") or {}).get("serverless") or {})
 
@@ -228,6 +231,28 @@ def test_without_keda_crds_keda_missing_then_recovers(serverless: Serverless) ->
         keda.install_crds(s.cluster)
     mdep.wait_condition(s.env.custom, s.namespace, NAME, "Ready", "True", timeout=120)
     wait_for(lambda: _scaledobject(s), timeout=60, what="the ScaledObject after KEDA is installed")
+
+
+def test_a_canary_keeps_both_tracks_up_then_scale_to_zero_resumes(serverless: Serverless) -> None:
+    """A new version while at zero wakes the stable track; while the canary is in flight both
+    tracks keep a pod (the ScaledObject's minReplicaCount is 1); after promotion the track goes to
+    zero again."""
+    s = serverless
+    _start(s)
+    s.wait_zero()
+    s.env.set_version("v2", s.env.model("good2"))
+    s.env.wait_canary(lambda c: c.get("state") == "Progressing", "the canary started")
+    wait_for(lambda: s.replicas()[0] >= 1 and s.env.deployment(f"{NAME}-canary").spec.replicas >= 1,
+             timeout=90, what="a stable and a canary pod")
+    assert (_scaledobject(s) or {})["spec"]["minReplicaCount"] == 1
+    until = time.monotonic() + 25  # longer than scaleToZeroAfter: the idle clock does not run
+    while time.monotonic() < until and s.canary().get("state") == "Progressing":
+        assert s.replicas()[0] >= 1, "the stable track went to zero during the canary"
+        time.sleep(1)
+    s.env.annotate("promote")
+    s.env.wait_stable("v2")
+    s.wait_zero(timeout=150)
+    assert (_scaledobject(s) or {})["spec"]["minReplicaCount"] == 0
 
 
 def test_cold_starts_over_repeated_activations(serverless: Serverless) -> None:
