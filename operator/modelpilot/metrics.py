@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from modelpilot.times import parse_time
 
 RECONCILES = Counter("modelpilot_reconciles_total", "Reconciles of ModelDeployments, by result.", ["result"])
 RECONCILE_SECONDS = Histogram("modelpilot_reconcile_duration_seconds", "Duration of one reconcile.",
@@ -111,9 +112,9 @@ def forget_batch(namespace: str, name: str) -> None:
 def record_serverless(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """status.serverless as written (camelCase, RFC 3339 times)."""
     SCALED_TO_ZERO.labels(namespace, name).set(1 if status.get("scaledToZero") else 0)
-    last = status.get("lastRequestTime")
-    if isinstance(last, str):
-        LAST_REQUEST.labels(namespace, name).set(dt.datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp())
+    last = parse_time(status.get("lastRequestTime"))
+    if last is not None:
+        LAST_REQUEST.labels(namespace, name).set(last.timestamp())
     for statistic, key in (("last", "lastColdStartSeconds"), ("p50", "p50ColdStartSeconds")):
         if isinstance(status.get(key), int | float):
             COLD_START.labels(namespace, name, statistic).set(status[key])

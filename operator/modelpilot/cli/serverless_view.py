@@ -20,21 +20,11 @@ from rich.table import Table
 from rich.text import Text
 
 from modelpilot.cli.experiment_view import short
+from modelpilot.times import parse_time
 
 WINDOW = dt.timedelta(hours=24)  # what replicaHistory keeps
 
 Samples = Sequence[tuple[dt.datetime, int]]
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """An RFC 3339 time of the status (a naive one is UTC); None when absent or unreadable."""
-    if not isinstance(value, str | dt.datetime):
-        return None
-    try:
-        then = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return then if then.tzinfo is not None else then.replace(tzinfo=dt.UTC)
 
 
 def history_of(raw: Any) -> list[tuple[dt.datetime, int]]:

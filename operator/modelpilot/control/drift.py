@@ -17,6 +17,7 @@ from modelpilot.analysis.drift_judge import CONCEPT_DRIFT, DATA_DRIFT, DriftRepo
 from modelpilot.api.monitoring import DriftMonitoring
 from modelpilot.rollout.machine import Event
 from modelpilot.status import Condition
+from modelpilot.times import parse_time
 
 DRIFT_CONDITIONS = (DATA_DRIFT, CONCEPT_DRIFT)
 _STATUS = {"True": True, "False": False}
@@ -54,15 +55,6 @@ class DriftPart:
 def every_seconds(settings: DriftMonitoring) -> float:
     """A quarter of the window, between 5 s and 5 min: drift shows within about a window."""
     return min(300.0, max(5.0, settings.window_seconds / 4))
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _stored(conditions: list[dict[str, Any]]) -> dict[str, Condition]:
@@ -110,7 +102,7 @@ def drift_part(settings: DriftMonitoring, current: dict[str, Any], outcome: Drif
         status = previous
         if outcome is not None:  # the read failed: conditions kept, the failure shown
             status = unavailable(settings, outcome.error or "unknown error", outcome.at, previous)
-    evaluated = _parse_time((status or {}).get("lastEvaluated"))
+    evaluated = parse_time((status or {}).get("lastEvaluated"))
     next_at = now if evaluated is None else evaluated + dt.timedelta(seconds=every_seconds(settings))
     detected = [c for c in conditions if c.status is True]
     hold = None

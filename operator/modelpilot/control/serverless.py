@@ -21,6 +21,7 @@ from typing import Any
 
 from modelpilot.api.serving import Autoscaling
 from modelpilot.rollout.machine import Event
+from modelpilot.times import parse_time, stamp
 
 COLD_STARTS_KEPT = 20
 HISTORY_KEPT = 200
@@ -78,17 +79,8 @@ class ServerlessPart:
     ready: tuple[str, str] | None = None
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _stamp(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if value is None else stamp(value)
 
 
 def _latest(*times: dt.datetime | None) -> dt.datetime | None:
