@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -171,9 +172,19 @@ def test_httproute_round_trip(cluster: ClusterHandle, custom: client.CustomObjec
     assert read["spec"]["hostnames"] == ["fraud.example.com"]
 
 
-class _MetricsHandler(http.server.BaseHTTPRequestHandler):
+class _GaugeServer(http.server.ThreadingHTTPServer):
+    """Serves one gauge in the Prometheus text format; a test may change `value` meanwhile."""
+
+    def __init__(self, series: str, value: float) -> None:
+        super().__init__(("127.0.0.1", 0), _GaugeHandler)
+        self.series, self.value = series, value
+
+
+class _GaugeHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = b"# TYPE testbed_answer gauge\ntestbed_answer{kind=\"probe\"} 42\n"
+        assert isinstance(self.server, _GaugeServer)
+        name = self.server.series.split("{", 1)[0]
+        body = f"# TYPE {name} gauge\n{self.server.series} {self.server.value}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(body)))
@@ -184,13 +195,20 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def metrics_target() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
+@contextlib.contextmanager
+def _serving(server: _GaugeServer) -> Iterator[_GaugeServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server.server_address[1]
-    server.shutdown()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def metrics_target() -> Iterator[int]:
+    with _serving(_GaugeServer('testbed_answer{kind="probe"}', 42)) as server:
+        yield server.server_address[1]
 
 
 def test_prometheus_helper_scrapes_and_answers(metrics_target: int, tmp_path: Path) -> None:
@@ -238,38 +256,16 @@ def test_cluster_down_leaves_nothing(local_cluster: ClusterHandle, tmp_path: Pat
     assert not (tmp_path / "second").exists()
 
 
-class _DemandServer(http.server.ThreadingHTTPServer):
-    """Serves the gauge `keda_probe_demand` with the value the test sets in `demand`."""
-
-    demand = 0.0
-
-
-class _DemandHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        demand = self.server.demand if isinstance(self.server, _DemandServer) else 0.0
-        body = f"# TYPE keda_probe_demand gauge\nkeda_probe_demand {demand}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def demand_server() -> Iterator[_DemandServer]:
-    server = _DemandServer(("127.0.0.1", 0), _DemandHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
+def demand_server() -> Iterator[_GaugeServer]:
+    """The gauge `keda_probe_demand`, with the value the test sets in `value`."""
+    with _serving(_GaugeServer("keda_probe_demand", 0.0)) as server:
+        yield server
 
 
 def test_keda_scales_a_deployment_from_zero_and_back(local_cluster: ClusterHandle, core: client.CoreV1Api,
                                                      apps: client.AppsV1Api, custom: client.CustomObjectsApi,
-                                                     namespace: str, demand_server: _DemandServer,
+                                                     namespace: str, demand_server: _GaugeServer,
                                                      tmp_path: Path) -> None:
     """KEDA's operator takes a Deployment 0 -> 1 when a Prometheus query rises and back to 0 when it
     falls; in between the HPA it owns scales 1 -> 3 through the external metrics API (aggregator)."""
@@ -304,13 +300,13 @@ def test_keda_scales_a_deployment_from_zero_and_back(local_cluster: ClusterHandl
             return apps.read_namespaced_deployment("web", namespace).spec.replicas == n and len(pods) == n \
                 and all(ready(p) for p in pods)
 
-        demand_server.demand = 1.0
+        demand_server.value = 1.0
         wait_for(lambda: running(1), timeout=60, what="0 -> 1 replica (KEDA's activation)")
-        demand_server.demand = 3.0
+        demand_server.value = 3.0
         wait_for(lambda: running(3), timeout=90, what="1 -> 3 replicas (the HPA on the external metric)")
         path = (f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric_name}"
                 "?labelSelector=scaledobject.keda.sh%2Fname%3Dweb")
         metric = json.loads(local_cluster.kubectl("get", "--raw", path).stdout)
         assert float(metric["items"][0]["value"]) == 3.0
-        demand_server.demand = 0.0
+        demand_server.value = 0.0
         wait_for(lambda: running(0), timeout=60, what="back to 0 replicas after the cooldown")
