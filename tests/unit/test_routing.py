@@ -240,13 +240,14 @@ def test_gateway_router_children_route_through_the_activator() -> None:
 
 
 def live_route(refs: list[dict[str, Any]], conditions: dict[str, tuple[str, int]] | None,
-               generation: int = 3) -> dict[str, Any]:
-    """A route as the cache holds it: its backends and one parent's conditions (type -> status,
-    observedGeneration)."""
-    parents = [] if conditions is None else [{"parentRef": {"name": "gw"}, "conditions": [
+               generation: int = 3, gateways: tuple[str, ...] = ("gw",)) -> dict[str, Any]:
+    """A route as the cache holds it, attached to `gateways`: its backends and the first gateway's
+    conditions (type -> status, observedGeneration)."""
+    parents = [] if conditions is None else [{"parentRef": {"name": "gw", "namespace": "ml"}, "conditions": [
         {"type": kind, "status": status, "observedGeneration": seen} for kind, (status, seen) in conditions.items()]}]
-    return {"metadata": {"name": "fraud", "generation": generation},
-            "spec": {"rules": [{"backendRefs": refs}]}, "status": {"parents": parents}}
+    return {"metadata": {"name": "fraud", "namespace": "ml", "generation": generation},
+            "spec": {"parentRefs": [{"name": gw} for gw in gateways], "rules": [{"backendRefs": refs}]},
+            "status": {"parents": parents}}
 
 
 STABLE_REF = {"group": "", "kind": "Service", "name": "fraud-stable", "port": 80, "weight": 100}
@@ -266,6 +267,7 @@ ON_ACTIVATOR = [
     ("refs-unresolved", live_route([{**ACTIVATOR_REF, "weight": 100}],  # no ReferenceGrant yet
                                    {"Accepted": ("True", 3), "ResolvedRefs": ("False", 3)}), False),
     ("no-resolved-refs", live_route([{**ACTIVATOR_REF, "weight": 100}], {"Accepted": ("True", 3)}), False),
+    ("one-of-two-gateways", live_route([{**ACTIVATOR_REF, "weight": 100}], ACCEPTED, gateways=("gw", "edge")), False),
 ]
 
 

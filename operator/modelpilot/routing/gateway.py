@@ -42,23 +42,27 @@ def activator_filter(activator: Activator) -> dict[str, Any]:
 
 
 def on_activator(route: Mapping[str, Any] | None, activator: Activator) -> bool:
-    """Whether the live route sends its stable share to the activator and the gateway has accepted
-    (and resolved) exactly that generation."""
+    """Whether the live route sends its stable share to the activator and every gateway it is
+    attached to has accepted (and resolved) exactly that generation."""
     if not route:
         return False
-    rules = (route.get("spec") or {}).get("rules") or []
-    refs = [ref for rule in rules for ref in rule.get("backendRefs") or []]
+    spec, meta = route.get("spec") or {}, route.get("metadata") or {}
+    refs = [ref for rule in spec.get("rules") or [] for ref in rule.get("backendRefs") or []]
     if not any(ref.get("name") == activator.service and ref.get("namespace") == activator.namespace for ref in refs):
         return False
-    generation = (route.get("metadata") or {}).get("generation")
-    parents = ((route.get("status") or {}).get("parents")) or []
-    for parent in parents:
+
+    def key(ref: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+        return ref.get("name"), ref.get("namespace") or meta.get("namespace"), ref.get("sectionName")
+
+    def programmed(parent: Mapping[str, Any]) -> bool:
         conditions = {c.get("type"): c for c in parent.get("conditions") or []}
-        if all((conditions.get(kind) or {}).get("status") == "True" and
-               (conditions.get(kind) or {}).get("observedGeneration") == generation
-               for kind in ("Accepted", "ResolvedRefs")):
-            return True
-    return False
+        return all((conditions.get(kind) or {}).get("status") == "True" and
+                   (conditions.get(kind) or {}).get("observedGeneration") == meta.get("generation")
+                   for kind in ("Accepted", "ResolvedRefs"))
+
+    wanted = {key(ref) for ref in spec.get("parentRefs") or []}
+    done = {key(p.get("parentRef") or {}) for p in (route.get("status") or {}).get("parents") or [] if programmed(p)}
+    return bool(wanted) and wanted <= done
 
 
 def _backend(name: str, track: str, weight: int | None = None, labelled: bool = False) -> dict[str, Any]:
