@@ -135,6 +135,16 @@ class Store:
         self.pods.remove(ref)
         self.batch.remove(ref)
 
+    def forget_kind(self, api_version: str, kind: str) -> int:
+        """Drop every object of a kind whose CRD was deleted (its objects went with it, and no
+        DELETED event comes for them); how many were dropped."""
+        refs = [ref for ref in self.objects if ref[0] == api_version and ref[1] == kind]
+        for ref in refs:
+            del self.objects[ref]
+            self.pods.remove(ref)
+            self.batch.remove(ref)
+        return len(refs)
+
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         return self.objects.get((api_version, kind, namespace, name))
 

@@ -31,12 +31,15 @@ from modelpilot.cache import Store
 from modelpilot.control.batch_reconciler import BatchReconciler
 from modelpilot.control.observe import KEDA_SCALEDOBJECTS_CRD
 from modelpilot.control.reconciler import Key, Reconciler, plan_settings
+from modelpilot.k8s import watch_guard
 from modelpilot.k8s.client import Kube
+from modelpilot.resources import SCALEDOBJECT_API_VERSION, SCALEDOBJECT_KIND
 from modelpilot.resources.labels import LABEL_BATCH, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from modelpilot.scheduler import Scheduler
 from modelpilot.settings import OperatorSettings
 
 log = logging.getLogger("modelpilot.handlers")
+watch_guard.install()  # before Kopf starts any watcher: a deleted CRD must not stop the operator
 
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 RECONCILES_PER_IO_THREAD = 4
@@ -167,8 +170,11 @@ kopf.index("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_keda
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_keda_crd, id="keda_crd_event")
 async def keda_crd_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-    """KEDA installed or removed: every ModelDeployment looks again (only autoscaled ones change)."""
-    _track(event, body)
+    """KEDA installed or removed: every ModelDeployment looks again (only autoscaled ones change).
+    Removed: its ScaledObjects went with the CRD, without DELETED events."""
+    if not _track(event, body):
+        dropped = runtime.store.forget_kind(SCALEDOBJECT_API_VERSION, SCALEDOBJECT_KIND)
+        log.info("KEDA's ScaledObject CRD was deleted: %d ScaledObject(s) dropped from the cache", dropped)
     scheduler = runtime.scheduler
     if scheduler is not None:
         for key in scheduler.known():

@@ -217,20 +217,23 @@ def test_a_pod_waiting_for_a_gpu_node_is_never_idle(serverless: Serverless) -> N
 
 
 def test_without_keda_crds_keda_missing_then_recovers(serverless: Serverless) -> None:
-    """Acceptance 5: without KEDA's ScaledObject CRD the object says KEDAMissing (the operator keeps
-    running, the Deployment keeps its pod); once the CRD is back, the ScaledObject appears."""
+    """Acceptance 5: KEDA's ScaledObject CRD deleted under a running operator: the object says
+    KEDAMissing, the operator keeps running and the Deployment keeps its pod; once the CRD is back,
+    the ScaledObject (deleted with the CRD) is created again."""
     s = serverless
+    _start(s)
+    wait_for(lambda: _scaledobject(s), timeout=30, what="the ScaledObject")
     keda.uninstall_crds(s.cluster)
     try:
-        mdep.create(s.env.custom, s.namespace, scale_to_zero_spec(s.env.model("good"), s.host))
         mdep.wait_condition(s.env.custom, s.namespace, NAME, "Ready", "False", reason="KEDAMissing", timeout=90)
         assert "KEDAMissing" in s.env.wait_reasons("KEDAMissing")
-        assert s.env.operator.process is not None and s.env.operator.process.poll() is None
         assert s.replicas()[0] == 1
     finally:
         keda.install_crds(s.cluster)
+    wait_for(lambda: _scaledobject(s), timeout=90, what="the ScaledObject after KEDA is installed again")
     mdep.wait_condition(s.env.custom, s.namespace, NAME, "Ready", "True", timeout=120)
-    wait_for(lambda: _scaledobject(s), timeout=60, what="the ScaledObject after KEDA is installed")
+    assert s.env.operator.process is not None and s.env.operator.process.poll() is None, \
+        s.env.operator.logs()[-3000:]
 
 
 def test_a_canary_keeps_both_tracks_up_then_scale_to_zero_resumes(serverless: Serverless) -> None:

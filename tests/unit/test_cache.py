@@ -87,3 +87,16 @@ def test_an_object_that_is_not_ours_is_kept_as_a_stub() -> None:
     owners = foreign["metadata"]["ownerReferences"]
     assert held == {"apiVersion": "apps/v1", "kind": "Service", "metadata": {
         "name": "shop", "namespace": "ml", "resourceVersion": "3", "ownerReferences": owners}}
+
+
+def test_forget_kind_drops_every_object_of_a_deleted_crds_kind() -> None:
+    store = Store()
+    scaled = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"namespace": "ml", "name": "a"}}
+    other = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "ml", "name": "a"}}
+    store.put(scaled)
+    store.put({**scaled, "metadata": {"namespace": "team", "name": "b"}})
+    store.put(other)
+    assert store.forget_kind("keda.sh/v1alpha1", "ScaledObject") == 2
+    assert store.get("keda.sh/v1alpha1", "ScaledObject", "ml", "a") is None
+    assert store.get("v1", "Service", "ml", "a") is not None
+    assert store.forget_kind("keda.sh/v1alpha1", "ScaledObject") == 0
