@@ -264,8 +264,6 @@ class Demo:
                       f"  (through the gateway; kubeconfig {kubeconfig})")
         console.print(f"          kubectl -n {NAMESPACE} get mdep,deploy,pods; kubectl -n {NAMESPACE} describe mdep "
                       f"{NAME}; kubectl -n {EXAMPLES_NAMESPACE} get mdep")
-        console.print(f"          kubectl -n {EXAMPLES_NAMESPACE} get scaledobject  (KEDA scales "
-                      "examples/serverless.yaml to zero when idle: docs/serverless.md)")
         console.print(f"Prometheus: {self.prometheus_url}  (queries to copy:)")
         console.print(f"  sum by (track, code) (rate(modelpilot_requests_total{{{selector}}}[30s]))")
         console.print(f"  1000 * histogram_quantile(0.99, sum by (le, track) "
