@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelpilot.batch.plan import InputFile
@@ -90,10 +91,12 @@ class Sink:
     """A new file being written: hashed (sha256) and counted as it goes; `publish()` makes it
     appear whole under its name, `abort()` leaves nothing. See Location.create."""
 
-    def __init__(self, raw: Any, name: str, temp: str | None = None, final: str | None = None) -> None:
+    def __init__(self, raw: Any, name: str, temp: str | None = None, final: str | None = None,
+                 leftovers: Callable[[], None] | None = None) -> None:
         import hashlib
 
         self.raw = raw
+        self._leftovers = leftovers  # object stores: uploads of this key the file lost track of
         self.name = name
         self._temp, self._final = temp, final  # local disk only
         self._hash = hashlib.sha256()
@@ -140,7 +143,11 @@ class Sink:
             return
         self.done = True
         if self._temp is None:
-            _discard(self.raw)
+            try:
+                _discard(self.raw)
+            finally:
+                if self._leftovers is not None:
+                    self._leftovers()
             return
         self.raw.close()
         with contextlib.suppress(FileNotFoundError):
@@ -202,7 +209,9 @@ class Location:
         final = self.path(name)
         if not self.local:
             # Uploaded in parts of UPLOAD_BLOCK as it is written (s3fs would buffer 50 MiB first).
-            return Sink(self.fs.open(final, "wb", block_size=UPLOAD_BLOCK), name)
+            started = time.time()
+            return Sink(self.fs.open(final, "wb", block_size=UPLOAD_BLOCK), name,
+                        leftovers=lambda: _abort_open_uploads(self.fs, final, started))
         folder, base = os.path.split(final)
         os.makedirs(folder, exist_ok=True)
         temp = os.path.join(folder, temp_name(base, tag))
@@ -213,6 +222,21 @@ def temp_name(base: str, tag: str) -> str:
     """Hidden (never taken for a part), with the run id and a random part (two attempts of a shard
     may overlap while the old pod terminates)."""
     return f".{base}.{tag}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def _abort_open_uploads(fs: Any, path: str, since: float) -> None:
+    """A signal can land while a multipart upload is being created, before the file knows its id,
+    and discarding it then aborts nothing: abort what is still open for this key since this sink
+    began (S3 only; a retried shard's pod starts only once this one has ended)."""
+    if not hasattr(fs, "call_s3"):
+        return
+    bucket, key, _ = fs.split_path(path)
+    with contextlib.suppress(Exception):  # best effort: a bucket lifecycle rule is the backstop
+        listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+        for upload in listed.get("Uploads") or []:
+            initiated = upload.get("Initiated")
+            if upload.get("Key") == key and (initiated is None or initiated.timestamp() >= since - 5):
+                fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"])
 
 
 def _discard(raw: Any) -> None:
