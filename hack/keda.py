@@ -150,7 +150,15 @@ def install_crds(cluster: KubectlLike, timeout: float = 120) -> None:
 def uninstall_crds(cluster: KubectlLike, timeout: float = 120) -> None:
     """Remove the ScaledObject CRD (the other KEDA CRDs stay): every ScaledObject of the cluster goes
     with it (the operator drops its finalizer and its HPAs); the operator and the adapter keep running."""
-    cluster.kubectl("delete", "crd", SCALED_OBJECT_CRD, "--ignore-not-found", "--wait", f"--timeout={int(timeout)}s")
+    cluster.kubectl("delete", "crd", SCALED_OBJECT_CRD, "--ignore-not-found", "--wait", f"--timeout={int(timeout)}s",
+                    check=False)
+    # The CRD stays (terminating) until KEDA has removed its finalizers from every ScaledObject: a
+    # CRD installed again meanwhile would be the terminating one, gone a moment later.
+    deadline = time.monotonic() + timeout
+    while _crd_exists(cluster):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{SCALED_OBJECT_CRD} was still there {timeout:.0f}s after its deletion")
+        time.sleep(0.5)
 
 
 def _workdir(cluster: KubectlLike) -> Path:
