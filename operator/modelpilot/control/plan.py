@@ -165,28 +165,12 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     stable_revision = serving_revision(tick.stable_spec)
     status = _status(observed, tick, stable_revision, settings, generation, now, stored, part, zero)
     decision = tick.decision
-    decisions = list(children.decisions)
-    repaired = [*stored.dropped, *([stored.template_problem] if stored.template_problem else [])]
-    if repaired and status.patch is not None:
-        # What another release wrote that this one cannot read: dropped or rebuilt, written back now.
-        decisions.append(("status-repaired", {"values": repr("; ".join(repaired))}))
-    if tick.action is not None and decision.consume_action:
-        decisions.append(("action-consumed", {"action": tick.action}))
-    decisions += [(f"rollout-{e.reason}", {"message": repr(e.message)}) for e in decision.events]
-    if status.patch is not None:
-        decisions.append(("status", {"phase": status.phase, "ready": status.ready[0], "reason": status.ready[1]}))
-    decisions += [(f"drift-{e.reason}", {"message": repr(e.message)}) for e in part.events]
-    decisions += [(f"serverless-{e.reason}", {"message": repr(e.message)}) for e in zero.events]
+    decisions = _decisions(children.decisions, stored, status, tick, part.events, zero.events)
     request = _analysis_request(observed, spec, tick, stable_revision, settings)
-    requeue = decision.requeue_after
-    if request is not None:
-        requeue = max(requeue or 0.0, ANALYSIS_POLL_SECONDS)
     read_drift = drift_request(part, monitoring, namespace=observed.namespace, name=observed.name,
                                revision=stable_revision, now=now)
-    for at in (part.next_at if read_drift is None else None, zero.next_at, zero.read_at):
-        if at is not None:
-            wait = max(0.5, (at - now).total_seconds())
-            requeue = wait if requeue is None else min(requeue, wait)
+    requeue = _requeue(decision.requeue_after, request is not None, now,
+                       part.next_at if read_drift is None else None, zero.next_at, zero.read_at)
     apply = children.apply
     if zero.status is not None and observed.keda and not observed.activator_granted:
         apply = (*apply, build_activator_grant(observed.namespace, settings.build.scaling))
@@ -199,6 +183,38 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
         drift=read_drift, drift_part=part if drift is not None else None,
         serverless=zero, read_serverless=zero.read_at is not None and zero.read_at <= now,
     )
+
+
+def _decisions(children: tuple[tuple[str, dict[str, Any]], ...], stored: StoredStatus, status: StatusPlan,
+               tick: Tick, drift_events: tuple[Event, ...],
+               serverless_events: tuple[Event, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """One log line per decision of the tick: children, repaired status, the consumed action, the
+    rollout's Events, the status written, then drift's and scale to zero's Events."""
+    decision = tick.decision
+    decisions = list(children)
+    repaired = [*stored.dropped, *([stored.template_problem] if stored.template_problem else [])]
+    if repaired and status.patch is not None:
+        # What another release wrote that this one cannot read: dropped or rebuilt, written back now.
+        decisions.append(("status-repaired", {"values": repr("; ".join(repaired))}))
+    if tick.action is not None and decision.consume_action:
+        decisions.append(("action-consumed", {"action": tick.action}))
+    decisions += [(f"rollout-{e.reason}", {"message": repr(e.message)}) for e in decision.events]
+    if status.patch is not None:
+        decisions.append(("status", {"phase": status.phase, "ready": status.ready[0], "reason": status.ready[1]}))
+    decisions += [(f"drift-{e.reason}", {"message": repr(e.message)}) for e in drift_events]
+    decisions += [(f"serverless-{e.reason}", {"message": repr(e.message)}) for e in serverless_events]
+    return decisions
+
+
+def _requeue(rollout: float | None, analysing: bool, now: dt.datetime, *due: dt.datetime | None) -> float | None:
+    """The rollout's requeue (at least the analysis poll while one runs), or sooner when drift or
+    scale to zero is due."""
+    requeue = max(rollout or 0.0, ANALYSIS_POLL_SECONDS) if analysing else rollout
+    for at in due:
+        if at is not None:
+            wait = max(0.5, (at - now).total_seconds())
+            requeue = wait if requeue is None else min(requeue, wait)
+    return requeue
 
 
 def _blocked(observed: Observed, generation: int, now: dt.datetime, obs: StatusObservation,

@@ -22,6 +22,7 @@ from modelpilot.rollout.state import to_status
 from modelpilot.status import (
     PROGRESSING,
     READY,
+    Assessment,
     Condition,
     Observation,
     assess,
@@ -59,6 +60,24 @@ def typed_status(desired: dict[str, Any], verbatim: dict[str, Any] | None = None
     return out
 
 
+def _with_serverless(result: Assessment, obs: Observation, serverless: ServerlessPart | None) -> Assessment:
+    """Scale to zero's say in Ready: KEDAMissing (False), or at zero and waking from it (True: the
+    model answers, its requests wait at the activator). Never over a bad spec or a name clash."""
+    if serverless is None or obs.invalid_spec is not None or obs.conflict is not None:
+        return result
+    if serverless.keda_missing:
+        return replace(result, phase="Degraded" if result.phase == "Ready" else result.phase, conditions=tuple(
+            Condition(READY, False, "KEDAMissing", KEDA_MISSING) if c.type == READY else c
+            for c in result.conditions))
+    if serverless.ready is None or obs.rollout is not None:
+        return result
+    reason, message = serverless.ready
+    return replace(result, phase="Ready", conditions=tuple(
+        Condition(READY, True, reason, message) if c.type == READY else
+        Condition(PROGRESSING, False, reason, message) if c.type == PROGRESSING else c
+        for c in result.conditions))
+
+
 def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None,
                 stable_template: dict[str, Any] | None, now: dt.datetime,
                 stored: StoredStatus | None = None, drift: DriftPart | None = None,
@@ -68,18 +87,7 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
     current: dict[str, Any] = dict(md.get("status") or {})  # as stored: the patch is against this
     stored = stored if stored is not None else read_status(current)  # what this release can read of it
     name = md["metadata"]["name"]
-    result = assess(obs, stored.stable or None)
-    if serverless is not None and serverless.keda_missing and obs.invalid_spec is None and obs.conflict is None:
-        result = replace(result, phase="Degraded" if result.phase == "Ready" else result.phase, conditions=tuple(
-            Condition(READY, False, "KEDAMissing", KEDA_MISSING) if c.type == READY else c
-            for c in result.conditions))
-    elif serverless is not None and serverless.ready is not None and obs.rollout is None and \
-            obs.invalid_spec is None and obs.conflict is None:
-        reason, message = serverless.ready
-        result = replace(result, phase="Ready", conditions=tuple(
-            Condition(READY, True, reason, message) if c.type == READY else
-            Condition(PROGRESSING, False, reason, message) if c.type == PROGRESSING else c
-            for c in result.conditions))
+    result = _with_serverless(assess(obs, stored.stable or None), obs, serverless)
     extra = drift.conditions if drift is not None else carried_conditions(stored.conditions)
     conditions = merge_conditions(stored.conditions, (*result.conditions, *extra), obs.generation, now)
     desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
