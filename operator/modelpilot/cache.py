@@ -49,6 +49,17 @@ def stub(obj: Mapping[str, Any]) -> Obj:
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
 
 
+def node_stub(obj: Mapping[str, Any]) -> Obj:
+    """What is kept of a Node (target Edge): labels, taints and the Ready condition. A real node's
+    status (images, addresses, capacity) is most of its size, and a fleet has thousands of them."""
+    meta = obj.get("metadata") or {}
+    kept = {key: meta[key] for key in ("name", "resourceVersion", "uid", "labels", "deletionTimestamp") if key in meta}
+    ready = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept,
+            "spec": {"taints": (obj.get("spec") or {}).get("taints") or []},
+            "status": {"conditions": [{"type": "Ready", "status": c.get("status")} for c in ready]}}
+
+
 def slim(obj: Mapping[str, Any]) -> Obj:
     """A plain copy without managedFields (and without Kopf's wrappers)."""
     out = {key: value for key, value in obj.items() if key != "metadata"}
@@ -96,6 +107,7 @@ class Store:
     tombstones: dict[Ref, int] = field(default_factory=dict)
     pods: LabelIndex = field(default_factory=lambda: LabelIndex(LABEL_NAME, "Pod"))
     batch: LabelIndex = field(default_factory=lambda: LabelIndex(LABEL_BATCH))
+    nodes: dict[str, Obj] = field(default_factory=dict)  # Node stubs by name (target Edge)
 
     def _newer(self, ref: Ref, obj: Mapping[str, Any]) -> bool:
         incoming = _version(obj)
@@ -111,7 +123,11 @@ class Store:
         ref = ref_of(obj)
         if not self._newer(ref, obj):
             return False
-        kept = slim(obj) if whole else stub(obj)
+        if ref[1] == "Node" and ref[0] == "v1":
+            kept = node_stub(obj)
+            self.nodes[ref[3]] = kept
+        else:
+            kept = slim(obj) if whole else stub(obj)
         self.objects[ref] = kept
         self.tombstones.pop(ref, None)
         self.pods.put(ref, kept)
@@ -134,6 +150,8 @@ class Store:
             self.tombstones[ref] = version
         self.pods.remove(ref)
         self.batch.remove(ref)
+        if ref[1] == "Node" and ref[0] == "v1":
+            self.nodes.pop(ref[3], None)
 
     def forget_kind(self, api_version: str, kind: str) -> int:
         """Drop every object of a kind whose CRD was deleted (its objects went with it, and no
@@ -147,6 +165,9 @@ class Store:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         return self.objects.get((api_version, kind, namespace, name))
+
+    def all_nodes(self) -> list[Obj]:
+        return list(self.nodes.values())
 
     def pods_of(self, namespace: str, app: str) -> list[Obj]:
         return [pod for _, pod in self.pods.of(namespace, app)]

@@ -29,7 +29,7 @@ from modelpilot.api.batch import BATCH_KIND, BATCH_PLURAL
 from modelpilot.api.models import GROUP, KIND, PLURAL, VERSION
 from modelpilot.cache import Store
 from modelpilot.control.batch_reconciler import BatchReconciler
-from modelpilot.control.observe import KEDA_SCALEDOBJECTS_CRD
+from modelpilot.control.observe import KEDA_SCALEDOBJECTS_CRD, is_edge
 from modelpilot.control.reconciler import Key, Reconciler, plan_settings
 from modelpilot.k8s import watch_guard
 from modelpilot.k8s.client import Kube
@@ -46,6 +46,8 @@ RECONCILES_PER_IO_THREAD = 4
 WATCH_GRACE_SECONDS = 5.0
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
+    # Target Edge: a DaemonSet per track.
+    ("apps", "v1", "daemonsets"),
     ("", "v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("gateway.networking.k8s.io", "v1", "httproutes"),
@@ -234,6 +236,7 @@ def _owner_name(body: kopf.Body) -> str | None:
 # A child edited or deleted by hand is put back at once, not at the next resync. Objects of these
 # kinds that are not ours are followed too (as stubs), so a name clash is seen, and its end.
 @kopf.on.event("apps", "v1", "deployments", id="deployment_event")
+@kopf.on.event("apps", "v1", "daemonsets", id="daemonset_event")
 @kopf.on.event("", "v1", "services", id="service_event")
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", id="hpa_event")
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", id="httproute_event")
@@ -261,6 +264,41 @@ async def pod_event(event: dict[str, Any], body: kopf.Body, labels: kopf.Labels,
     _track(event, body)
     _wake(namespace, labels.get(LABEL_NAME))
     _wake_batch(namespace, labels.get(LABEL_BATCH))
+
+
+# Nodes (target Edge): the fleet is chosen from them and a disconnected node changes a batch. Only
+# what the operator keeps of a node (labels, taints, Ready) wakes anything: heartbeats do not.
+@kopf.index("", "v1", "nodes", id="nodes_cache")
+async def node_cache(body: kopf.Body, **_: Any) -> None:
+    before = runtime.store.get("v1", "Node", "", body.get("metadata", {}).get("name", ""))
+    runtime.store.put(body)
+    after = runtime.store.get("v1", "Node", "", body.get("metadata", {}).get("name", ""))
+    if _strip_version(before) != _strip_version(after):
+        _wake_edge()
+    return None
+
+
+@kopf.on.event("", "v1", "nodes", id="node_event")
+async def node_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    if not _track(event, body):
+        _wake_edge()
+
+
+def _strip_version(node: dict[str, Any] | None) -> Any:
+    if node is None:
+        return None
+    return {**node, "metadata": {k: v for k, v in node["metadata"].items() if k != "resourceVersion"}}
+
+
+def _wake_edge() -> None:
+    """Every target Edge ModelDeployment looks again."""
+    scheduler = runtime.scheduler
+    if scheduler is None:
+        return
+    for key in scheduler.known():
+        md = runtime.store.get(f"{GROUP}/{VERSION}", KIND, *key)
+        if md is not None and is_edge(md):
+            scheduler.enqueue(key)
 
 
 def _wake_batch(namespace: str | None, owner: str | None) -> None:

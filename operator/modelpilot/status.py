@@ -47,6 +47,17 @@ class RolloutView:
     message: str
 
 
+@dataclass(frozen=True)
+class WorkloadView:
+    """The stable track's pods when they are not one Deployment's (target Edge: a DaemonSet over
+    a fleet): how many run, how many are Ready, and whether the revision has rolled out."""
+
+    replicas: int
+    ready: int
+    done: bool
+    detail: str
+
+
 @dataclass
 class Observation:
     """What the reconciler read from the cluster for one ModelDeployment."""
@@ -64,6 +75,7 @@ class Observation:
     # stable is not the current spec: the rollout holds until someone acts.
     invalid_status: str | None = None
     rollout: RolloutView | None = None
+    stable_view: WorkloadView | None = None  # instead of stable_deployment (target Edge)
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,14 @@ def _blocked(reason: str, message: str, remedy: str, previous_stable: dict[str, 
     ), previous_stable)
 
 
+def _deployment_view(deployment: dict[str, Any] | None, revision: str) -> WorkloadView | None:
+    if deployment is None:
+        return None
+    status = deployment.get("status") or {}
+    done, detail = rolled_out(deployment, revision)
+    return WorkloadView(status.get("replicas", 0), status.get("readyReplicas", 0), done, detail)
+
+
 def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessment:
     if obs.conflict is not None:
         return _blocked("NameConflict", obs.conflict, "rename the ModelDeployment or remove the object",
@@ -163,17 +183,15 @@ def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> 
         return _blocked("InvalidStatus", obs.invalid_status,
                         "set the spec back to the version the stable Deployment runs, or promote", previous_stable)
 
-    deployment = obs.stable_deployment
-    if deployment is None:
+    view = obs.stable_view or _deployment_view(obs.stable_deployment, obs.revision)
+    if view is None:
         return Assessment("Pending", (
             Condition(READY, False, "Pending", "the serving Deployment is being created"),
             Condition(PROGRESSING, True, "Creating", "creating the serving Deployment"),
             Condition(DEGRADED, False, "AsExpected"),
         ), previous_stable)
 
-    dstatus = deployment.get("status") or {}
-    replicas, ready_replicas = dstatus.get("replicas", 0), dstatus.get("readyReplicas", 0)
-    done, detail = rolled_out(deployment, obs.revision)
+    replicas, ready_replicas, done, detail = view.replicas, view.ready, view.done, view.detail
     stable = dict(previous_stable or {})
     stable.update({"replicas": replicas, "readyReplicas": ready_replicas})
     if done:

@@ -65,6 +65,7 @@ from modelpilot.api.common import (
     duration_rules,
     validate_quantity,
 )
+from modelpilot.api.edge import EDGE_ROLE_LABEL, Edge, EdgeRollout, EdgeStatus
 from modelpilot.api.experiment import Experiment, ExperimentMetric
 from modelpilot.api.monitoring import DriftMonitoring, DriftStatus, DriftThresholds, Monitoring
 from modelpilot.api.rollout import (
@@ -111,6 +112,23 @@ S = TypeVar("S", bound=BaseModel)
 SCALE_TO_ZERO_NEEDS_GATEWAY = ("autoscaling.minReplicas 0 needs rollout.canary.trafficRouting.gatewayAPI: requests "
                                "that arrive while no pod runs are held behind the gateway's route")
 
+# What target Edge rules out, each with why (CEL rule on the spec, parser twin in _check_edge).
+_EDGE = "self.target == 'Edge'"
+_EDGE_RULES: tuple[tuple[str, str, str], ...] = (
+    ("replicas", "!has(self.replicas)",
+     "replicas does not apply to target Edge: one pod runs on every node of the fleet"),
+    ("autoscaling", "!has(self.autoscaling)",
+     "autoscaling does not apply to target Edge: one pod runs on every node of the fleet"),
+    ("trafficRouting", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.trafficRouting)",
+     "rollout.canary.trafficRouting does not apply to target Edge: clients reach the pod on their own node"),
+    ("steps", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.steps)",
+     "rollout.canary.steps does not apply to target Edge: a canary widens by edge.rollout.batches"),
+    ("interval", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.interval)",
+     "rollout.canary.interval does not apply to target Edge: use edge.rollout.interval"),
+)
+EDGE_ONLY = "spec.edge applies to target Edge only"
+Target = Literal["Cluster", "Edge"]
+
 
 class ModelDeploymentSpec(SpecModel):
     """The desired state: one model served by a Deployment behind Services, rolled out as a canary."""
@@ -127,10 +145,20 @@ class ModelDeploymentSpec(SpecModel):
                 " && has(self.rollout.canary.trafficRouting.gatewayAPI))",
                 SCALE_TO_ZERO_NEEDS_GATEWAY,
             ),
+            ("!has(self.edge) || (has(self.target) && self.target == 'Edge')", EDGE_ONLY),
+            *((f"!has(self.target) || !({_EDGE}) || ({rule})", message) for _, rule, message in _EDGE_RULES),
         )
     )
 
     model: ModelSource = Field(description="The model to serve.")
+    target: Target = Field(
+        default="Cluster",
+        description="Cluster (Deployments behind Services, default) or Edge (one pod on every node of a fleet "
+        "of edge nodes, a DaemonSet per track; see `edge`).",
+    )
+    edge: Edge | None = Field(
+        default=None, description="Target Edge: the fleet's nodes and how a new revision spreads over them."
+    )
     runtime: Runtime = Field(default_factory=Runtime, description="The model-server container (optional).")
     replicas: int = Field(
         default=1,
@@ -160,7 +188,26 @@ class ModelDeploymentSpec(SpecModel):
         if self.autoscaling is not None and self.autoscaling.scale_to_zero and \
                 self.rollout.canary.traffic_routing.gateway_api is None:
             raise ValueError(SCALE_TO_ZERO_NEEDS_GATEWAY)
+        self._check_edge()
         return self
+
+    def _check_edge(self) -> None:
+        if self.target != "Edge":
+            if self.edge is not None:
+                raise ValueError(EDGE_ONLY)
+            return
+        canary = self.rollout.canary
+        given = {"replicas": "replicas" in self.model_fields_set, "autoscaling": self.autoscaling is not None,
+                 "trafficRouting": "traffic_routing" in canary.model_fields_set,
+                 "steps": "steps" in canary.model_fields_set, "interval": "interval" in canary.model_fields_set}
+        problems = [message for field, _, message in _EDGE_RULES if given[field]]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def edge_spec(self) -> Edge:
+        """spec.edge with its defaults (target Edge)."""
+        return self.edge or Edge()
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
@@ -278,6 +325,7 @@ __all__ = [
     "DISTRIBUTION_METRICS",
     "DNS1123_LABEL",
     "DNS1123_SUBDOMAIN",
+    "EDGE_ROLE_LABEL",
     "ENV_NAME",
     "EXTENDED_RESOURCE",
     "GROUP",
@@ -311,6 +359,9 @@ __all__ = [
     "DriftStatus",
     "DriftThresholds",
     "Duration",
+    "Edge",
+    "EdgeRollout",
+    "EdgeStatus",
     "EnvVar",
     "Experiment",
     "ExperimentMetric",

@@ -16,6 +16,7 @@ from modelpilot.api.common import (
     StatusModel,
     Verdict,
 )
+from modelpilot.api.edge import EdgeStatus
 from modelpilot.api.monitoring import DriftStatus
 from modelpilot.api.serving import (
     Accelerator,
@@ -215,6 +216,7 @@ class ModelDeploymentStatus(StatusModel):
     serverless: ServerlessStatus | None = Field(
         default=None, description="Scale to zero: present while autoscaling.minReplicas is 0."
     )
+    edge: EdgeStatus | None = Field(default=None, description="Target Edge: the fleet by node state.")
     selector: str | None = Field(
         default=None,
         description="Label selector of the stable pods (for the scale subresource and HPAs).",

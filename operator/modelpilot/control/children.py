@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec
+from modelpilot.control.edge import Layout
 from modelpilot.control.observe import ChildRef, Observed, controlled_by, controller_of
 from modelpilot.control.tick import Tick
 from modelpilot.drift import differences
@@ -18,6 +19,7 @@ from modelpilot.resources import (
     desired_replicas,
     unwanted_children,
 )
+from modelpilot.resources.daemonset import build_daemonset, build_edge_service
 from modelpilot.resources.labels import ANNOTATION_WEIGHT
 from modelpilot.rollout.machine import Decision
 from modelpilot.rollout.stages import capacity_percent, first_stage
@@ -56,12 +58,29 @@ class Scaling:
 
     hold: bool = True
     activator: Activator | None = None
+    layout: Layout | None = None  # target Edge: the canary's nodes this tick (control/edge.py)
+
+
+def edge_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, owner: dict[str, Any],
+                  build: BuildSettings, layout: Layout) -> list[Obj]:
+    """Target Edge: the stable DaemonSet (every fleet node but the canary's), the canary
+    DaemonSet while it has nodes, and the node-local Service."""
+    name, namespace = observed.name, observed.namespace
+    children = [build_daemonset(tick.stable_spec, name=name, namespace=namespace, owner=owner, settings=build,
+                                track="stable", canary_nodes=layout.canary_nodes)]
+    if layout.canary_nodes:
+        children.append(build_daemonset(spec, name=name, namespace=namespace, owner=owner, settings=build,
+                                        track="canary", canary_nodes=layout.canary_nodes))
+    children.append(build_edge_service(name, namespace, owner))
+    return children
 
 
 def wanted_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, owner: dict[str, Any],
                     build: BuildSettings, scaling: Scaling = Scaling()) -> list[Obj]:
     """Stable Deployment, Services, HPA (from the stable spec) or ScaledObject, the canary
-    Deployment, the router's."""
+    Deployment, the router's; or, for target Edge, the DaemonSets and the Service."""
+    if scaling.layout is not None:
+        return edge_children(observed, spec, tick, owner, build, scaling.layout)
     name, namespace = observed.name, observed.namespace
     decision = tick.decision
     children = desired_children(tick.stable_spec, name=name, namespace=namespace, owner=owner, settings=build)
@@ -163,6 +182,12 @@ def desired_state(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
 
 def _unwanted(name: str, spec: ModelDeploymentSpec) -> list[ChildRef]:
     """Children that may exist from an earlier spec: the HPA once autoscaling is removed, and any
-    router child not wanted now (another router's, or the sticky policy after an experiment)."""
+    router child not wanted now (another router's, or the sticky policy after an experiment); the
+    other target's workloads; the canary DaemonSet once no node runs the canary."""
     refs = [ref for router in ROUTERS.values() for ref in router.child_refs(name)]
-    return [*unwanted_children(spec, name=name), *dict.fromkeys(refs)]
+    daemonsets: list[ChildRef] = [("apps/v1", "DaemonSet", name), ("apps/v1", "DaemonSet", f"{name}-canary")]
+    if spec.target == "Edge":
+        cluster: list[ChildRef] = [("apps/v1", "Deployment", name), ("apps/v1", "Deployment", f"{name}-canary"),
+                                   ("v1", "Service", f"{name}-stable"), ("v1", "Service", f"{name}-canary")]
+        return [*unwanted_children(spec, name=name), *cluster, *dict.fromkeys(refs), daemonsets[1]]
+    return [*unwanted_children(spec, name=name), *dict.fromkeys(refs), *daemonsets]

@@ -25,6 +25,8 @@ def possible_children(name: str) -> list[ChildRef]:
     refs: list[ChildRef] = [
         ("apps/v1", "Deployment", name),
         ("apps/v1", "Deployment", f"{name}-canary"),
+        ("apps/v1", "DaemonSet", name),
+        ("apps/v1", "DaemonSet", f"{name}-canary"),
         ("v1", "Service", name),
         ("v1", "Service", f"{name}-stable"),
         ("v1", "Service", f"{name}-canary"),
@@ -51,6 +53,7 @@ class Observed:
     # whether this process has already granted the namespace's routes the activator.
     serverless_reading: ServerlessReading | None = None
     activator_granted: bool = False
+    nodes: tuple[Obj, ...] = ()  # target Edge: every Node (stubs), the fleet is chosen from them
 
     @property
     def namespace(self) -> str:
@@ -77,7 +80,13 @@ def observe(store: Store, namespace: str, name: str) -> Observed | None:
     pods = tuple(p for p in store.pods_of(namespace, name)
                  if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY)
     keda = store.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", KEDA_SCALEDOBJECTS_CRD) is not None
-    return Observed(md=md, children=children, pods=pods, keda=keda)
+    nodes = tuple(store.all_nodes()) if is_edge(md) else ()
+    return Observed(md=md, children=children, pods=pods, keda=keda, nodes=nodes)
+
+
+def is_edge(md: Obj) -> bool:
+    """Target Edge, read from the raw spec (before parsing: the fleet's nodes are observed for it)."""
+    return (md.get("spec") or {}).get("target") == "Edge"
 
 
 def controlled_by(obj: Mapping[str, Any], uid: str) -> bool:

@@ -31,6 +31,16 @@ from modelpilot.api.models import (
 from modelpilot.api.stored import StoredStatus, read_status
 from modelpilot.control.children import Scaling, desired_state
 from modelpilot.control.drift import DriftOutcome, DriftPart, DriftRequest, drift_part, drift_request
+from modelpilot.control.edge import (
+    Fleet,
+    Layout,
+    describe_moves,
+    edge_status,
+    owned_pods,
+    plan_layout,
+    read_fleet,
+    readiness,
+)
 from modelpilot.control.observe import ChildRef, Observed, describe_conflicts
 from modelpilot.control.report import StatusPlan, plan_status
 from modelpilot.control.scaling import scale_to_zero
@@ -43,7 +53,7 @@ from modelpilot.resources.service import service_url
 from modelpilot.rollout.machine import AnalysisResult, CanaryState, Decision, Event
 from modelpilot.status import Accelerator as AcceleratorView
 from modelpilot.status import Observation as StatusObservation
-from modelpilot.status import RolloutView
+from modelpilot.status import RolloutView, WorkloadView
 
 # While an analysis runs, its completion wakes the ModelDeployment; polling faster is wasted work.
 ANALYSIS_POLL_SECONDS = 5.0
@@ -146,15 +156,18 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     stored = read_status(md.get("status"))  # whichever operator release wrote it; never raises
     monitoring = spec.monitoring.drift
     part = drift_part(monitoring, dict(md.get("status") or {}), drift, now)
-    tick = rollout_tick(observed, spec, stored, analysis, now, hold=part.hold)
+    fleet = read_fleet(observed.nodes, observed.pods, spec, md.get("status"), now) if spec.target == "Edge" else None
+    tick = rollout_tick(observed, spec, stored, analysis, now, hold=part.hold, fleet=fleet)
     if tick.invalid_status is not None:
         return _blocked(observed, generation, now, StatusObservation(
             generation=generation, version="", revision="", stable_deployment=None,
             invalid_status=tick.invalid_status), ("invalid-status", {"reason": tick.invalid_status}))
     zero, activator = scale_to_zero(observed, spec, tick.decision.canary_running, settings.build.scaling,
                                     observed.serverless_reading, max(5.0, settings.scrape_interval), now)
+    layout = None if fleet is None else plan_layout(fleet, spec, tick.decision, serving_revision(spec),
+                                                    serving_revision(tick.stable_spec))
     children = desired_state(observed, spec, tick, owner_of(observed), settings.build,
-                             Scaling(hold=zero.hold, activator=activator))
+                             Scaling(hold=zero.hold, activator=activator, layout=layout))
     if children.conflicts:
         conflicts = children.conflicts
         return replace(_blocked(observed, generation, now, StatusObservation(
@@ -163,9 +176,11 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
             ("name-conflict", {"objects": ",".join(f"{k}/{n}" for _, k, n in sorted(conflicts))})),
             requeue=CONFLICT_RECHECK_SECONDS)
     stable_revision = serving_revision(tick.stable_spec)
-    status = _status(observed, tick, stable_revision, settings, generation, now, stored, part, zero)
+    edge = None if fleet is None or layout is None else _edge(observed, spec, tick, fleet, layout, stable_revision)
+    status = _status(observed, tick, stable_revision, settings, generation, now, stored, part, zero, edge)
     decision = tick.decision
-    decisions = _decisions(children.decisions, stored, status, tick, part.events, zero.events)
+    moves = describe_moves(layout) if layout is not None else []
+    decisions = _decisions((*children.decisions, *moves), stored, status, tick, part.events, zero.events)
     request = _analysis_request(observed, spec, tick, stable_revision, settings)
     read_drift = drift_request(part, monitoring, namespace=observed.namespace, name=observed.name,
                                revision=stable_revision, now=now)
@@ -175,7 +190,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
     if zero.status is not None and observed.keda and not observed.activator_granted:
         apply = (*apply, build_activator_grant(observed.namespace, settings.build.scaling))
     return Plan(
-        apply=apply, bootstrap=children.bootstrap, delete=children.delete,
+        apply=apply, bootstrap=children.bootstrap, delete=(*children.delete, *(edge.replace if edge else ())),
         status=status.patch,
         events=(*decision.events, *status.events, *part.events, *zero.events),
         consume_action=tick.action if tick.action is not None and decision.consume_action else None,
@@ -226,8 +241,33 @@ def _blocked(observed: Observed, generation: int, now: dt.datetime, obs: StatusO
     return Plan(status=status.patch, events=status.events, decisions=decisions)
 
 
+@dataclass(frozen=True)
+class EdgePart:
+    """Target Edge's share of a tick: status.edge, the stable track's view, the pods to replace."""
+
+    status: dict[str, Any]
+    stable: WorkloadView
+    replace: tuple[ChildRef, ...]
+
+
+def _edge(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, fleet: Fleet, layout: Layout,
+          stable_revision: str) -> EdgePart:
+    after = Fleet(fleet.nodes, fleet.pods, layout.canary_nodes, layout.canary_revision)
+    ready = readiness(after, spec, tick.decision.canary, serving_revision(spec), stable_revision)
+    stable_pods = [p for pods in fleet.pods.values() for p in pods if p.track == "stable"]
+    stable_live = observed.child("apps/v1", "DaemonSet", observed.name)
+    view = WorkloadView(len(stable_pods), sum(1 for p in stable_pods if p.ready),
+                        stable_live is not None and ready.stable_done, ready.detail)
+    ours = {str(d["metadata"].get("uid")) for d in (stable_live, observed.child(
+        "apps/v1", "DaemonSet", f"{observed.name}-canary")) if d is not None}
+    replaceable = owned_pods(observed.pods, ours)
+    replace = tuple(("v1", "Pod", name) for name in layout.replace if name in replaceable)
+    return EdgePart(edge_status(fleet, layout, spec, tick.decision, ready.reporting), view, replace)
+
+
 def _status(observed: Observed, tick: Tick, stable_revision: str, settings: PlanSettings, generation: int,
-            now: dt.datetime, stored: StoredStatus, drift: DriftPart, serverless: ServerlessPart) -> StatusPlan:
+            now: dt.datetime, stored: StoredStatus, drift: DriftPart, serverless: ServerlessPart,
+            edge: EdgePart | None = None) -> StatusPlan:
     stable_spec = tick.stable_spec
     canary = tick.decision.canary
     view = RolloutView(canary.state, canary.reason or canary.state, canary.message) if canary else None
@@ -241,10 +281,11 @@ def _status(observed: Observed, tick: Tick, stable_revision: str, settings: Plan
         generation=generation, version=stable_spec.model.version, revision=stable_revision,
         stable_deployment=observed.child("apps/v1", "Deployment", observed.name), pods=stable_pods,
         accelerator=accelerator, url=service_url(observed.name, observed.namespace, settings.cluster_domain),
-        rollout=view,
+        rollout=view, stable_view=edge.stable if edge is not None else None,
     )
     return plan_status(observed.md, obs, canary=canary, stable_template=canonical_serving_template(stable_spec),
-                       now=now, stored=stored, drift=drift, serverless=serverless)
+                       now=now, stored=stored, drift=drift, serverless=serverless,
+                       edge=edge.status if edge is not None else None)
 
 
 def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, stable_revision: str,

@@ -81,9 +81,10 @@ def _with_serverless(result: Assessment, obs: Observation, serverless: Serverles
 def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None,
                 stable_template: dict[str, Any] | None, now: dt.datetime,
                 stored: StoredStatus | None = None, drift: DriftPart | None = None,
-                serverless: ServerlessPart | None = None) -> StatusPlan:
+                serverless: ServerlessPart | None = None, edge: dict[str, Any] | None = None) -> StatusPlan:
     """`drift`: the drift conditions and status.drift to write; None keeps them as stored.
-    `serverless`: status.serverless and whether KEDA is missing (Ready False, KEDAMissing)."""
+    `serverless`: status.serverless and whether KEDA is missing (Ready False, KEDAMissing).
+    `edge`: status.edge (target Edge), kept as stored when None."""
     current: dict[str, Any] = dict(md.get("status") or {})  # as stored: the patch is against this
     stored = stored if stored is not None else read_status(current)  # what this release can read of it
     name = md["metadata"]["name"]
@@ -109,6 +110,10 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
         desired["url"] = obs.url
     if serverless is not None and serverless.status is not None:
         desired["serverless"] = serverless.status
+    if edge is not None:
+        desired["edge"] = edge
+    elif "edge" in current and (obs.invalid_spec is not None or obs.conflict is not None):
+        verbatim["edge"] = current["edge"]  # the canary's nodes stay chosen while the spec is fixed
     if drift is None and "drift" in current:
         verbatim["drift"] = current["drift"]
     elif drift is not None and drift.status is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from modelpilot.api.models import ModelDeploymentSpec, Resources, Runtime, ServingTemplate
 from modelpilot.api.stored import StoredStatus
+from modelpilot.control.edge import Fleet, readiness
 from modelpilot.control.observe import Observed
 from modelpilot.resources import ANNOTATION_ACTION, ANNOTATION_REVISION, serving_revision
 from modelpilot.rollout.machine import (
@@ -49,7 +50,7 @@ def stable_spec_from(spec: ModelDeploymentSpec, template: ServingTemplate) -> Mo
 
 
 def _running_revision(obs: Observed) -> str | None:
-    live = obs.child("apps/v1", "Deployment", obs.name) or {}
+    live = obs.child("apps/v1", "Deployment", obs.name) or obs.child("apps/v1", "DaemonSet", obs.name) or {}
     template = (live.get("spec") or {}).get("template") or {}
     return ((template.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_REVISION)
 
@@ -90,8 +91,10 @@ def _canary_ready(obs: Observed, canary: CanaryState | None, revision: str) -> b
 
 
 def rollout_tick(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus, analysis: AnalysisResult | None,
-                 now: dt.datetime, hold: str | None = None) -> Tick:
-    """`hold`: why a canary in flight must hold (drift detected with onDrift Pause), if it must."""
+                 now: dt.datetime, hold: str | None = None, fleet: Fleet | None = None) -> Tick:
+    """`hold`: why a canary in flight must hold (drift detected with onDrift Pause), if it must.
+    `fleet`: target Edge, whose batches and DaemonSets say when the canary is Ready and the
+    stable track rolled out."""
     if spec.rollout.strategy == "Rolling" or not stored.served:
         # Rolling strategy, or no version has ever served (nothing to protect, nothing to compare a
         # canary with, e.g. a first spec whose pods could not be scheduled): stable takes the spec.
@@ -104,9 +107,14 @@ def rollout_tick(obs: Observed, spec: ModelDeploymentSpec, stored: StoredStatus,
     if stable_spec is None:
         return _unknown_stable(obs, spec, stored, action)
     config: CanaryConfig = config_from_spec(spec)
-    canary_ready = _canary_ready(obs, canary, desired_revision)
-    stable_live = obs.child("apps/v1", "Deployment", obs.name)
-    stable_done = stable_live is not None and rolled_out(stable_live, desired_revision)[0]
+    if fleet is not None:
+        fleet_ready = readiness(fleet, spec, canary, desired_revision, desired_revision)
+        canary_ready = canary is not None and fleet_ready.canary_ready
+        stable_done = obs.child("apps/v1", "DaemonSet", obs.name) is not None and fleet_ready.stable_done
+    else:
+        canary_ready = _canary_ready(obs, canary, desired_revision)
+        stable_live = obs.child("apps/v1", "Deployment", obs.name)
+        stable_done = stable_live is not None and rolled_out(stable_live, desired_revision)[0]
 
     due = canary is not None and canary.revision == desired_revision and action is None and \
         analysis_due(canary, config, now, canary_ready, spec.paused or hold is not None)

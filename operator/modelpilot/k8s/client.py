@@ -36,6 +36,7 @@ log = logging.getLogger("modelpilot.k8s")
 # apiVersion/kind -> plural, for the kinds the operator owns or reads.
 PLURALS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "deployments",
+    ("apps/v1", "DaemonSet"): "daemonsets",
     ("v1", "Service"): "services",
     ("v1", "Pod"): "pods",
     ("v1", "Event"): "events",

@@ -18,9 +18,11 @@ _COMPARISON_FIELDS = (("canary", "canary"), ("stable", "stable"), ("difference",
 def config_from_spec(spec: ModelDeploymentSpec) -> CanaryConfig:
     canary = spec.rollout.canary
     analysis = canary.analysis
+    # Target Edge: the steps are batches of nodes (percent of the fleet), judged every edge interval.
+    edge = spec.edge_spec.rollout if spec.target == "Edge" else None
     return CanaryConfig(
-        steps=tuple(canary.steps),
-        interval=canary.interval_seconds,
+        steps=tuple(edge.batches if edge else canary.steps),
+        interval=edge.interval_seconds if edge else canary.interval_seconds,
         initial_delay=canary.initial_delay_seconds,
         failure_threshold=canary.failure_threshold,
         progress_deadline=canary.progress_deadline_seconds,
