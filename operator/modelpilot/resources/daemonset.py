@@ -12,6 +12,7 @@ revision, as many at a time as maxUnavailable allows (control/edge.py).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,17 @@ EDGE_DEFAULT_REQUESTS = {"cpu": "50m", "memory": "128Mi"}
 # A disconnected node keeps its pod (the DaemonSet controller adds these too; stated so it shows).
 LIFECYCLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 NODE_NAME_FIELD = "metadata.name"
+# On both DaemonSets: the canary's node set, as a count and a hash. A set that empties removes the
+# node affinity, a change the drift check cannot see in a field that is gone; this one it sees, and
+# the apply (server-side, which drops the fields it no longer sets) follows.
+ANNOTATION_CANARY_NODES = "modelpilot.io/canary-nodes"
+
+
+def canary_nodes_annotation(nodes: Sequence[str]) -> str:
+    if not nodes:
+        return "0"
+    digest = hashlib.sha256("\n".join(sorted(nodes)).encode()).hexdigest()[:12]
+    return f"{len(nodes)}/{digest}"
 
 
 def _node_affinity(nodes: Sequence[str], operator: str) -> Obj:
@@ -89,7 +101,8 @@ def build_daemonset(spec: ModelDeploymentSpec, *, name: str, namespace: str, own
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": object_meta(deployment_name(name, track), namespace, labels, owner,
-                                annotations={ANNOTATION_REVISION: serving_revision(spec)}),
+                                annotations={ANNOTATION_REVISION: serving_revision(spec),
+                                             ANNOTATION_CANARY_NODES: canary_nodes_annotation(canary_nodes)}),
         "spec": body,
     }
 
