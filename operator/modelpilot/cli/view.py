@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from modelpilot.cli.edge_view import edge_section
 from modelpilot.cli.experiment_view import experiment_table, plain_words, stage_text, step_text, weight_note
 from modelpilot.cli.serverless_view import serverless_section
 
@@ -124,6 +125,8 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
         parts.append(_live_table(md, live))
     if (zero := serverless_section(md, now)) is not None:
         parts.append(zero)
+    if (fleet := edge_section(md)) is not None:
+        parts.append(fleet)
     canary = status.get("canary") or {}
     analyses = canary.get("analyses") or []
     if analyses and latest_only:
