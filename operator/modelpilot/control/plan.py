@@ -294,7 +294,8 @@ def _analysis_request(observed: Observed, spec: ModelDeploymentSpec, tick: Tick,
     if tick.analysis_due_at is None or canary is None:
         return None
     canary_spec = spec.rollout.canary
-    window = window_seconds(canary_spec.interval_seconds, settings.scrape_interval)
+    interval = spec.edge_spec.rollout.interval_seconds if spec.target == "Edge" else canary_spec.interval_seconds
+    window = window_seconds(interval, settings.scrape_interval)
     if canary.ready_at is not None:
         # Never reach back before this canary became Ready: older samples belong to an earlier
         # canary (say, a failing version this one replaces) and must not judge this one.
