@@ -283,7 +283,7 @@ def write_xgboost(directory: Path, *, ubj: bool = False) -> Path:
 
 
 def write_onnx(directory: Path) -> Path:
-    """The iris LogisticRegression converted with skl2onnx (a dev dependency): input
+    """The iris LogisticRegression converted with skl2onnx (in the server extra): input
     `float_input` [-1, 4] FP32, outputs `label` INT64 and `probabilities` FP32."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
@@ -302,7 +302,7 @@ def write_onnx(directory: Path) -> Path:
 
 def write_onnx_two_inputs(directory: Path) -> Path:
     """A hand-built ONNX graph with two inputs: `a` [-1, 2] FP32 and `b` [-1, 2] FP32, output
-    `sum` = a + b (built with the onnx helper API, a dev dependency)."""
+    `sum` = a + b (built with the onnx helper API, in the server extra)."""
     from onnx import TensorProto, helper
 
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 2])

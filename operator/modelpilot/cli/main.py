@@ -12,6 +12,7 @@ import sys
 from modelpilot.activator.command import add_activator_command
 from modelpilot.cli.batch import add_batch_command
 from modelpilot.cli.profile import add_profile_command
+from modelpilot.optimize.command import add_optimize_command
 from modelpilot.settings import ENV_PREFIX, OperatorSettings
 
 
@@ -158,6 +159,7 @@ def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     fetch.set_defaults(func=_fetch)
     add_profile_command(sub)
     add_batch_command(sub)
+    add_optimize_command(sub)
     add_activator_command(sub)
 
 
