@@ -57,9 +57,13 @@ def _takes(daemonset: Obj, name: str) -> bool:
     affinity = daemonset["spec"]["template"]["spec"].get("affinity")
     if affinity is None:
         return True
-    term = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-    field = term["matchFields"][0]
-    return (name in field["values"]) == (field["operator"] == "In")
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    for term in terms:
+        fields = term["matchFields"]
+        assert all(len(f["values"]) == 1 for f in fields), "a node-name field selector takes one value"
+        if all((name in f["values"]) == (f["operator"] == "In") for f in fields):
+            return True  # terms are ORed, a term's requirements ANDed
+    return False
 
 
 def _pod(daemonset: Obj, node_name: str, ready: bool) -> Obj:

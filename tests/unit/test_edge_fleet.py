@@ -108,8 +108,15 @@ def test_canary_daemonset_runs_on_its_nodes_only() -> None:
     assert ds["metadata"]["name"] == "fraud-canary"
     assert ds["metadata"]["annotations"][ANNOTATION_CANARY_NODES] == canary_nodes_annotation(["edge-02", "edge-07"])
     terms = ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert terms == {"nodeSelectorTerms": [{"matchFields": [
-        {"key": "metadata.name", "operator": "In", "values": ["edge-02", "edge-07"]}]}]}
+    assert terms == {"nodeSelectorTerms": [  # one value per node-name requirement (API validation)
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["edge-02"]}]},
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["edge-07"]}]}]}
+    stable = build_daemonset(spec, name="fraud", namespace="ml", owner=owner, settings=BuildSettings(),
+                             track="stable", canary_nodes=["edge-07", "edge-02"])
+    assert stable["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"] == {"nodeSelectorTerms": [{"matchFields": [
+            {"key": "metadata.name", "operator": "NotIn", "values": ["edge-02"]},
+            {"key": "metadata.name", "operator": "NotIn", "values": ["edge-07"]}]}]}
     assert ds["spec"]["selector"]["matchLabels"]["modelpilot.io/track"] == "canary"
     with pytest.raises(ValueError, match="at least one node"):
         build_daemonset(spec, name="fraud", namespace="ml", owner=owner, settings=BuildSettings(), track="canary",

@@ -43,10 +43,11 @@ def affinity_nodes(observed: Observed, track: str) -> tuple[str, list[str]] | No
     affinity = ds["spec"]["template"]["spec"].get("affinity")
     if affinity is None:
         return None
-    field = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
-        "matchFields"][0]
-    assert field["key"] == "metadata.name"
-    return field["operator"], field["values"]
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    fields = [f for term in terms for f in term["matchFields"]]
+    assert all(f["key"] == "metadata.name" and len(f["values"]) == 1 for f in fields)
+    assert len({f["operator"] for f in fields}) == 1
+    return fields[0]["operator"], sorted(f["values"][0] for f in fields)
 
 
 def run_until_ready(observed: Observed, now: float) -> Observed:

@@ -49,8 +49,16 @@ def canary_nodes_annotation(nodes: Sequence[str]) -> str:
 
 
 def _node_affinity(nodes: Sequence[str], operator: str) -> Obj:
-    term = {"matchFields": [{"key": NODE_NAME_FIELD, "operator": operator, "values": sorted(nodes)}]}
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+    """A node-name field selector takes one value per requirement (API validation): the canary's
+    nodes are one term each (terms are ORed), the stable track's exclusions one requirement each
+    in a single term (requirements are ANDed)."""
+    def field(node: str) -> Obj:
+        return {"key": NODE_NAME_FIELD, "operator": operator, "values": [node]}
+    if operator == "In":
+        terms = [{"matchFields": [field(n)]} for n in sorted(nodes)]
+    else:
+        terms = [{"matchFields": [field(n) for n in sorted(nodes)]}]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
 
 
 def _edge_tolerations(spec: ModelDeploymentSpec, existing: Sequence[Obj]) -> list[Obj]:
