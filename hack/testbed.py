@@ -32,9 +32,10 @@ import yaml
 
 # The siblings, whichever way this file runs (no sys.path edits either way):
 if __package__:  # the module hack.testbed: imported, or `python -m hack.testbed` from the root
-    from hack import dataplane, keda, netns
+    from hack import dataplane, edgenodes, keda, netns
 else:  # the script `python hack/testbed.py`: Python puts its directory, hack/, first on sys.path
     import dataplane
+    import edgenodes
     import keda
     import netns
 
@@ -87,11 +88,14 @@ def port_is_open(port: int) -> bool:
 # --------------------------------------------------------------------------------------------
 
 def _node(name: str, index: int, cpu: str, memory: str, labels: dict[str, str], gpus: int = 0,
-          taints: list[dict[str, str]] | None = None, pods: int = 110) -> dict[str, Any]:
+          taints: list[dict[str, str]] | None = None, pods: int = 110, arch: str = "amd64") -> dict[str, Any]:
     capacity = {"cpu": cpu, "memory": memory, "pods": str(pods)}
     if gpus:
         capacity["nvidia.com/gpu"] = str(gpus)
     pod_cidr = node_pod_cidr(index)
+    status: dict[str, Any] = {"capacity": capacity, "allocatable": dict(capacity)}
+    if arch != "amd64":  # kwok reports amd64 unless nodeInfo says otherwise
+        status["nodeInfo"] = {"architecture": arch, "operatingSystem": "linux"}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -102,7 +106,7 @@ def _node(name: str, index: int, cpu: str, memory: str, labels: dict[str, str], 
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/arch": arch,
                 "type": "kwok",
                 **labels,
             },
@@ -111,7 +115,7 @@ def _node(name: str, index: int, cpu: str, memory: str, labels: dict[str, str], 
         "spec": {"taints": taints or [], "podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
         # The API server keeps status on create and kwok only fills capacity when absent,
         # so the extended resource stays advertised.
-        "status": {"capacity": capacity, "allocatable": dict(capacity)},
+        "status": status,
     }
 
 
@@ -130,9 +134,29 @@ def cpu_node(index: int, name: str | None = None) -> dict[str, Any]:
     return _node(name or f"cpu-{index}", index, "32", "128Gi", CPU_LABELS, pods=250)
 
 
+# Edge devices (docs/testbed.md): small nodes with a k3s/KubeEdge-style role label (empty value),
+# tainted so that only pods tolerating the taint (DaemonSets of edge targets) land there, on pod
+# CIDRs 10.244.100-119.0/24, clear of the CPU nodes and of the ones add-nodes appends after them.
+EDGE_COUNT, EDGE_FIRST_INDEX = 20, 100
+EDGE_NODES = tuple(f"edge-{i:02d}" for i in range(EDGE_COUNT))
+EDGE_LABEL = "node-role.kubernetes.io/edge"  # its value is "" (a role label)
+EDGE_SELECTOR = {EDGE_LABEL: ""}
+EDGE_LABELS = {EDGE_LABEL: "", "modelpilot.io/pool": "edge"}
+EDGE_TAINT = {"key": EDGE_LABEL, "effect": "NoSchedule"}
+EDGE_TOLERATION = {"key": EDGE_LABEL, "operator": "Exists", "effect": "NoSchedule"}
+EDGE_INDICES = range(EDGE_FIRST_INDEX, EDGE_FIRST_INDEX + EDGE_COUNT)
+
+
+def edge_node(i: int) -> dict[str, Any]:
+    """Edge node `i` (0-based): 2 CPUs, 4Gi, 10 pods; even ones amd64, odd ones arm64."""
+    return _node(EDGE_NODES[i], EDGE_FIRST_INDEX + i, "2", "4Gi", dict(EDGE_LABELS), taints=[dict(EDGE_TAINT)],
+                 pods=10, arch="arm64" if i % 2 else "amd64")
+
+
 def testbed_nodes() -> list[dict[str, Any]]:
     """CPU nodes (CPU_NODES x 250 pods), two 4xA100 nodes and one 1xL4 node, tainted like real
-    GPU pools. Node i has pod CIDR 10.244.i.0/24; GPU nodes come first so their CIDRs never move."""
+    GPU pools, and the EDGE_NODES. Node i has pod CIDR 10.244.i.0/24; GPU nodes come first so
+    their CIDRs never move."""
     gpu = {"modelpilot.io/pool": "gpu"}
     nodes = [
         _node("gpu-a100-1", 1, "32", "256Gi", {GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB", **gpu},
@@ -141,7 +165,18 @@ def testbed_nodes() -> list[dict[str, Any]]:
               gpus=4, taints=[GPU_TAINT]),
         _node("gpu-l4-1", 3, "16", "64Gi", {GPU_PRODUCT_LABEL: "NVIDIA-L4", **gpu}, gpus=1, taints=[GPU_TAINT]),
     ]
-    return nodes + [cpu_node(10 + i, f"cpu-{i}") for i in range(1, CPU_NODES + 1)]
+    cpu = [cpu_node(10 + i, f"cpu-{i}") for i in range(1, CPU_NODES + 1)]
+    return nodes + cpu + [edge_node(i) for i in range(EDGE_COUNT)]
+
+
+def free_node_indices(used: set[int], count: int) -> list[int]:
+    """`count` node indices (pod CIDRs) after the highest one in use outside the edge range,
+    skipping any in use (the edge range among them)."""
+    first = max((i for i in used if i not in EDGE_INDICES), default=0) + 1
+    free = [i for i in range(first, 256) if i not in used][:count]
+    if len(free) < count:
+        raise ValueError(f"only {len(free)} free pod CIDRs (10.244.{first}-255.0/24) for {count} nodes")
+    return free
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,9 +188,13 @@ _BY_PROCESS = f'.spec.containers.[].env.[] | select( .name == "{dataplane.READIN
 
 def kwok_stages(stage_dir: Path) -> list[dict[str, Any]]:
     """kwokctl's default stages plus `pod-ready-by-process` (see dataplane.READINESS_ENV). Job pods
-    marked the same way are not completed by KWOK: the e2e bridge runs them and reports their end."""
+    marked the same way are not completed by KWOK: the e2e bridge runs them and reports their end.
+
+    Without `node-heartbeat-with-lease`: kwok's Lease renewals are the nodes' heartbeats (as a
+    kubelet's), and that stage's job, scheduled 10-20 min ahead, fires even once kwok has let go
+    of the node and would write Ready True into a partition (hack/edgenodes.py)."""
     stages = [yaml.safe_load((stage_dir / f"{name}.yaml").read_text()) for name in
-              ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete")]
+              ("node-initialize", "pod-ready", "pod-complete", "pod-delete")]
     ready = next(s for s in stages if s["metadata"]["name"] == "pod-ready")
     complete = next(s for s in stages if s["metadata"]["name"] == "pod-complete")
     complete["spec"]["selector"]["matchExpressions"].append({"key": _BY_PROCESS, "operator": "NotIn",
@@ -191,6 +230,8 @@ AUDIT_POLICY = {
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
+        # kwok renews every node's Lease every 10 s: noise nobody counts.
+        {"level": "None", "namespaces": ["kube-node-lease"]},
         {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
         {"level": "Metadata", "users": [BENCH_OPERATOR_USER], "verbs": ["get", "list", "watch"]},
         {"level": "None"},
@@ -313,6 +354,15 @@ class Cluster:
                 "etcdBinary": self.bin("etcd"),
                 "kubectlBinary": self.bin("kubectl"),
                 "prometheusBinary": PROMETHEUS_BINARY,
+                # kwokctl scales kubelet-like timings by 5 by default (Leases of 200 s renewed every
+                # 50 s, node-monitor-period 25 s). A node back from a partition (hack/edgenodes.py)
+                # waits for kwok's next Lease try: kwok's default 40 s Lease makes that <= 10 s, and
+                # the upstream 5 s node-monitor-period taints an unreachable node within 5 s. The
+                # grace period keeps kwokctl's 200 s: a busy machine never makes a node flap.
+                "heartbeatFactor": 1,
+                "nodeLeaseDurationSeconds": 40,
+                "kubeControllerManagerNodeMonitorPeriodMilliseconds": 5000,
+                "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": 200000,
             },
             "componentsPatches": [
                 # There is no default route on these machines: without this the API server
@@ -362,31 +412,39 @@ class Cluster:
                      "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io")
 
     def _ensure_nodes(self) -> None:
-        docs = "\n---\n".join(yaml.safe_dump(n) for n in testbed_nodes())
         # create, not apply: apply would drop the status we set, and existing nodes are kept.
         existing = set(self.kubectl("get", "nodes", "-o", "name").stdout.split())
         missing = [n for n in testbed_nodes() if f"node/{n['metadata']['name']}" not in existing]
         if missing:
-            docs = "\n---\n".join(yaml.safe_dump(n) for n in missing)
-            self.kubectl("create", "-f", "-", input=docs)
-        self.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "node", "--all")
+            self.kubectl("create", "-f", "-", input="\n---\n".join(yaml.safe_dump(n) for n in missing))
+            self._wait_ready([n["metadata"]["name"] for n in missing])
+        # A node a test disconnected and never reconnected (it crashed) comes back; not one cut off
+        # just now (a test running meanwhile may be using the partition).
+        for name in edgenodes.disconnected(self.kubectl, older_than=edgenodes.LEFT_DOWN_SECONDS):
+            log(f"node {name} was left disconnected: reconnecting it")
+            edgenodes.reconnect_node(self.kubectl, name)
+
+    def _wait_ready(self, names: list[str]) -> None:
+        # By name, not --all: a node disconnected on purpose (node-down) is not Ready.
+        self.kubectl("wait", "--for=condition=Ready", "--timeout=60s", *(f"node/{n}" for n in names))
 
     def add_cpu_nodes(self, count: int) -> list[str]:
-        """Add `count` CPU nodes (250 pods each) after the highest pod CIDR in use; returns names."""
+        """Add `count` CPU nodes (250 pods each) on the free pod CIDRs after the highest one in use
+        (edge nodes' excepted, see free_node_indices); returns their names."""
         nodes = yaml.safe_load(self.kubectl("get", "nodes", "-o", "yaml").stdout)["items"]
-        used = [int(n["spec"]["podCIDR"].split(".")[2]) for n in nodes if (n.get("spec") or {}).get("podCIDR")]
-        first = max(used, default=0) + 1
-        added = [cpu_node(i, f"cpu-extra-{i}") for i in range(first, first + count)]
+        used = {int(n["spec"]["podCIDR"].split(".")[2]) for n in nodes if (n.get("spec") or {}).get("podCIDR")}
+        added = [cpu_node(i, f"cpu-extra-{i}") for i in free_node_indices(used, count)]
         if added:
             self.kubectl("create", "-f", "-", input="\n---\n".join(yaml.safe_dump(n) for n in added))
-            self.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "node", "--all")
+            self._wait_ready([n["metadata"]["name"] for n in added])
         return [n["metadata"]["name"] for n in added]
 
     def show_nodes(self) -> None:
         self.kubectl("get", "nodes", "-o",
                      "custom-columns=NAME:.metadata.name,GPUS:.status.allocatable.nvidia\\.com/gpu,"
                      "PRODUCT:.metadata.labels.nvidia\\.com/gpu\\.product,CPU:.status.allocatable.cpu,"
-                     "PODS:.status.allocatable.pods,POD-CIDR:.spec.podCIDR,TAINTS:.spec.taints[*].key,"
+                     "PODS:.status.allocatable.pods,ARCH:.metadata.labels.kubernetes\\.io/arch,"
+                     "POD-CIDR:.spec.podCIDR,TAINTS:.spec.taints[*].key,"
                      "STATUS:.status.conditions[?(@.type=='Ready')].status", capture=False)
 
     def processes(self) -> list[int]:
@@ -585,7 +643,7 @@ def prometheus(config: dict[str, Any], workdir: Path | None = None) -> Iterator[
 # --------------------------------------------------------------------------------------------
 
 # Commands that act on the running test bed, so they run inside its network namespace.
-INSIDE = {"up", "down", "status", "nodes", "add-nodes", "exec"}
+INSIDE = {"up", "down", "status", "nodes", "add-nodes", "node-down", "node-up", "exec"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,8 +653,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                              DEFAULT_WORKDIR)))
     parser.add_argument("--name", default=DEFAULT_NAME)
     parser.add_argument("--count", type=int, default=1, help="add-nodes: how many CPU nodes to add")
-    parser.add_argument("argv", nargs=argparse.REMAINDER, help="exec: the command (after --)")
+    parser.add_argument("argv", nargs=argparse.REMAINDER,
+                        help="exec: the command (after --); node-down/node-up: the node's name")
     args = parser.parse_args(argv)
+    if args.command in ("node-down", "node-up") and len(args.argv) > 1:  # options after the name
+        args = parser.parse_args([*args.argv[1:], args.command, args.argv[0]])
     cluster = Cluster(workdir=args.workdir.resolve(), name=args.name)
     if args.command in INSIDE and not netns.inside(cluster.netns):
         return _run_inside(cluster, sys.argv[1:] if argv is None else list(argv), args)
@@ -616,6 +677,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "add-nodes":
         cluster.add_cpu_nodes(args.count)
         cluster.show_nodes()
+    elif args.command in ("node-down", "node-up"):
+        if len(args.argv) != 1:
+            parser.error(f"{args.command} needs one node name: hack/testbed.py {args.command} edge-03")
+        act = edgenodes.disconnect_node if args.command == "node-down" else edgenodes.reconnect_node
+        log(act(cluster.kubectl, args.argv[0]))
     elif args.command == "exec":
         command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not command:

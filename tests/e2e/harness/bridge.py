@@ -21,6 +21,14 @@ them. With `reflect_readiness=False` only Ready pods get a process and kwok's Re
 A pod that is deleted, terminating, or no longer Running loses its process (SIGTERM, then
 SIGKILL after `grace` seconds); it stops taking traffic at once.
 
+Partitions: on a node that is not Ready (an edge node cut off, hack/edgenodes.py) the bridge acts
+like a kubelet that cannot reach the API server: the pod's process keeps serving (a disconnected
+device serves its local clients), nothing is started or stopped there (a deletion is seen once the
+node is back), no status is written, and the target leaves the file_sd file (the central Prometheus
+cannot scrape across the partition). Once the node is Ready it catches up like a reconnected
+kubelet: target back, Ready written from the probe again, a pod deleted meanwhile stopped. Node
+readiness comes from a watch (harness.nodes) and is read afresh before each status write.
+
 Job pods (a BatchPrediction's shards) run to completion, as a kubelet runs them: env from Secrets
 is resolved (secretKeyRef), the termination message file is read when the process ends, and the
 pod's status becomes Succeeded or Failed with the container's exit code and message, which is what
@@ -50,6 +58,7 @@ from kubernetes.client.exceptions import ApiException
 
 from hack import dataplane
 from modelpilot.resources.labels import LABEL_MANAGED_BY, LABEL_TRACK, MANAGED_BY, selector_string
+from tests.e2e.harness.nodes import NodeStates
 from tests.e2e.harness.podstatus import is_ready, is_running, ready_status, terminal_status
 from tests.e2e.harness.process import PodProcess, ProcessInfo, wait_stopped
 from tests.e2e.harness.prometheus import PrometheusHub, write_targets
@@ -57,7 +66,6 @@ from tests.e2e.harness.template import is_job_pod, plan_pod, termination_log
 from tests.support import REPO_ROOT
 
 MANAGED_SELECTOR = selector_string({LABEL_MANAGED_BY: MANAGED_BY})
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 DEFAULT_BIN_DIR = REPO_ROOT / ".venv" / "bin"
 
 Obj = dict[str, Any]
@@ -87,6 +95,8 @@ class PodView:
     labels: dict[str, str]
     api_ready: bool
     process: ProcessInfo | None
+    node: str | None = None
+    partitioned: bool = False  # its node is not Ready: it serves locally, out of the cluster's sight
 
     @property
     def track(self) -> str:
@@ -127,15 +137,17 @@ class PodProcessBridge:
         self.poll_interval = poll_interval
         self.grace = grace
         self.label_selector = label_selector
+        self._wake = threading.Event()
         self.only_kwok_nodes = only_kwok_nodes
-        self._kwok_nodes: dict[str, bool] = {}
+        self.nodes = NodeStates(self.api, on_change=self._wake.set, on_error=self._error)
+        self._told_not_kwok: set[str] = set()
         self.events_path = self.workdir / "events.log"
         self._processes: dict[str, PodProcess] = {}  # pod name -> process
+        self._node_of: dict[str, str | None] = {}  # pod name -> the node its process runs on
         self._stopping: list[PodProcess] = []  # stopped, maybe still holding their address
         self._labels: dict[str, dict[str, str]] = {}  # every pod name ever seen -> its labels
         self._pods: dict[str, Obj] = {}  # pod name -> last seen pod (dict, camelCase)
         self._lock = threading.RLock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._targets: list[tuple[str, dict[str, str]]] | None = None
@@ -145,6 +157,7 @@ class PodProcessBridge:
     # ------------------------------------------------------------------------------- public
 
     def start(self) -> PodProcessBridge:
+        self.nodes.start()
         self._reconcile()
         for target, name in ((self._loop, "bridge-loop"), (self._watch, "bridge-watch")):
             thread = threading.Thread(target=target, name=f"{name}-{self.namespace}", daemon=True)
@@ -156,6 +169,7 @@ class PodProcessBridge:
         """Stop polling and every process (in parallel); empty the file_sd file."""
         self._stop.set()
         self._wake.set()
+        self.nodes.stop()
         for thread in self._threads:
             # The watch ends at its next event or server timeout (<= 5 s); it only wakes the loop.
             thread.join(10 if thread.name.startswith("bridge-loop") else 0.1)
@@ -190,7 +204,8 @@ class PodProcessBridge:
         with self._lock:
             return [PodView(name=name, uid=pod["metadata"]["uid"], labels=dict(pod["metadata"].get("labels") or {}),
                             api_ready=is_ready(pod),
-                            process=self._processes[name].info() if name in self._processes else None)
+                            process=self._processes[name].info() if name in self._processes else None,
+                            node=_node_name(pod), partitioned=self._cut_off(_node_name(pod)))
                     for name, pod in self._pods.items()]
 
     def labels_of(self, pod: str) -> dict[str, str] | None:
@@ -214,7 +229,8 @@ class PodProcessBridge:
             proc = view.process
             what = (f"{proc.address} {proc.state} live={proc.live} ready={proc.ready}: {proc.reason}"
                     if proc else "no process")
-            lines.append(f"  {view.name} [{view.track}] api_ready={view.api_ready} {what}")
+            cut = " PARTITIONED" if view.partitioned else ""
+            lines.append(f"  {view.name} [{view.track}] on {view.node}{cut} api_ready={view.api_ready} {what}")
         lines += [f"  error: {e}" for e in self.errors[-5:]]
         if self.events_path.exists():
             lines.append(f"  last events ({self.events_path}):")
@@ -269,48 +285,60 @@ class PodProcessBridge:
             return False
         if not (pod.get("status") or {}).get("podIP"):
             return False
-        return not self.only_kwok_nodes or self._kwok_node((pod.get("spec") or {}).get("nodeName"))
+        return not self.only_kwok_nodes or self._kwok_node(_node_name(pod))
 
     def _kwok_node(self, node: str | None) -> bool:
-        """Whether KWOK runs `node` (annotation kwok.x-k8s.io/node): on a node with a real
-        kubelet (e.g. kind) the containers run for real and the bridge must stay out."""
-        if not node:
+        """Whether KWOK runs `node` (annotation kwok.x-k8s.io/node, on every test-bed node): on a
+        node with a real kubelet (e.g. kind) the containers run for real and the bridge must stay out."""
+        state = self.nodes.get(node) or self.nodes.read(node)
+        if state is not None and not state.kwok and state.name not in self._told_not_kwok:
+            self._told_not_kwok.add(state.name)
+            self._log(f"node {state.name} is not a KWOK node: its pods are left to its kubelet")
+        return state is not None and state.kwok
+
+    def _cut_off(self, node: str | None) -> bool:
+        """Whether `node` is known and not Ready: its kubelet cannot reach the API server."""
+        state = self.nodes.get(node)
+        return state is not None and not state.ready
+
+    def _may_write(self, pod: Obj) -> bool:
+        """Asked afresh before writing a pod's status: a cut-off kubelet writes nothing."""
+        state = self.nodes.read(_node_name(pod))
+        if state is not None and not state.ready:
+            self._log(f"{pod['metadata']['name']}: node {state.name} not Ready: no status written")
             return False
-        if node not in self._kwok_nodes:
-            try:
-                annotations = self.api.read_node(node).metadata.annotations or {}
-                self._kwok_nodes[node] = KWOK_NODE_ANNOTATION in annotations
-            except ApiException as err:
-                self._error(f"reading node {node}: {err.status} {err.reason}")
-                return False
-            if not self._kwok_nodes[node]:
-                self._log(f"node {node} is not a KWOK node: its pods are left to its kubelet")
-        return self._kwok_nodes[node]
+        return True
 
     def _reconcile(self) -> None:
         pods = self._list()
         with self._lock:
             self._pods = pods
             self._labels.update({name: dict(p["metadata"].get("labels") or {}) for name, p in pods.items()})
+            cut_off = {name for name in self._processes if self._cut_off(self._node_of.get(name))}
             for name, process in list(self._processes.items()):
                 pod = pods.get(name)
+                if name in cut_off:  # its kubelet sees no change: it keeps running what it ran
+                    continue
                 if pod is None or not self._wanted(pod) or pod["metadata"]["uid"] != process.plan.uid:
                     why = "gone" if pod is None else "not running/ready or replaced"
                     self._log(f"{name}: pod {why}; stopping its process")
                     process.stop()
                     self._stopping.append(process)
                     del self._processes[name]
+                    self._node_of.pop(name, None)
             self._stopping = [p for p in self._stopping if not p.stopped]
             for name, pod in pods.items():
-                if name not in self._processes and self._wanted(pod) and self._address_free(pod):
+                if name not in self._processes and self._wanted(pod) and not self._cut_off(_node_name(pod)) \
+                        and self._address_free(pod):
                     self._start(pod)
-            processes = dict(self._processes)
+            processes = {n: p for n, p in self._processes.items() if n not in cut_off and n in pods}
         for name, process in processes.items():
             if is_job_pod(pods[name]):
                 if process.state in ("exited", "failed") and (pods[name].get("status") or {}).get("phase") == "Running":
                     self._complete(pods[name], process)
             elif self.reflect_readiness:
                 self._sync_ready(pods[name], process)
+        # Partitioned pods are out of the central Prometheus's reach: no target.
         self._write_targets({n: p for n, p in processes.items() if not is_job_pod(pods[n])})
 
     def _address_free(self, pod: Obj) -> bool:
@@ -357,12 +385,13 @@ class PodProcessBridge:
                   + (f": {' '.join(plan.server.argv)}" if plan.server else ""))
         process = PodProcess(plan, root / "logs", grace=self.grace, on_change=self._wake.set, event_log=self._log)
         self._processes[name] = process.start()
+        self._node_of[name] = _node_name(pod)
         self._started_total += 1
 
     def _sync_ready(self, pod: Obj, process: PodProcess) -> None:
         """Make the pod's Ready/ContainersReady conditions say what the readiness probe says."""
         body = ready_status(pod, process)
-        if body is None:
+        if body is None or not self._may_write(pod):
             return
         try:
             self.api.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace, body)
@@ -373,6 +402,8 @@ class PodProcessBridge:
 
     def _complete(self, pod: Obj, process: PodProcess) -> None:
         """A Job pod's process ended: the pod becomes Succeeded or Failed, as a kubelet reports it."""
+        if not self._may_write(pod):
+            return
         body = terminal_status(pod, process, termination_log(self._root(pod)))
         try:
             self.api.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace, body)
@@ -403,6 +434,10 @@ class PodProcessBridge:
             write_targets(self.targets_file, targets)
             self._targets = targets
             self._log(f"scrape targets: {[labels['pod'] for _, labels in targets]}")
+
+
+def _node_name(pod: Obj) -> str | None:
+    return (pod.get("spec") or {}).get("nodeName")
 
 
 def wait_serving(bridge: PodProcessBridge, counts: Mapping[str, int], timeout: float = 90.0) -> list[PodView]:

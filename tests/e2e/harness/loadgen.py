@@ -7,7 +7,13 @@ It routes nothing itself. Like a client, it only picks its entry point, re-resol
   gateway's listener (Envoy Gateway, `gateway=(host, port)`) with the route's first hostname as
   the Host header, on kept-alive connections (envoy splits by weight per request);
 - service: otherwise to the ClusterIP of the Service `<name>` (kube-proxy's rules pick an
-  endpoint), on a new connection per request, since kube-proxy balances connections.
+  endpoint), on a new connection per request, since kube-proxy balances connections;
+- local (`local=True`, for edge targets): each pod's own local clients. Edge devices are reached
+  by clients on the device itself, not through a gateway or Service: every request goes straight
+  to one serving pod's `podIP:port`, round robin over the pods the bridge runs whose process
+  answers its readiness probe (re-read every `poll_interval`), so each pod gets an even share.
+  Pods on a node that is not Ready (cut off, harness.edgenodes) still answer, as a disconnected
+  device serves its local clients; `include_partitioned=False` leaves them out.
 
 Which pod answered comes back in the runtime's `x-modelpilot-pod` response header; its track
 and version come from the pod's labels (the bridge remembers every pod it has seen). A request
@@ -32,6 +38,7 @@ when its outcome is known (e.g. ConversionReporter.record).
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import threading
 import time
@@ -44,7 +51,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelpilot.resources.labels import ANNOTATION_REVISION, LABEL_TRACK, LABEL_VERSION
+from modelpilot.resources.labels import ANNOTATION_REVISION, LABEL_NAME, LABEL_TRACK, LABEL_VERSION
 from tests.e2e.harness.bridge import PodProcessBridge
 from tests.e2e.harness.payload import DEFAULT_INPUTS, Payload, iris_payload
 from tests.e2e.harness.transport import Entry, HttpClient
@@ -89,6 +96,8 @@ class LoadGenerator:
     headers: seq -> extra request headers (see module doc); user_of: headers -> the user (or None).
     on_answer: called with every request a pod answered, once its outcome is known (errors it
         raises are kept in `hook_errors`).
+    local: each pod's own local clients (module doc), no gateway or Service; include_partitioned:
+        whether pods on nodes that are not Ready still get their share.
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, bridge: PodProcessBridge, *,
@@ -96,8 +105,8 @@ class LoadGenerator:
                  workers: int = 16, max_in_flight: int = 64, timeout: float = 10.0, poll_interval: float = 0.5,
                  payload: Payload = iris_payload, history_seconds: float = 900.0,
                  wait_for_endpoints: bool = True, headers: Headers | None = None,
-                 user_of: UserOf | None = None,
-                 on_answer: Callable[[Request], None] | None = None) -> None:
+                 user_of: UserOf | None = None, on_answer: Callable[[Request], None] | None = None,
+                 local: bool = False, include_partitioned: bool = True) -> None:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace = namespace
@@ -116,6 +125,10 @@ class LoadGenerator:
         self._headers = headers
         self.user_of = user_of
         self.on_answer = on_answer
+        self.local = local
+        self.include_partitioned = include_partitioned
+        self.local_targets: list[Entry] = []  # local mode: the pods requests go to, as last resolved
+        self._round_robin = itertools.count()
         self.hook_errors: list[str] = []
         self._seq = 0
         self._revisions: dict[str, str | None] = {}  # pod -> revision
@@ -221,14 +234,21 @@ class LoadGenerator:
         return self.entry
 
     def describe(self) -> str:
-        return (f"loadgen {self.namespace}/{self.name} rate={self.rate}/s entry={self.entry.describe()}\n"
+        local = f" ({len(self.local_targets)} pods)" if self.local else ""
+        return (f"loadgen {self.namespace}/{self.name} rate={self.rate}/s entry={self.entry.describe()}{local}\n"
                 f"  totals: {self.totals()}")
 
     # ------------------------------------------------------------------------------- entry point
 
     def resolve(self) -> Entry:
-        """The entry point as the API server says now (exposed for tests)."""
+        """The entry point as the API server says now (exposed for tests); in local mode, the
+        first of the pods requests go to (and the list of them is refreshed)."""
         now = time.monotonic()
+        if self.local:
+            self.local_targets = self.local_entries()
+            if not self.local_targets:
+                return Entry("none", read_at=now, error="no pod answers its readiness probe")
+            return self.local_targets[0]
         route = self._route() if self.gateway is not None else None
         if route is not None and self.gateway is not None:
             hostnames = (route.get("spec") or {}).get("hostnames") or []
@@ -244,6 +264,21 @@ class LoadGenerator:
         if not ip or ip == "None" or not ports:
             return Entry("none", read_at=now, error=f"Service {self.name} has no ClusterIP or port")
         return Entry("service", ip, int(ports[0].port), read_at=now)
+
+    def local_entries(self) -> list[Entry]:
+        """Local mode: the ModelDeployment's pods a request may go to now, by pod name (module doc)."""
+        now = time.monotonic()
+        return [Entry("local", view.process.host, view.process.port, keepalive=True, read_at=now)
+                for view in sorted(self.bridge.pods(), key=lambda v: v.name)
+                if view.labels.get(LABEL_NAME) == self.name and view.process is not None and view.process.ready
+                and (self.include_partitioned or not view.partitioned)]
+
+    def _next_entry(self) -> Entry:
+        """Where the next request goes: the entry point, or in local mode the next pod in turn."""
+        if not self.local:
+            return self.entry
+        entries = self.local_targets
+        return entries[next(self._round_robin) % len(entries)] if entries else self.entry
 
     def _route(self) -> dict[str, Any] | None:
         try:
@@ -359,7 +394,7 @@ class LoadGenerator:
 
     def _send(self, request: Request) -> None:
         try:
-            entry = self.entry
+            entry = self._next_entry()
             started = time.monotonic()
             request.sent_at, request.entry = started, entry.kind
             self._record(request)

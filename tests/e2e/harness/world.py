@@ -25,6 +25,10 @@ class CanaryWorld:
     `start()` starts Prometheus (when owned), the bridge and the load generator (paused when
     `load=False`); `stop()` stops them in reverse order. Also a context manager.
 
+    `local=True` (edge targets): traffic goes straight to each serving pod's own IP:port, round
+    robin, as each device's local clients send it (LoadGenerator, local mode); with
+    `include_partitioned=False` pods on nodes that are not Ready get none.
+
     `headers`/`user_of` go to the load generator. A ConversionReporter (`reporter`, or
     `add_reporter()` later) counts conversions of the requests pods answer, scraped by the
     world's Prometheus (stopped with the world).
@@ -35,7 +39,8 @@ class CanaryWorld:
                  model_name: str | None = None, reflect_readiness: bool = True,
                  pvc_dirs: Mapping[str, Path] | None = None, payload: Payload = iris_payload,
                  grace: float = 10.0, gateway: tuple[str, int] | None = None, headers: Headers | None = None,
-                 user_of: UserOf | None = None, reporter: ConversionReporter | None = None) -> None:
+                 user_of: UserOf | None = None, reporter: ConversionReporter | None = None,
+                 local: bool = False, include_partitioned: bool = True) -> None:
         self.namespace = namespace
         self.name = name
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"world-{namespace}-"))
@@ -46,7 +51,8 @@ class CanaryWorld:
                                        prometheus=self.prometheus, reflect_readiness=reflect_readiness,
                                        pvc_dirs=pvc_dirs, grace=grace)
         self.loadgen = LoadGenerator(api_client, namespace, name, self.bridge, gateway=gateway, rate=rate,
-                                     model_name=model_name, payload=payload, headers=headers, user_of=user_of)
+                                     model_name=model_name, payload=payload, headers=headers, user_of=user_of,
+                                     local=local, include_partitioned=include_partitioned)
         self.discovery = client.DiscoveryV1Api(api_client)
         self._load = load
         self.reporter: ConversionReporter | None = None
@@ -130,17 +136,23 @@ class CanaryWorld:
 
     def wait_serving(self, timeout: float = 90.0, **counts: int) -> list[PodView]:
         """wait_serving(stable=3, canary=1): until exactly that many pods per track serve, the
-        EndpointSlices list each of them as ready, and the load generator has re-resolved its
-        entry point since (so its traffic can reach them)."""
+        EndpointSlices list each of them as ready (in local mode: the load generator sends to
+        each of them), and the load generator has re-resolved its entry point since (so its
+        traffic can reach them)."""
         pods = wait_serving(self.bridge, counts, timeout)
         wanted = {p.process.host for p in pods if p.process is not None}
         deadline = time.monotonic() + 30
-        while not wanted <= self.ready_endpoints() and time.monotonic() < deadline:
+        while not wanted <= self._reached() and time.monotonic() < deadline:
             time.sleep(0.2)
         since = time.monotonic()
         while self.loadgen.entry.read_at <= since and time.monotonic() < deadline:
             time.sleep(0.1)
         return pods
+
+    def _reached(self) -> set[str]:
+        if self.loadgen.local:
+            return {entry.host for entry in self.loadgen.local_targets}
+        return self.ready_endpoints()
 
     def ready_endpoints(self) -> set[str]:
         """Addresses the namespace's EndpointSlices list as ready (what the data plane sends to)."""
