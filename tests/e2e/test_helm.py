@@ -190,7 +190,7 @@ def test_default_values_render_cluster_wide_mode_accepted_by_the_api_server(
         assert release in doc["metadata"]["name"] and namespace in doc["metadata"]["name"]
     assert_least_privilege(docs)
     cluster_scope = next(d for d in find(docs, "ClusterRole") if d["metadata"]["name"].endswith("-cluster-scope"))
-    assert [r["resources"] for r in rules_of(cluster_scope)] == [["customresourcedefinitions"]], \
+    assert [r["resources"] for r in rules_of(cluster_scope)] == [["customresourcedefinitions"], ["nodes"]], \
         "cluster-wide mode watches every namespace: Kopf needs no Namespace access"
     deployment = one(docs, "Deployment")
     assert_restricted_pod(deployment)
@@ -231,10 +231,12 @@ def test_namespaced_mode_renders_roles_accepted_by_the_api_server(
     for binding in bindings:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{release}-modelpilot",
                                         "namespace": namespace}]
-    # Only what cannot be namespaced stays cluster-wide: CRDs and Namespaces, read only.
+    # Only what cannot be namespaced stays cluster-wide: CRDs, Nodes (target Edge) and Namespaces,
+    # read only.
     (cluster_role,) = find(docs, "ClusterRole")
     assert [(r["resources"], r["verbs"]) for r in rules_of(cluster_role)] == [
-        (["customresourcedefinitions"], ["list", "watch"]), (["namespaces"], ["list", "watch"])]
+        (["customresourcedefinitions"], ["list", "watch"]), (["nodes"], ["list", "watch"]),
+        (["namespaces"], ["list", "watch"])]
     (cluster_binding,) = find(docs, "ClusterRoleBinding")
     assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
     assert_least_privilege(docs)
@@ -253,7 +255,8 @@ def test_namespace_patterns_keep_cluster_rbac_and_add_namespace_watch(helm: Helm
     docs = helm.template("pat", "ops", *set_args({"namespacePatterns": ["team-*", "!team-x"]}))
     assert not serving_roles(docs, "Role")
     cluster_scope = next(d for d in find(docs, "ClusterRole") if d["metadata"]["name"].endswith("-cluster-scope"))
-    assert [r["resources"] for r in rules_of(cluster_scope)] == [["customresourcedefinitions"], ["namespaces"]]
+    assert [r["resources"] for r in rules_of(cluster_scope)] == [["customresourcedefinitions"], ["nodes"],
+                                                                 ["namespaces"]]
     assert container_env(one(docs, "Deployment"))["MODELPILOT_NAMESPACES"] == "team-*,!team-x"
 
 

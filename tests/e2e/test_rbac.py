@@ -276,7 +276,9 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
     assert_denied(core.list_namespaced_secret, watched)
     assert_denied(core.read_namespaced_secret, "anything", other)
     assert_denied(core.list_namespaced_pod, other)
-    assert_denied(core.list_node)
+    core.list_node()  # target Edge reads the fleet: Nodes are listed and watched, never read by name or written
+    assert_denied(core.read_node, "edge-00")
+    assert_denied(core.patch_node, "edge-00", {"metadata": {"labels": {"x": "y"}}})
 
     kc = namespaced.kubeconfig
     allowed = [
@@ -291,9 +293,15 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("patch", "backendtrafficpolicies.gateway.envoyproxy.io", "-n", watched),
         ("watch", "backendtrafficpolicies.gateway.envoyproxy.io", "-n", watched),
         ("watch", "pods", "-n", watched),
+        # Target Edge: stable pods of an older revision are replaced (their DaemonSets use OnDelete).
+        ("delete", "pods", "-n", watched),
+        ("patch", "daemonsets.apps", "-n", watched),
         ("create", "events", "-n", watched),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
         ("list", "namespaces"),
+        # Target Edge: the fleet is chosen from the Nodes (read only, cluster-wide).
+        ("list", "nodes"),
+        ("watch", "nodes"),
         # Leader election: its own Lease in the release namespace, and no other.
         ("create", "leases.coordination.k8s.io", "-n", home),
         ("update", f"leases.coordination.k8s.io/{namespaced.release}-modelpilot", "-n", home),
@@ -309,7 +317,7 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("list", "secrets", "-n", home),
         ("update", "deployments.apps", "-n", watched),
         ("create", "pods", "-n", watched),
-        ("delete", "pods", "-n", watched),
+        ("delete", "pods", "-n", other),
         ("list", "events", "-n", watched),
         ("create", "leases.coordination.k8s.io", "-n", watched),
         ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", home),
@@ -317,7 +325,8 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("get", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
         ("get", "namespaces"),
-        ("list", "nodes"),
+        ("get", "nodes"),
+        ("patch", "nodes"),
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
         ("create", "serviceaccounts", "--subresource=token", "-n", home),
         ("impersonate", "serviceaccounts", "-n", home),
@@ -363,7 +372,7 @@ def test_cluster_wide_rbac_reconciles_as_the_chart_service_account(
             assert can_i(cluster, kc, verb, resource, "--all-namespaces"), (verb, resource)
     assert can_i(cluster, kc, "patch", "deployments.apps", "-n", other)
     assert can_i(cluster, kc, "list", "namespaces"), "namespacePatterns: Kopf matches namespaces"
-    for denied in [("get", "secrets", "--all-namespaces"), ("list", "secrets", "-n", other), ("list", "nodes"),
+    for denied in [("get", "secrets", "--all-namespaces"), ("list", "secrets", "-n", other), ("patch", "nodes"),
                    ("update", "deployments.apps", "-n", other), ("delete", MDEP, "-n", other),
                    ("create", "roles.rbac.authorization.k8s.io", "-n", other), ("*", "*", "--all-namespaces")]:
         assert not can_i(cluster, kc, *denied), denied
