@@ -80,8 +80,8 @@ unit: venv ## pure unit tests
 .PHONY: e2e
 e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECONFIG)
 	@if [ -n "$$MODELPILOT_E2E_KUBECONFIG" ]; then wrap=""; else wrap="$(INSIDE)"; fi; \
-	  $$wrap $(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup -m "not edge" $(PYTEST_ARGS) && \
-	  $$wrap $(VENV)/bin/pytest tests/e2e -q -m edge $(PYTEST_ARGS)
+	  $$wrap $(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup -m "not alone" $(PYTEST_ARGS) && \
+	  $$wrap $(VENV)/bin/pytest tests/e2e -q -m alone $(PYTEST_ARGS)
 
 .PHONY: test
 test: venv binaries lint check-crds unit server-test e2e ## everything: set-up, lint, unit and e2e tests

@@ -30,7 +30,7 @@ from tests.e2e.harness.world import CanaryWorld
 from tests.e2e.support import ClusterHandle, wait_for
 from tests.support import testmodels
 
-pytestmark = [pytest.mark.xdist_group("edge"), pytest.mark.edge]
+pytestmark = [pytest.mark.xdist_group("edge"), pytest.mark.alone]
 
 NAME = "fraud"
 FLEET = len(EDGE_NODES)

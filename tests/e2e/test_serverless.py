@@ -29,7 +29,9 @@ from tests.e2e.harness.world import CanaryWorld
 from tests.e2e.operator import OperatorProcess
 from tests.e2e.support import ClusterHandle, wait_for
 
-pytestmark = pytest.mark.xdist_group("keda")
+# Alone, after the rest (`make e2e`): the KEDA-missing test deletes KEDA's CRD and with it every
+# ScaledObject of every namespace.
+pytestmark = [pytest.mark.xdist_group("keda"), pytest.mark.alone]
 
 NAME = canary.NAME
 IDLE = "20s"

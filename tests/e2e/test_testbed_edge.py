@@ -33,7 +33,7 @@ from tests.e2e.harness.podstatus import condition
 from tests.e2e.support import ClusterHandle, wait_for
 from tests.support import testmodels
 
-pytestmark = [pytest.mark.xdist_group("edge"), pytest.mark.edge]
+pytestmark = [pytest.mark.xdist_group("edge"), pytest.mark.alone]
 
 NAME = "edge-iris"
 SERVING_TIMEOUT = 300.0  # 20 model servers starting at once on a 2-core machine
