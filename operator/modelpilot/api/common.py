@@ -4,6 +4,7 @@ the helpers that keep a CEL rule and its parser-side twin in step (see models.py
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
@@ -98,6 +99,24 @@ def duration_rules(path: str, minimum: str | None = None) -> dict[str, Any]:
         pairs.append((f"{guard} || duration(self) >= duration('{minimum}')", f"{path} must be at least {minimum}"))
     pairs.append((f"{guard} || duration(self) <= duration('168h')", f"{path} must be at most 168h"))
     return cel_rules(*pairs)
+
+
+def ascending_percent_rules(path: str, high: int) -> dict[str, Any]:
+    """CEL rules for a list of percentages: each between 1 and `high`, strictly ascending."""
+    return cel_rules(
+        (f"self.all(p, p > 0 && p <= {high})", f"{path} must each be between 1 and {high}"),
+        ("self.isSorted() && self.all(p, self.indexOf(p) == self.lastIndexOf(p))",
+         f"{path} must be strictly ascending"),
+    )
+
+
+def check_ascending_percents(path: str, values: list[int], high: int) -> list[int]:
+    """Parser-side twin of `ascending_percent_rules`, with the same messages."""
+    if not all(0 < v <= high for v in values):
+        raise ValueError(f"{path} must each be between 1 and {high}")
+    if any(a >= b for a, b in pairwise(values)):
+        raise ValueError(f"{path} must be strictly ascending")
+    return values
 
 
 def check_duration(path: str, value: str, minimum: float = 0.0, minimum_text: str = "") -> str:

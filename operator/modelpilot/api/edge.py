@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from itertools import pairwise
+from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema, field_validator
@@ -14,7 +14,9 @@ from modelpilot.api.common import (
     Duration,
     SpecModel,
     StatusModel,
+    ascending_percent_rules,
     cel_rules,
+    check_ascending_percents,
     check_duration,
     duration_rules,
 )
@@ -43,6 +45,36 @@ IntOrPercent = Annotated[
 ]
 
 
+# What target Edge rules out, each with why: (what, CEL rule on the spec, message). The parser's
+# twin is edge_problem(), with the same messages.
+_EDGE_RULES: tuple[tuple[str, str, str], ...] = (
+    ("replicas", "!has(self.replicas)",
+     "replicas does not apply to target Edge: one pod runs on every node of the fleet"),
+    ("autoscaling", "!has(self.autoscaling)",
+     "autoscaling does not apply to target Edge: one pod runs on every node of the fleet"),
+    ("trafficRouting", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.trafficRouting)",
+     "rollout.canary.trafficRouting does not apply to target Edge: clients reach the pod on their own node"),
+    ("steps", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.steps)",
+     "rollout.canary.steps does not apply to target Edge: a canary widens by edge.rollout.batches"),
+    ("interval", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.interval)",
+     "rollout.canary.interval does not apply to target Edge: use edge.rollout.interval"),
+)
+EDGE_ONLY = "spec.edge applies to target Edge only"
+EDGE_CEL_RULES: tuple[tuple[str, str], ...] = (
+    ("!has(self.edge) || (has(self.target) && self.target == 'Edge')", EDGE_ONLY),
+    *((f"!has(self.target) || self.target != 'Edge' || ({rule})", message) for _, rule, message in _EDGE_RULES),
+)
+
+
+def edge_problem(target: str, has_edge: bool, given: Mapping[str, bool]) -> str | None:
+    """What is wrong with the spec's target (None when nothing); `given`: which of replicas,
+    autoscaling, trafficRouting, steps and interval the spec sets."""
+    if target != "Edge":
+        return EDGE_ONLY if has_edge else None
+    problems = [message for what, _, message in _EDGE_RULES if given.get(what)]
+    return "; ".join(problems) or None
+
+
 def _default_tolerations() -> list[Toleration]:
     return [Toleration(key=EDGE_ROLE_LABEL, operator="Exists", effect="NoSchedule")]
 
@@ -58,13 +90,7 @@ class EdgeRollout(SpecModel):
         "at the last batch. Default [5, 25, 100].",
         min_length=1,
         max_length=20,
-        json_schema_extra=cel_rules(
-            ("self.all(b, b > 0 && b <= 100)", "edge.rollout.batches must each be between 1 and 100"),
-            (
-                "self.isSorted() && self.all(b, self.indexOf(b) == self.lastIndexOf(b))",
-                "edge.rollout.batches must be strictly ascending",
-            ),
-        ),
+        json_schema_extra=ascending_percent_rules("edge.rollout.batches", 100),
     )
     interval: Duration = Field(
         default="1m",
@@ -90,11 +116,7 @@ class EdgeRollout(SpecModel):
     @field_validator("batches")
     @classmethod
     def _check_batches(cls, batches: list[int]) -> list[int]:
-        if not all(0 < b <= 100 for b in batches):
-            raise ValueError("edge.rollout.batches must each be between 1 and 100")
-        if any(a >= b for a, b in pairwise(batches)):
-            raise ValueError("edge.rollout.batches must be strictly ascending")
-        return batches
+        return check_ascending_percents("edge.rollout.batches", batches, 100)
 
     @field_validator("interval")
     @classmethod

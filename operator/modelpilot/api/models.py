@@ -65,7 +65,7 @@ from modelpilot.api.common import (
     duration_rules,
     validate_quantity,
 )
-from modelpilot.api.edge import EDGE_ROLE_LABEL, Edge, EdgeRollout, EdgeStatus
+from modelpilot.api.edge import EDGE_CEL_RULES, EDGE_ROLE_LABEL, Edge, EdgeRollout, EdgeStatus, edge_problem
 from modelpilot.api.experiment import Experiment, ExperimentMetric
 from modelpilot.api.monitoring import DriftMonitoring, DriftStatus, DriftThresholds, Monitoring
 from modelpilot.api.rollout import (
@@ -112,21 +112,6 @@ S = TypeVar("S", bound=BaseModel)
 SCALE_TO_ZERO_NEEDS_GATEWAY = ("autoscaling.minReplicas 0 needs rollout.canary.trafficRouting.gatewayAPI: requests "
                                "that arrive while no pod runs are held behind the gateway's route")
 
-# What target Edge rules out, each with why (CEL rule on the spec, parser twin in _check_edge).
-_EDGE = "self.target == 'Edge'"
-_EDGE_RULES: tuple[tuple[str, str, str], ...] = (
-    ("replicas", "!has(self.replicas)",
-     "replicas does not apply to target Edge: one pod runs on every node of the fleet"),
-    ("autoscaling", "!has(self.autoscaling)",
-     "autoscaling does not apply to target Edge: one pod runs on every node of the fleet"),
-    ("trafficRouting", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.trafficRouting)",
-     "rollout.canary.trafficRouting does not apply to target Edge: clients reach the pod on their own node"),
-    ("steps", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.steps)",
-     "rollout.canary.steps does not apply to target Edge: a canary widens by edge.rollout.batches"),
-    ("interval", "!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.interval)",
-     "rollout.canary.interval does not apply to target Edge: use edge.rollout.interval"),
-)
-EDGE_ONLY = "spec.edge applies to target Edge only"
 Target = Literal["Cluster", "Edge"]
 
 
@@ -145,8 +130,7 @@ class ModelDeploymentSpec(SpecModel):
                 " && has(self.rollout.canary.trafficRouting.gatewayAPI))",
                 SCALE_TO_ZERO_NEEDS_GATEWAY,
             ),
-            ("!has(self.edge) || (has(self.target) && self.target == 'Edge')", EDGE_ONLY),
-            *((f"!has(self.target) || !({_EDGE}) || ({rule})", message) for _, rule, message in _EDGE_RULES),
+            *EDGE_CEL_RULES,
         )
     )
 
@@ -192,17 +176,13 @@ class ModelDeploymentSpec(SpecModel):
         return self
 
     def _check_edge(self) -> None:
-        if self.target != "Edge":
-            if self.edge is not None:
-                raise ValueError(EDGE_ONLY)
-            return
         canary = self.rollout.canary
         given = {"replicas": "replicas" in self.model_fields_set, "autoscaling": self.autoscaling is not None,
                  "trafficRouting": "traffic_routing" in canary.model_fields_set,
                  "steps": "steps" in canary.model_fields_set, "interval": "interval" in canary.model_fields_set}
-        problems = [message for field, _, message in _EDGE_RULES if given[field]]
-        if problems:
-            raise ValueError("; ".join(problems))
+        problem = edge_problem(self.target, self.edge is not None, given)
+        if problem:
+            raise ValueError(problem)
 
     @property
     def edge_spec(self) -> Edge:

@@ -3,7 +3,6 @@ routing."""
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -15,7 +14,9 @@ from modelpilot.api.common import (
     Duration,
     MetricProvider,
     SpecModel,
+    ascending_percent_rules,
     cel_rules,
+    check_ascending_percents,
     check_duration,
     duration_rules,
 )
@@ -206,13 +207,7 @@ class Canary(SpecModel):
             "follows a passing analysis at the last step. Empty only with `match`. Default [10, 25, 50]."
         ),
         max_length=20,
-        json_schema_extra=cel_rules(
-            ("self.all(s, s > 0 && s < 100)", "rollout.canary.steps must each be between 1 and 99"),
-            (
-                "self.isSorted() && self.all(s, self.indexOf(s) == self.lastIndexOf(s))",
-                "rollout.canary.steps must be strictly ascending",
-            ),
-        ),
+        json_schema_extra=ascending_percent_rules("rollout.canary.steps", 99),
     )
     interval: Duration = Field(
         default="30s",
@@ -270,11 +265,7 @@ class Canary(SpecModel):
     @field_validator("steps")
     @classmethod
     def _check_steps(cls, steps: list[int]) -> list[int]:
-        if not all(0 < s < 100 for s in steps):
-            raise ValueError("rollout.canary.steps must each be between 1 and 99")
-        if any(a >= b for a, b in pairwise(steps)):
-            raise ValueError("rollout.canary.steps must be strictly ascending")
-        return steps
+        return check_ascending_percents("rollout.canary.steps", steps, 99)
 
     @field_validator("interval")
     @classmethod

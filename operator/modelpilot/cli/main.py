@@ -101,6 +101,15 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_serve(sub)
+    _add_fetch(sub)
+    add_profile_command(sub)
+    add_batch_command(sub)
+    add_optimize_command(sub)
+    add_activator_command(sub)
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser(
         "serve",
         help="serve a model over Open Inference Protocol v2 (needs the [server] extra)",
@@ -146,6 +155,8 @@ def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     serve.set_defaults(func=_serve)
 
+
+def _add_fetch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fetch = sub.add_parser(
         "fetch",
         help="download a model URI into a directory (the pods' init container; needs the [server] extra)",
@@ -157,10 +168,6 @@ def _add_runtime(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     fetch.add_argument("--sha256", help="expected sha256 of the downloaded file (env MODELPILOT_MODEL_SHA256)")
     fetch.add_argument("--force", action="store_true", help="replace whatever the directory holds")
     fetch.set_defaults(func=_fetch)
-    add_profile_command(sub)
-    add_batch_command(sub)
-    add_optimize_command(sub)
-    add_activator_command(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
