@@ -96,13 +96,17 @@ local function assess()
       " (resume, promote or abort)"
     return hs
   end
+  -- spec.paused with no canary in flight and the stable version serving is Healthy: nothing is held
+  -- yet, and a sync wave waiting on this object must be able to finish.
+  local in_flight = canary.state == "Progressing" or canary.state == "Promoting"
+  if spec.paused == true and not in_flight and ready ~= nil and ready.status == "True" then
+    hs.status = "Healthy"
+    hs.message = "spec.paused: " .. text(ready.message, "serving") .. "; a new version will wait at its first step"
+    return hs
+  end
   if spec.paused == true and canary.state ~= "Promoting" then
     hs.status = "Suspended"
-    if ready ~= nil and ready.status == "True" then
-      hs.message = "spec.paused: " .. text(ready.message, "serving") .. "; a new version will wait at its first step"
-    else
-      hs.message = "spec.paused: " .. describe(ready or {reason = "Paused"})
-    end
+    hs.message = "spec.paused: " .. describe(ready or {reason = "Paused"})
     return hs
   end
 

@@ -2,6 +2,8 @@
 
 Conditions follow metav1.Condition: Ready, Progressing, Degraded. `lastTransitionTime` moves only
 when a condition's status flips, so a changed message alone does not look like a transition.
+Beside them, the kstatus pair (Flux, kpt, Helm's --wait): Reconciling while a rollout is under way,
+Stalled when the operator will not go on by itself. Both are written only while True.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Any
 from modelpilot.resources.labels import ANNOTATION_REVISION
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+RECONCILING, STALLED = "Reconciling", "Stalled"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
+# Degraded for a reason that is not a failure: an experiment rolled back by its own onConclusion.
+PLANNED_DEGRADED = frozenset({"ExperimentConcluded"})
 
 
 def timestamp(now: dt.datetime) -> str:
@@ -56,6 +61,9 @@ class WorkloadView:
     ready: int
     done: bool
     detail: str
+    # The workload controller gave up waiting (a Deployment's Progressing=False,
+    # ProgressDeadlineExceeded): a rollout that stays stuck is Stalled, not in progress.
+    deadline_exceeded: bool = False
 
 
 @dataclass
@@ -170,7 +178,9 @@ def _deployment_view(deployment: dict[str, Any] | None, revision: str) -> Worklo
         return None
     status = deployment.get("status") or {}
     done, detail = rolled_out(deployment, revision)
-    return WorkloadView(status.get("replicas", 0), status.get("readyReplicas", 0), done, detail)
+    exceeded = any(c.get("type") == "Progressing" and c.get("status") == "False"
+                   and c.get("reason") == "ProgressDeadlineExceeded" for c in status.get("conditions") or [])
+    return WorkloadView(status.get("replicas", 0), status.get("readyReplicas", 0), done, detail, exceeded)
 
 
 def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> Assessment:
@@ -208,6 +218,8 @@ def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> 
                 f"{len(stuck)} pod(s) cannot be scheduled: no node offers {wanted}; scheduler: {stuck[0]}")
         else:
             reason, message = "Unschedulable", f"{len(stuck)} pod(s) cannot be scheduled: {stuck[0]}"
+        if view.deadline_exceeded:
+            return _stuck_past_deadline(reason, message, stable or None)
         return Assessment("Pending" if not previous_stable else "Progressing", (
             Condition(READY, False, reason, message),
             Condition(PROGRESSING, True, reason, message),
@@ -221,6 +233,9 @@ def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> 
             Condition(DEGRADED, False, "AsExpected"),
         ), stable)
 
+    if view.deadline_exceeded:
+        return _stuck_past_deadline("ProgressDeadlineExceeded", f"rolling out version {obs.version}: {detail}",
+                                    stable or None)
     first = not previous_stable or not previous_stable.get("version")
     reason = "Pending" if first else "RollingUpdate"
     return Assessment("Pending" if first else "Progressing", (
@@ -228,6 +243,33 @@ def _assess_stable(obs: Observation, previous_stable: dict[str, Any] | None) -> 
         Condition(PROGRESSING, True, reason, f"rolling out version {obs.version}: {detail}"),
         Condition(DEGRADED, False, "AsExpected"),
     ), stable or None)
+
+
+def _stuck_past_deadline(reason: str, message: str, stable: dict[str, Any] | None) -> Assessment:
+    """The serving workload made no progress within its deadline: Degraded until it does (the
+    Deployment controller clears the deadline as soon as a pod moves)."""
+    message = f"no progress within the progress deadline: {message}"
+    return Assessment("Degraded", (
+        Condition(READY, False, reason, message),
+        Condition(PROGRESSING, False, reason, message),
+        Condition(DEGRADED, True, reason, message),
+    ), stable)
+
+
+def kstatus_conditions(conditions: tuple[Condition, ...], rollout: RolloutView | None) -> tuple[Condition, ...]:
+    """Reconciling or Stalled (at most one, only while True) from Ready/Progressing/Degraded: kstatus
+    reads Reconciling=True as InProgress and Stalled=True as Failed. A paused canary is still a
+    rollout under way; a rollback, an abort, a missed deadline or a spec the operator cannot act on
+    is Stalled until someone changes something."""
+    by_type = {c.type: c for c in conditions}
+    degraded, progressing = by_type.get(DEGRADED), by_type.get(PROGRESSING)
+    if degraded is not None and degraded.status and degraded.reason not in PLANNED_DEGRADED:
+        return (Condition(STALLED, True, degraded.reason, degraded.message),)
+    if progressing is not None and progressing.status:
+        return (Condition(RECONCILING, True, progressing.reason, progressing.message),)
+    if rollout is not None and rollout.state == "Paused":
+        return (Condition(RECONCILING, True, "Paused", rollout.message),)
+    return ()
 
 
 def merge_conditions(previous: list[dict[str, Any]], wanted: tuple[Condition, ...], generation: int,

@@ -170,6 +170,8 @@ FIXTURES: dict[str, dict[str, Any]] = {
     "insufficient-accelerator": mdep(deployment={**_deployment(STABLE_REV, available=0),
                                                  "status": {"observedGeneration": 1}}, previous_stable={}),
     "spec-paused-no-canary": mdep(paused=True),
+    "spec-paused-not-serving-yet": mdep(deployment=_deployment(STABLE_REV, available=0), previous_stable={},
+                                        paused=True),
     **STAGE_FIXTURES,
     "experiment-rolled-back-then-invalid-spec": {
         **STAGE_FIXTURES["experiment-rollback-winner"],

@@ -50,8 +50,10 @@ from tests.unit.argocd_fixtures import (
     ("rolled-back", "Degraded", "RolledBack: " + ROLLED_BACK_MSG),
     ("rolled-back-and-spec-paused", "Degraded", "Aborted: canary v2 aborted"),
     ("invalid-spec", "Degraded", "InvalidSpec: spec.rollout.canary.analysis.metrics[2].query: PromQL does not parse"),
-    ("spec-paused-no-canary", "Suspended", "spec.paused: version v1 serving: 2/2 replicas available; a new version "
-                                           "will wait at its first step"),
+    # Nothing held yet: Healthy, so a sync wave waiting on it can finish.
+    ("spec-paused-no-canary", "Healthy", "spec.paused: version v1 serving: 2/2 replicas available; a new version "
+                                         "will wait at its first step"),
+    ("spec-paused-not-serving-yet", "Suspended", "spec.paused: Pending: rolling out version v1"),
 ])
 def test_health(fixture: str, status: str, message: str) -> None:
     result = health(FIXTURES[fixture])

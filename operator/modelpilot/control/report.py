@@ -26,6 +26,7 @@ from modelpilot.status import (
     Condition,
     Observation,
     assess,
+    kstatus_conditions,
     merge_conditions,
     status_patch,
     transitions,
@@ -33,7 +34,7 @@ from modelpilot.status import (
 
 # Ready reasons that deserve a Warning Event rather than a Normal one.
 WARNING_REASONS = frozenset({"InvalidSpec", "InvalidStatus", "InsufficientAccelerator", "Unschedulable",
-                             "NameConflict", "KEDAMissing"})
+                             "NameConflict", "KEDAMissing", "ProgressDeadlineExceeded"})
 # Ready reasons of scale to zero: its own Events (ScaledToZero, Activated) already say so.
 SERVERLESS_READY = frozenset({"ScaledToZero", "Activating"})
 KEDA_MISSING = ("autoscaling needs KEDA, and its ScaledObject CRD (scaledobjects.keda.sh) is not installed: "
@@ -90,7 +91,8 @@ def plan_status(md: dict[str, Any], obs: Observation, canary: CanaryState | None
     name = md["metadata"]["name"]
     result = _with_serverless(assess(obs, stored.stable or None), obs, serverless)
     extra = drift.conditions if drift is not None else carried_conditions(stored.conditions)
-    conditions = merge_conditions(stored.conditions, (*result.conditions, *extra), obs.generation, now)
+    wanted = (*result.conditions, *kstatus_conditions(result.conditions, obs.rollout), *extra)
+    conditions = merge_conditions(stored.conditions, wanted, obs.generation, now)
     desired: dict[str, Any] = {"observedGeneration": obs.generation, "phase": result.phase,
                                "conditions": conditions, "selector": scale_selector(name)}
     verbatim: dict[str, Any] = {}
