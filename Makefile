@@ -64,6 +64,14 @@ check-crds: venv ## fail when a committed CRD, its chart copy or docs/api.md is 
 	$(PY) -m modelpilot.api.docs --check
 	$(PY) -m modelpilot.api.crd --check charts/modelpilot/crds
 
+.PHONY: proto
+proto: venv ## regenerate the runtime's gRPC code (operator/modelpilot/server/proto/*_pb2*.py) from its .proto
+	$(PY) -m hack.proto
+
+.PHONY: check-proto
+check-proto: venv ## fail when the committed gRPC code does not match operator/modelpilot/server/proto/*.proto
+	$(PY) -m hack.proto --check
+
 .PHONY: run
 run: ## run the operator in the foreground (local cluster, or $$KUBECONFIG when set)
 	@if [ -n "$$KUBECONFIG" ]; then wrap=""; else $(MAKE) --no-print-directory cluster-up; wrap="$(INSIDE)"; fi; \
@@ -77,14 +85,22 @@ run: ## run the operator in the foreground (local cluster, or $$KUBECONFIG when 
 unit: venv ## pure unit tests
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
+.PHONY: browser
+browser: ## Debian's Chromium and chromedriver for the dashboard's browser test (installed only when missing)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 .PHONY: e2e
-e2e: cluster-up ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECONFIG)
+e2e: cluster-up browser ## e2e tests against the local cluster (or MODELPILOT_E2E_KUBECONFIG)
 	@if [ -n "$$MODELPILOT_E2E_KUBECONFIG" ]; then wrap=""; else wrap="$(INSIDE)"; fi; \
 	  $$wrap $(VENV)/bin/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadgroup -m "not alone" $(PYTEST_ARGS) && \
 	  $$wrap $(VENV)/bin/pytest tests/e2e -q -m alone $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv binaries lint check-crds unit server-test e2e ## everything: set-up, lint, unit and e2e tests
+test: venv binaries lint check-crds check-proto unit server-test e2e ## everything: set-up, lint, unit and e2e tests
 
 .PHONY: demo
 demo: cluster-up ## a canary demo: v1 serving, v2 rolled back, v3 promoted (stays up: make cluster-down)

@@ -15,6 +15,9 @@ RECONCILE_SECONDS = Histogram("modelpilot_reconcile_duration_seconds", "Duration
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 API_WRITES = Counter("modelpilot_api_writes_total", "Write requests sent to the API server, by kind of write.",
                      ["write"])
+NOTIFICATIONS = Counter("modelpilot_notifications_total", "Webhook notifications by target type (CloudEvents, "
+                        "Slack) and result: delivered, retried (an attempt failed, tried again), failed (given up "
+                        "or refused), dropped (queue full).", ["type", "result"])
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from modelpilot.fetch_settings import DEFAULT_MAX_MODEL_BYTES, parse_size
 
 ENV_PREFIX = "MODELPILOT_"
+# The Secret holding spec.notifications' webhook URLs, by default (MODELPILOT_NOTIFICATIONS_SECRET).
+DEFAULT_NOTIFICATIONS_SECRET = "modelpilot-notifications"
 
 
 def _env(name: str, default: str) -> str:
@@ -80,6 +82,9 @@ class OperatorSettings:
     activator_namespace: str = "modelpilot-system"
     activator_service: str = "modelpilot-activator"
     activator_port: int = 80
+    # spec.notifications: the Secret (one name, in each ModelDeployment's namespace) holding the
+    # webhook URLs; the operator may GET only this name (the chart's RBAC).
+    notifications_secret: str = DEFAULT_NOTIFICATIONS_SECRET
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -113,4 +118,5 @@ class OperatorSettings:
             activator_namespace=_env("ACTIVATOR_NAMESPACE", cls.activator_namespace),
             activator_service=_env("ACTIVATOR_SERVICE", cls.activator_service),
             activator_port=int(_float("ACTIVATOR_PORT", cls.activator_port)),
+            notifications_secret=_env("NOTIFICATIONS_SECRET", cls.notifications_secret),
         )

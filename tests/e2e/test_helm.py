@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelpilot.api.crd import CRD_NAME, KINDS
 from modelpilot.resources.labels import LABEL_MANAGED_BY, MANAGED_BY
+from modelpilot.settings import DEFAULT_NOTIFICATIONS_SECRET
 from tests.e2e.conftest import make_namespace
 from tests.e2e.helm import CHART, Helm, container_env, find, one, set_args, unique
 from tests.e2e.support import ClusterHandle, wait_for
@@ -52,7 +53,9 @@ def assert_least_privilege(docs: list[dict[str, Any]]) -> None:
         for rule in rules_of(doc):
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(field, []), (doc["metadata"]["name"], rule)
-            assert "secrets" not in rule["resources"], "the operator never reads Secrets"
+            if "secrets" in rule["resources"]:  # the webhook URLs of spec.notifications: one name, get only
+                assert rule == {"apiGroups": [""], "resources": ["secrets"],
+                                "resourceNames": [DEFAULT_NOTIFICATIONS_SECRET], "verbs": ["get"]}, rule
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
@@ -231,6 +234,9 @@ def test_namespaced_mode_renders_roles_accepted_by_the_api_server(
     for binding in bindings:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{release}-modelpilot",
                                         "namespace": namespace}]
+    for role in roles:  # each watched namespace: its notifications Secret, by name
+        assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [DEFAULT_NOTIFICATIONS_SECRET],
+                "verbs": ["get"]} in rules_of(role)
     # Only what cannot be namespaced stays cluster-wide: CRDs, Nodes (target Edge) and Namespaces,
     # read only.
     (cluster_role,) = find(docs, "ClusterRole")

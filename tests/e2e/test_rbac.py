@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from modelpilot.api.batch import BATCH_PLURAL
 from modelpilot.api.models import API_VERSION, GROUP, PLURAL, SHORT_NAMES, VERSION
 from modelpilot.resources.labels import ANNOTATION_ACTION, LABEL_NAME
+from modelpilot.settings import DEFAULT_NOTIFICATIONS_SECRET
 from tests.e2e import mdep
 from tests.e2e.conftest import make_namespace
 from tests.e2e.helm import CHART, Helm, container_env, one, service_account_kubeconfig, set_args, unique
@@ -270,11 +271,17 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
 
     # What it needs, it has ...
     custom.list_namespaced_custom_object(GROUP, VERSION, watched, PLURAL)
-    # ... and nothing outside the namespaces it was given, nor any Secret.
+    # ... the notifications Secret by name (not found is an answer, not a denial) ...
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_secret(DEFAULT_NOTIFICATIONS_SECRET, watched)
+    assert missing.value.status == 404, missing.value
+    # ... and nothing outside the namespaces it was given, nor any other Secret.
     assert_denied(custom.list_namespaced_custom_object, GROUP, VERSION, other, PLURAL)
     assert_denied(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
     assert_denied(core.list_namespaced_secret, watched)
     assert_denied(core.read_namespaced_secret, "anything", other)
+    assert_denied(core.read_namespaced_secret, "s3", watched)
+    assert_denied(core.read_namespaced_secret, DEFAULT_NOTIFICATIONS_SECRET, other)
     assert_denied(core.list_namespaced_pod, other)
     core.list_node()  # target Edge reads the fleet: Nodes are listed and watched, never read by name or written
     assert_denied(core.read_node, "edge-00")
@@ -297,6 +304,8 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("delete", "pods", "-n", watched),
         ("patch", "daemonsets.apps", "-n", watched),
         ("create", "events", "-n", watched),
+        # spec.notifications: the one Secret holding the webhook URLs, by name.
+        ("get", f"secrets/{DEFAULT_NOTIFICATIONS_SECRET}", "-n", watched),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
         ("list", "namespaces"),
         # Target Edge: the fleet is chosen from the Nodes (read only, cluster-wide).
@@ -314,6 +323,11 @@ def test_namespaced_mode_is_denied_outside_its_rules(cluster: ClusterHandle, nam
         ("create", "deployments.apps", "-n", other),
         ("create", "deployments.apps", "-n", home),
         ("get", "secrets", "-n", watched),
+        ("get", "secrets/s3", "-n", watched),
+        ("get", f"secrets/{DEFAULT_NOTIFICATIONS_SECRET}", "-n", other),
+        ("list", "secrets", "-n", watched),
+        ("watch", "secrets", "-n", watched),
+        ("update", f"secrets/{DEFAULT_NOTIFICATIONS_SECRET}", "-n", watched),
         ("list", "secrets", "-n", home),
         ("update", "deployments.apps", "-n", watched),
         ("create", "pods", "-n", watched),
@@ -363,7 +377,8 @@ def test_cluster_wide_rbac_reconciles_as_the_chart_service_account(
     assert [w for w in writes if w["code"] == 403 or w["decision"] != "allow"] == []
 
     # Cluster-wide: every namespace for the operator's own kinds (what Kopf's cluster-wide watches
-    # need) - still no Secrets, no Nodes, no RBAC, no writes to what it does not own.
+    # need) - of Secrets only the notifications one by name; no Nodes, no RBAC, no writes to what it
+    # does not own.
     kc = clusterwide.kubeconfig
     for verb in ("list", "watch"):
         for resource in (MDEP, "deployments.apps", "services",
@@ -372,7 +387,9 @@ def test_cluster_wide_rbac_reconciles_as_the_chart_service_account(
             assert can_i(cluster, kc, verb, resource, "--all-namespaces"), (verb, resource)
     assert can_i(cluster, kc, "patch", "deployments.apps", "-n", other)
     assert can_i(cluster, kc, "list", "namespaces"), "namespacePatterns: Kopf matches namespaces"
+    assert can_i(cluster, kc, "get", f"secrets/{DEFAULT_NOTIFICATIONS_SECRET}", "-n", other)
     for denied in [("get", "secrets", "--all-namespaces"), ("list", "secrets", "-n", other), ("patch", "nodes"),
+                   ("get", "secrets/s3", "-n", other), ("watch", "secrets", "--all-namespaces"),
                    ("update", "deployments.apps", "-n", other), ("delete", MDEP, "-n", other),
                    ("create", "roles.rbac.authorization.k8s.io", "-n", other), ("*", "*", "--all-namespaces")]:
         assert not can_i(cluster, kc, *denied), denied

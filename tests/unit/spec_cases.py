@@ -41,6 +41,9 @@ def experiment(canary_fields: dict[str, Any] | None = None, **fields: Any) -> di
                          "experiment": {"metrics": [CONVERSIONS], **fields}})
 
 
+SLACK_TARGET = {"name": "ops", "type": "Slack", "urlKey": "slack"}
+CLOUDEVENTS_TARGET = {"name": "events", "type": "CloudEvents", "urlKey": "cloudevents.url"}
+
 # (id, spec, message expected in the error)
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
@@ -191,6 +194,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
      "edge.nodeSelector must name at least one label"),
     ("edge-interval-too-short", spec(target="Edge", edge={"rollout": {"interval": "1s"}}),
      "edge.rollout.interval must be at least 5s"),
+    # spec.notifications
+    ("notifications-duplicate-names", spec(notifications=[SLACK_TARGET, {**CLOUDEVENTS_TARGET, "name": "ops"}]),
+     "notifications names must be unique"),
+    ("notifications-repeated-event", spec(notifications=[{**SLACK_TARGET, "events": ["Promoted", "Promoted"]}]),
+     "notifications events must not repeat an event"),
 ]
 
 # Invalid specs the *schema* (not CEL) rejects: (id, spec, JSON path of the bad field).
@@ -216,6 +224,17 @@ INVALID_SCHEMA: list[tuple[str, dict[str, Any], str]] = [
         canary(analysis={"onInconclusive": "Ignore"}),
         "spec.rollout.canary.analysis.onInconclusive",
     ),
+    ("notification-type", spec(notifications=[{**SLACK_TARGET, "type": "Teams"}]), "spec.notifications[0].type"),
+    ("notification-event", spec(notifications=[{**SLACK_TARGET, "events": ["Deployed"]}]),
+     "spec.notifications[0].events[0]"),
+    ("notification-no-events", spec(notifications=[{**SLACK_TARGET, "events": []}]), "spec.notifications[0].events"),
+    ("notification-name", spec(notifications=[{**SLACK_TARGET, "name": "Ops_1"}]), "spec.notifications[0].name"),
+    ("notification-url-key", spec(notifications=[{**SLACK_TARGET, "urlKey": "a/b"}]),
+     "spec.notifications[0].urlKey"),
+    ("notification-url-inline", spec(notifications=[{**SLACK_TARGET, "url": "https://hooks.example.com/x"}]),
+     "spec.notifications[0].url"),
+    ("notifications-too-many", spec(notifications=[{**SLACK_TARGET, "name": f"t{i}"} for i in range(9)]),
+     "spec.notifications"),
 ]
 
 VALID: list[tuple[str, dict[str, Any]]] = [
@@ -317,4 +336,7 @@ VALID: list[tuple[str, dict[str, Any]]] = [
              rollout={"canary": {"failureThreshold": 1, "analysis": {"minRequests": 20}}}),
     ),
     ("edge-max-unavailable-percent", spec(target="Edge", edge={"rollout": {"maxUnavailable": "100%"}})),
+    ("notifications", spec(notifications=[{**SLACK_TARGET, "events": ["Promoted", "RolledBack", "Aborted"]},
+                                          CLOUDEVENTS_TARGET])),
+    ("notifications-eight", spec(notifications=[{**CLOUDEVENTS_TARGET, "name": f"t{i}"} for i in range(8)])),
 ]

@@ -78,7 +78,11 @@ def test_every_rbac_rule_has_a_comment_and_no_wildcard() -> None:
         assert lines[i - 1].lstrip().startswith("#"), f"rbac.yaml:{i + 1}: a rule without a comment"
     text = "\n".join(lines)
     assert '"*"' not in text and "'*'" not in text
-    assert not re.search(r"resources:.*secrets", text), "the operator never reads Secrets"
+    # Of Secrets, only `get` of one name (rendered in every mode: test_secrets_only_get_of_one_name).
+    secrets = [i for i, line in enumerate(lines) if re.search(r"resources:.*secrets", line)]
+    assert len(secrets) == 1, "one rule on Secrets"
+    assert lines[secrets[0] + 1].strip().startswith("resourceNames:")
+    assert lines[secrets[0] + 2].strip() == 'verbs: ["get"]'
 
 
 def test_operator_dockerfile_shape() -> None:
@@ -277,6 +281,30 @@ def test_the_operator_is_told_the_activator_and_the_keda_timing(render: Render,
                 settings.scale_down_stabilization_seconds) == (
             values.get("operator.kedaPollingSeconds", 5), values.get("operator.kedaCooldownSeconds", 30),
             values.get("operator.scaleDownStabilizationSeconds", 300))
+
+
+def test_secrets_only_get_of_one_name(render: Render, helm: Callable[..., subprocess.CompletedProcess[str]],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notifications Secret: `get` on its name, wherever the namespaced rules are granted, and
+    the operator told the same name; nothing else of Secrets anywhere."""
+    for values, where in [({}, [("ClusterRole", "", RBAC_NAME)]),
+                          ({"namespacePatterns": ["team-*"]}, [("ClusterRole", "", RBAC_NAME)]),
+                          ({"watchNamespaces": ["ml-a", "ml-b"], "notifications.secretName": "hooks.team-a"},
+                           [("Role", "ml-a", RBAC_NAME), ("Role", "ml-b", RBAC_NAME)])]:
+        docs = render(values)
+        name = values.get("notifications.secretName", "modelpilot-notifications")
+        assert _rules(docs, "", "secrets") == {key: [["get"]] for key in where}, values
+        for role in [*_find(docs, "Role"), *_find(docs, "ClusterRole")]:
+            for rule in role["rules"]:
+                if "secrets" in rule["resources"]:
+                    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [name],
+                                    "verbs": ["get"]}
+        env = _env(_one(docs, "Deployment", "r-modelpilot"))
+        monkeypatch.setenv("MODELPILOT_NOTIFICATIONS_SECRET", env["MODELPILOT_NOTIFICATIONS_SECRET"])
+        assert OperatorSettings.from_env().notifications_secret == name
+    assert OperatorSettings().notifications_secret == "modelpilot-notifications"
+    result = helm("template", RELEASE, str(CHART), *_set_json({"notifications.secretName": "Hooks_A"}))
+    assert result.returncode != 0 and "at '/notifications/secretName'" in result.stderr, result.stderr
 
 
 def test_scaledobject_rules_follow_the_hpa_rules_in_both_modes(render: Render) -> None:

@@ -159,6 +159,13 @@ CASES: list[tuple[str, dict[str, Any], str, BuildSettings]] = [
         "stable",
         BuildSettings(max_model_bytes=50 * 2**30, allow_link_local=True),
     ),
+    ("grpc-both", spec(runtime={"protocol": "both", "args": ["--log-json"]}), "stable", SETTINGS),
+    (
+        "grpc-custom-runtime",
+        spec(model_format="custom", runtime={"image": "example.com/my-server:2", "protocol": "grpc", "grpcPort": 9001}),
+        "stable",
+        SETTINGS,
+    ),
 ]
 
 

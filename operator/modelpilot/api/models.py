@@ -68,6 +68,7 @@ from modelpilot.api.common import (
 from modelpilot.api.edge import EDGE_CEL_RULES, EDGE_ROLE_LABEL, Edge, EdgeRollout, EdgeStatus, edge_problem
 from modelpilot.api.experiment import Experiment, ExperimentMetric
 from modelpilot.api.monitoring import DriftMonitoring, DriftStatus, DriftThresholds, Monitoring
+from modelpilot.api.notifications import Notifications
 from modelpilot.api.rollout import (
     Analysis,
     Canary,
@@ -164,6 +165,7 @@ class ModelDeploymentSpec(SpecModel):
     monitoring: Monitoring = Field(
         default_factory=Monitoring, description="Data and concept drift monitoring (on by default)."
     )
+    notifications: Notifications
 
     @model_validator(mode="after")
     def _check_custom(self) -> ModelDeploymentSpec:

@@ -28,6 +28,8 @@ from modelpilot.api.common import (
 from modelpilot.api.durations import parse_duration
 
 ScalingMetric = Literal["requests", "concurrency", "cpu"]
+ServingProtocol = Literal["rest", "grpc", "both"]
+DEFAULT_GRPC_PORT = 8081
 
 # ------------------------------------------------------------------------------------------- model
 
@@ -130,6 +132,11 @@ class Runtime(SpecModel):
                 "runtime.env must not set variables the operator sets (MODELPILOT_MODEL_*, MODELPILOT_PORT, "
                 "MODELPILOT_TRACK, MODELPILOT_NAMESPACE)",
             ),
+            (
+                "!has(self.protocol) || self.protocol == 'rest' || "
+                f"(has(self.grpcPort) ? self.grpcPort : {DEFAULT_GRPC_PORT}) != (has(self.port) ? self.port : 8080)",
+                "runtime.grpcPort must differ from runtime.port when the protocol includes grpc",
+            ),
         )
     )
 
@@ -144,6 +151,22 @@ class Runtime(SpecModel):
         max_length=512,
     )
     port: int = Field(default=8080, description="Container port the server listens on (default 8080).", ge=1, le=65535)
+    protocol: ServingProtocol = Field(
+        default="rest",
+        description=(
+            "Open Inference Protocol v2 over rest (HTTP/JSON on `port`, default), grpc (KServe's "
+            "inference.GRPCInferenceService on `grpcPort`) or both. The REST port stays open with grpc alone: "
+            "it serves the health probes and /metrics. With grpc, the Services get a port named grpc "
+            f"({DEFAULT_GRPC_PORT}, appProtocol kubernetes.io/h2c) and the default runtime gets --grpc-port; "
+            "a custom image must serve gRPC on grpcPort itself."
+        ),
+    )
+    grpc_port: int = Field(
+        default=DEFAULT_GRPC_PORT,
+        description=f"Container port of the gRPC server when protocol is grpc or both (default {DEFAULT_GRPC_PORT}).",
+        ge=1,
+        le=65535,
+    )
     env: list[EnvVar] = Field(
         default_factory=list,
         description="Extra environment variables for the serving container, in order.",
@@ -169,7 +192,13 @@ class Runtime(SpecModel):
         names = [e.name for e in self.env]
         if len(names) != len(set(names)):
             raise ValueError("runtime.env names must be unique")
+        if self.serves_grpc and self.grpc_port == self.port:
+            raise ValueError("runtime.grpcPort must differ from runtime.port when the protocol includes grpc")
         return self
+
+    @property
+    def serves_grpc(self) -> bool:
+        return self.protocol in ("grpc", "both")
 
 
 # --------------------------------------------------------------------------------------- resources

@@ -180,7 +180,8 @@ class ServingTemplate(StatusModel):
 class Condition(StatusModel):
     """A standard Kubernetes condition (metav1.Condition)."""
 
-    type: str = Field(description="Condition type: Ready, Progressing, Degraded, DataDrift or ConceptDrift.",
+    type: str = Field(description="Condition type: Ready, Progressing, Degraded, Reconciling, Stalled, "
+                      "DataDrift or ConceptDrift.",
                       min_length=1, max_length=316)
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(
@@ -207,7 +208,10 @@ class ModelDeploymentStatus(StatusModel):
     canary: CanaryStatus | None = Field(default=None, description="The rollout in progress, if any.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing and Degraded; DataDrift and ConceptDrift while monitoring is on.",
+        description="Ready, Progressing and Degraded; the kstatus pair, each only while True: Reconciling "
+                    "(a rollout under way) or Stalled (the operator will not go on by itself: a rollback, an "
+                    "abort, a missed progress deadline, an invalid spec); DataDrift and ConceptDrift while "
+                    "monitoring is on.",
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )

@@ -137,27 +137,34 @@ def _psi(distribution: Mapping[str, Any]) -> float:
     return float(psi) if isinstance(psi, int | float) else -1.0
 
 
+def distribution_data(distribution: Mapping[str, Any]) -> dict[str, Any]:
+    """One feature (or the predictions) as plain data: name, PSI and p-value in words, drifted,
+    and its bins (share of the reference rows, share of the live rows or None)."""
+    bins: Sequence[Mapping[str, Any]] = distribution.get("bins") or []
+    return {"name": str(distribution.get("name", "?")), "psi": _num(distribution.get("psi")),
+            "pValue": p_text(distribution.get("pValue")), "drifted": distribution.get("drifted") is True,
+            "bins": [{"bin": str(entry.get("bin", "?")), "reference": float(entry.get("reference") or 0.0),
+                      "live": None if entry.get("live") is None else float(entry["live"])} for entry in bins]}
+
+
 def distribution_view(distribution: Mapping[str, Any]) -> Group:
     """One feature (or the predictions): PSI, p-value, drifted, then its bins, reference beside live."""
-    drifted = distribution.get("drifted") is True
-    heading = Text(str(distribution.get("name", "?")), style="bold")
-    heading.append(f"   PSI {_num(distribution.get('psi'))}   p-value {p_text(distribution.get('pValue'))}   ")
+    data = distribution_data(distribution)
+    drifted = data["drifted"]
+    heading = Text(data["name"], style="bold")
+    heading.append(f"   PSI {data['psi']}   p-value {data['pValue']}   ")
     heading.append("drifted" if drifted else "not drifted", style=DRIFTED_STYLE if drifted else "green")
-    bins: Sequence[Mapping[str, Any]] = distribution.get("bins") or []
-    if not bins:
+    if not data["bins"]:
         return Group(heading, Text("  no bins reported"))
-    shares = [float(b.get(k) or 0.0) for b in bins for k in ("reference", "live")]
-    largest = max(shares, default=0.0)
+    largest = max((entry[k] or 0.0 for entry in data["bins"] for k in ("reference", "live")), default=0.0)
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 3, 0, 0))
     table.add_column("  BIN", no_wrap=True)
     table.add_column("REFERENCE", no_wrap=True)
     table.add_column("LIVE", no_wrap=True)
     live_style = DRIFTED_STYLE if drifted else LIVE_STYLE
-    for entry in bins:
-        live = entry.get("live")
-        table.add_row(f"  {entry.get('bin', '?')}", share_cell(float(entry.get("reference") or 0.0), largest,
-                                                                REFERENCE_STYLE),
-                      share_cell(None if live is None else float(live), largest, live_style))
+    for entry in data["bins"]:
+        table.add_row(f"  {entry['bin']}", share_cell(entry["reference"], largest, REFERENCE_STYLE),
+                      share_cell(entry["live"], largest, live_style))
     return Group(heading, table)
 
 
@@ -194,49 +201,95 @@ def _evaluated(value: Any, now: dt.datetime | None) -> str:
     return f"{value} ({short(elapsed)} ago)"
 
 
-def head(drift: Mapping[str, Any], now: dt.datetime | None) -> Table:
-    """Window, rows, when, whether the pods found a profile, and why nothing was judged, if so."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row("window", str(drift.get("window") or "—"))
-    grid.add_row("rows", f"{int(drift.get('rows') or 0)}")
-    grid.add_row("last evaluated", _evaluated(drift.get("lastEvaluated"), now))
+def facts(drift: Mapping[str, Any], now: dt.datetime | None) -> list[tuple[str, str, bool]]:
+    """(label, text, warn) for the window, rows, when, whether the pods found a profile, and why
+    nothing was judged, if so; warn marks what needs the reader's attention."""
     found = drift.get("profile") is True
-    grid.add_row("profile", Text("found") if found else Text(PROFILE_HINT, style="yellow"))
+    rows = [("window", str(drift.get("window") or "—"), False), ("rows", f"{int(drift.get('rows') or 0)}", False),
+            ("last evaluated", _evaluated(drift.get("lastEvaluated"), now), False),
+            ("profile", "found" if found else PROFILE_HINT, not found)]
     if drift.get("message"):
-        grid.add_row("note", Text(str(drift["message"]), style="yellow"))
+        rows.append(("note", str(drift["message"]), True))
+    return rows
+
+
+def head(drift: Mapping[str, Any], now: dt.datetime | None) -> Table:
+    """The facts as a grid."""
+    grid = Table.grid(padding=(0, 2))
+    for label, text, warn in facts(drift, now):
+        # The profile and the note are Text: never read as markup, and yellow when they warn.
+        grid.add_row(label, Text(text, style="yellow" if warn else "") if label in ("profile", "note") else text)
     return grid
 
 
-def unexported_text(drift: Mapping[str, Any]) -> Text | None:
-    """The runtime's summary of the features past maxFeatures (None before any profile was found)."""
+def unexported_line(drift: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """The runtime's summary of the features past maxFeatures, and whether any is over the PSI
+    threshold (None before any profile was found)."""
     unexported = drift.get("unexported")
     if not unexported:
-        return None if drift.get("profile") is not True else Text("unexported features: none past maxFeatures")
+        return None if drift.get("profile") is not True else ("unexported features: none past maxFeatures", False)
     over = int(unexported.get("overThreshold") or 0)
-    return Text(f"unexported features: {int(unexported.get('count') or 0)} past maxFeatures, {over} with PSI >= 0.2 "
-                f"on some pod (max PSI {_num(unexported.get('maxPSI'))})", style=DRIFTED_STYLE if over else "")
+    return (f"unexported features: {int(unexported.get('count') or 0)} past maxFeatures, {over} with PSI >= 0.2 "
+            f"on some pod (max PSI {_num(unexported.get('maxPSI'))})", over > 0)
+
+
+def unexported_text(drift: Mapping[str, Any]) -> Text | None:
+    line = unexported_line(drift)
+    return None if line is None else Text(line[0], style=DRIFTED_STYLE if line[1] else "")
+
+
+def accuracy_parts(drift: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Live accuracy (or mean absolute error) from feedback against the profile's reference, as
+    (before, live figure, after): the views mark the live figure."""
+    accuracy = drift.get("accuracy")
+    if not accuracy:
+        return "accuracy: no labelled feedback in the window", "", ""
+    label, spec = _accuracy_format(accuracy)
+    live, reference = accuracy.get("live"), accuracy.get("reference")
+    after = f" vs reference {_num(reference, spec)}"
+    numbers = isinstance(live, int | float) and isinstance(reference, int | float)
+    if numbers and label == "accuracy":
+        after += f" ({live - reference:+.3f})"
+    elif numbers and reference:
+        after += f" ({live / reference - 1:+.0%})"
+    elif reference is None:
+        after += " (the profile was written without --target)"
+    after += f" over {int(accuracy.get('samples') or 0)} labelled rows"
+    return f"{label}: live ", _num(live, spec), after
 
 
 def accuracy_text(drift: Mapping[str, Any], concept_drift: bool) -> Text:
-    """Live accuracy (or mean absolute error) from feedback against the profile's reference."""
-    accuracy = drift.get("accuracy")
-    if not accuracy:
-        return Text("accuracy: no labelled feedback in the window")
-    label, spec = _accuracy_format(accuracy)
-    is_accuracy = label == "accuracy"
-    live, reference = accuracy.get("live"), accuracy.get("reference")
-    text = Text(f"{label}: live ")
-    text.append(_num(live, spec), style=DRIFTED_STYLE if concept_drift else LIVE_STYLE)
-    text.append(f" vs reference {_num(reference, spec)}")
-    numbers = isinstance(live, int | float) and isinstance(reference, int | float)
-    if numbers and is_accuracy:
-        text.append(f" ({live - reference:+.3f})")
-    elif numbers and reference:
-        text.append(f" ({live / reference - 1:+.0%})")
-    elif reference is None:
-        text.append(" (the profile was written without --target)")
-    text.append(f" over {int(accuracy.get('samples') or 0)} labelled rows")
+    before, live, after = accuracy_parts(drift)
+    text = Text(before)
+    if live or after:
+        text.append(live, style=DRIFTED_STYLE if concept_drift else LIVE_STYLE)
+        text.append(after)
     return text
+
+
+def concept_drifted(md: Mapping[str, Any]) -> bool:
+    concept = next((c for c in drift_conditions(md) if c.get("type") == "ConceptDrift"), {})
+    return concept.get("status") == "True"
+
+
+def drift_data(md: Mapping[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    """The drift of the stable track as plain data: the summary line, or why there is nothing to
+    show (notShown), the conditions, facts, distributions (features worst first), the unexported
+    features and the accuracy."""
+    drift: Mapping[str, Any] = _status(md).get("drift") or {}
+    before, live, after = accuracy_parts(drift)
+    unexported = unexported_line(drift)
+    return {
+        "summary": drift_summary(md), "notShown": not_shown(md),
+        "conditions": [{"type": str(c.get("type")), "status": str(c.get("status", "Unknown")),
+                        "reason": str(c.get("reason", "")), "message": str(c.get("message") or "")}
+                       for c in drift_conditions(md)],
+        "facts": [{"label": label, "text": text, "warn": warn} for label, text, warn in facts(drift, now)],
+        "features": [distribution_data(f) for f in worst_first(drift.get("features") or [])],
+        "prediction": distribution_data(drift["prediction"]) if drift.get("prediction") else None,
+        "unexported": None if unexported is None else {"text": unexported[0], "over": unexported[1]},
+        "accuracy": {"before": before, "live": live, "after": after, "drifted": concept_drifted(md)},
+    }
 
 
 def drift_view(md: Mapping[str, Any], now: dt.datetime | None = None) -> Group:
@@ -261,8 +314,7 @@ def drift_view(md: Mapping[str, Any], now: dt.datetime | None = None) -> Group:
     unexported = unexported_text(drift)
     if unexported is not None:
         parts.append(unexported)
-    concept = next((c for c in drift_conditions(md) if c.get("type") == "ConceptDrift"), {})
-    parts.append(accuracy_text(drift, concept.get("status") == "True"))
+    parts.append(accuracy_text(drift, concept_drifted(md)))
     return Group(*parts)
 
 

@@ -37,38 +37,46 @@ def node_states(edge: Mapping[str, Any]) -> dict[str, str]:
     return states
 
 
-def _cell(name: str, state: str, canary: bool) -> Text:
-    style = next(colour for s, _, colour, _ in STATES if s == state)
-    mark = "◆" if canary else "■"
+def fleet(edge: Mapping[str, Any]) -> dict[str, Any]:
+    """status.edge as plain data: the summary in words, the count per state (with its legend) and
+    every node, sorted by name, with its state and whether the canary chose it."""
+    states = node_states(edge)
+    chosen = {n for n in edge.get("canaryNodes") or [] if isinstance(n, str)}
+    parts = [f"{edge.get('nodes', len(states))} nodes"]
+    if edge.get("batch"):
+        parts.append(f"canary batch {edge['batch']}: {len(edge.get('canaryNodes') or [])}/"
+                     f"{edge.get('batchNodes', '?')} nodes, {edge.get('reporting', 0)} reporting")
+    counts = [{"state": state, "legend": legend, "count": sum(1 for s in states.values() if s == state)}
+              for state, _, _, legend in STATES]
+    return {"summary": ", ".join(parts), "counts": [c for c in counts if c["count"]],
+            "nodes": [{"name": name, "state": states[name], "canary": name in chosen} for name in sorted(states)]}
+
+
+def _cell(node: Mapping[str, Any]) -> Text:
+    style = next(colour for s, _, colour, _ in STATES if s == node["state"])
+    mark = "◆" if node["canary"] else "■"
+    name = node["name"]
     label = name if len(name) <= CELL - 2 else name[: CELL - 3] + "…"
     return Text(f"{mark} {label}", style=style)
 
 
 def fleet_grid(edge: Mapping[str, Any], columns: int = COLUMNS) -> Table:
-    states = node_states(edge)
-    canary = {n for n in edge.get("canaryNodes") or [] if isinstance(n, str)}
+    nodes = fleet(edge)["nodes"]
     grid = Table.grid(padding=(0, 1))
     for _ in range(columns):
         grid.add_column(no_wrap=True)
-    names = sorted(states)
-    for start in range(0, len(names), columns):
-        row = [_cell(n, states[n], n in canary) for n in names[start:start + columns]]
+    for start in range(0, len(nodes), columns):
+        row = [_cell(node) for node in nodes[start:start + columns]]
         grid.add_row(*row, *([""] * (columns - len(row))))
     return grid
 
 
 def fleet_summary(edge: Mapping[str, Any]) -> Text:
-    states = node_states(edge)
-    parts = [f"{edge.get('nodes', len(states))} nodes"]
-    if edge.get("batch"):
-        chosen = len(edge.get("canaryNodes") or [])
-        parts.append(f"canary batch {edge['batch']}: {chosen}/{edge.get('batchNodes', '?')} nodes, "
-                     f"{edge.get('reporting', 0)} reporting")
-    text = Text(", ".join(parts) + "  ")
-    for state, _, colour, legend in STATES:
-        count = sum(1 for s in states.values() if s == state)
-        if count:
-            text.append(f"■ {legend} {count}  ", style=colour)
+    data = fleet(edge)
+    text = Text(data["summary"] + "  ")
+    colours = {state: colour for state, _, colour, _ in STATES}
+    for count in data["counts"]:
+        text.append(f"■ {count['legend']} {count['count']}  ", style=colours[count["state"]])
     return text
 
 

@@ -234,15 +234,26 @@ def experiment_title(md: Mapping[str, Any], experiment: Mapping[str, Any]) -> st
     return f"experiment ({when}): {experiment.get('verdict', '?')}; difference canary - stable [{confidence:.0%} CI]"
 
 
+def comparisons(experiment: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Each compared metric in words: metric, canary, stable, difference (with its interval),
+    pValue, samples (canary/stable), verdict and detail."""
+    return [{"metric": str(result.get("metric", "")), "canary": _num(result.get("canary")),
+             "stable": _num(result.get("stable")), "difference": difference_text(result),
+             "pValue": p_text(result.get("pValue")), "samples": samples_text(result),
+             "verdict": str(result.get("verdict", "")), "detail": str(result.get("detail") or "")}
+            for result in experiment.get("results") or []]
+
+
+def experiment_data(md: Mapping[str, Any], experiment: Mapping[str, Any]) -> dict[str, Any]:
+    """The experiment as plain data: its title, whether it is final, its verdict and comparisons."""
+    return {"title": experiment_title(md, experiment), "final": experiment.get("final") is True,
+            "verdict": str(experiment.get("verdict", "")), "comparisons": comparisons(experiment)}
+
+
 def comparison_rows(experiment: Mapping[str, Any], detail_width: int = 60) -> list[list[str | Text]]:
-    rows: list[list[str | Text]] = []
-    for result in experiment.get("results") or []:
-        verdict = str(result.get("verdict", ""))
-        rows.append([str(result.get("metric", "")), _num(result.get("canary")), _num(result.get("stable")),
-                     difference_text(result), p_text(result.get("pValue")), samples_text(result),
-                     Text(verdict, style=EXPERIMENT_STYLE.get(verdict, "")),
-                     str(result.get("detail") or "")[:detail_width]])
-    return rows
+    return [[c["metric"], c["canary"], c["stable"], c["difference"], c["pValue"], c["samples"],
+             Text(c["verdict"], style=EXPERIMENT_STYLE.get(c["verdict"], "")), c["detail"][:detail_width]]
+            for c in comparisons(experiment)]
 
 
 def experiment_table(md: Mapping[str, Any], experiment: Mapping[str, Any]) -> Table:

@@ -125,6 +125,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument("--host", help="address to bind (env MODELPILOT_HOST; default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (env MODELPILOT_PORT; default 8080)")
     serve.add_argument(
+        "--grpc-port",
+        type=int,
+        help="also serve Open Inference Protocol v2 over gRPC on this port (env MODELPILOT_GRPC_PORT; default 0: "
+        "no gRPC; the HTTP port keeps serving health and /metrics)",
+    )
+    serve.add_argument(
         "--graceful-timeout",
         type=float,
         help="seconds to let in-flight requests finish after SIGTERM (env MODELPILOT_GRACEFUL_TIMEOUT; default 25)",

@@ -8,6 +8,7 @@ Installed as the console script `kubectl-modelpilot`, so kubectl finds it on PAT
     kubectl modelpilot promote|abort|retry|pause|resume NAME
     kubectl modelpilot history NAME
     kubectl modelpilot drift NAME
+    kubectl modelpilot dashboard [-A] [--port 8089] [--address 127.0.0.1] [--open]
     kubectl modelpilot batch list [-A]
     kubectl modelpilot batch status NAME [--watch]
 
@@ -30,23 +31,22 @@ from rich.live import Live
 from rich.text import Text
 
 from modelpilot.api.models import PLURAL, SINGULAR
-from modelpilot.cli import actions, batch_cmd
+from modelpilot.cli import actions, batch_cmd, dashboard
 from modelpilot.cli.drift_view import drift_output, drift_summary
 from modelpilot.cli.experiment_view import (
     COMPARISON_COLUMNS,
     comparison_rows,
     experiment_title,
-    stage_cell,
     stage_of,
     step_text,
     steps_of,
 )
 from modelpilot.cli.kube import CliError, Cluster, connect, follow
-from modelpilot.cli.view import VERDICT_STYLE, age, last_round, plain_line, plain_table, render
+from modelpilot.cli.view import VERDICT_STYLE, age, plain_line, plain_table, render
+from modelpilot.cli.viewmodel import list_item, notes
 from modelpilot.resources.labels import ANNOTATION_ACTION
 
 PROG = "kubectl modelpilot"
-VERDICT_ORDER = {"Fail": 0, "Error": 1, "Inconclusive": 2, "Pass": 3}
 PHASE_STYLE = {"Ready": "green", "Progressing": "yellow", "Pending": "yellow", "Degraded": "bold red",
                "Failed": "bold red"}
 RECENT_EVENTS = 8
@@ -76,37 +76,19 @@ def steps(md: Mapping[str, Any]) -> Sequence[int]:
     return steps_of(md)
 
 
-def last_verdict(canary: Mapping[str, Any]) -> tuple[str, str]:
-    """The verdict of the most recent analysis (its worst measurement) and the metric behind it."""
-    records = last_round(canary.get("analyses") or [])
-    if not records:
-        return "", ""
-    worst = min(records, key=lambda r: VERDICT_ORDER.get(str(r.get("verdict")), 9))
-    verdict = str(worst.get("verdict", ""))
-    return verdict, "" if verdict == "Pass" else str(worst.get("metric", ""))
-
-
 def row(md: Mapping[str, Any], with_namespace: bool) -> list[str | Text]:
     """One line of `list`: kubectl get's columns plus the canary's step, weight, last verdict and
     stage (STAGE comes last before AGE, so the earlier columns keep their places)."""
-    meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
-    canary = status.get("canary") or {}
-    step, weight, state, verdict_text = "-", "-", "-", Text("-")
-    if canary:
-        state = str(canary.get("state", "?"))
-        step = step_text(md, canary)
-        weight = f"{int(canary.get('weight') or 0)}%"
-        verdict, metric = last_verdict(canary)
-        if verdict:
-            verdict_text = Text(verdict + (f" ({metric})" if metric else ""), style=VERDICT_STYLE.get(verdict, ""))
-    phase = str(status.get("phase") or "")
+    item = list_item(md)
+    verdict, metric, phase = item["verdict"], item["verdictMetric"], item["phase"]
+    verdict_text = Text(verdict + (f" ({metric})" if metric else ""), style=VERDICT_STYLE.get(verdict, "")) \
+        if verdict else Text("-")
     cells: list[str | Text] = [
-        str(meta.get("name")), str((spec.get("model") or {}).get("version", "")),
-        str((status.get("stable") or {}).get("version") or "-"), str(canary.get("version") or "-"), state, step,
-        weight, verdict_text, Text(phase or "-", style=PHASE_STYLE.get(phase, "")), stage_cell(canary),
-        age(meta.get("creationTimestamp")),
+        item["name"], item["model"], item["stable"] or "-", item["canary"] or "-", item["state"] or "-",
+        item["step"], "-" if item["weight"] is None else f"{item['weight']}%", verdict_text,
+        Text(phase or "-", style=PHASE_STYLE.get(phase, "")), item["stage"], age(item["created"]),
     ]
-    return [str(meta.get("namespace")), *cells] if with_namespace else cells
+    return [item["namespace"], *cells] if with_namespace else cells
 
 
 def _ref(namespace: str, name: str) -> str:
@@ -133,25 +115,7 @@ def cmd_list(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
 
 def status_view(md: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | None) -> Group:
     parts: list[Any] = [render(md, latest_only=True, events=None if events is None else events[-RECENT_EVENTS:])]
-    meta, status = md.get("metadata") or {}, md.get("status") or {}
-    notes = []
-    if events is None:
-        notes.append("events: not allowed to list events in this namespace")
-    pending = (meta.get("annotations") or {}).get(ANNOTATION_ACTION)
-    if pending:
-        notes.append(f"pending action: {pending} (waiting for the operator)")
-    if (md.get("spec") or {}).get("paused") is True:
-        notes.append("spec.paused: true (kubectl modelpilot resume to continue)")
-    observed, generation = status.get("observedGeneration"), meta.get("generation")
-    if observed is None:
-        notes.append("no status yet: waiting for the operator (is it running and watching this namespace?)")
-    elif generation is not None and observed < generation:
-        notes.append(f"the operator has not observed generation {generation} yet (status is of {observed})")
-    if drift := drift_summary(md):
-        notes.append(drift)
-    if status.get("url"):
-        notes.append(f"url: {status['url']}")
-    parts += [Text(note) for note in notes]
+    parts += [Text(note) for note in notes(md, events is not None, drift_summary(md))]
     return Group(*parts)
 
 
@@ -348,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(one, suppress=True)
         one.add_argument("name")
         one.set_defaults(func=func)
+    dashboard.add_parser(sub, _common)
     batch_cmd.add_parser(sub, _common)
     return parser
 

@@ -101,16 +101,13 @@ def pod_time(seconds: float) -> str:
     return text if seconds < 3600 else f"{text} ({seconds / 3600:.1f} pod-h)"
 
 
-def zero_text(serverless: Mapping[str, Any], now: dt.datetime) -> Text:
+def zero_words(serverless: Mapping[str, Any], now: dt.datetime) -> str:
     """'yes, for 12m' / 'no' with the last activation."""
     if serverless.get("scaledToZero") is True:
         since = parse_time(serverless.get("lastScaledToZeroTime"))
-        text = Text("yes", style="cyan")
-        if since is not None:
-            text.append(f", for {short((now - since).total_seconds())}")
-        return text
+        return "yes" + ("" if since is None else f", for {short((now - since).total_seconds())}")
     activated = parse_time(serverless.get("lastActivationTime"))
-    return Text("no" + ("" if activated is None else f" (last activation {_ago(activated, now)})"))
+    return "no" + ("" if activated is None else f" (last activation {_ago(activated, now)})")
 
 
 def cold_start_text(serverless: Mapping[str, Any]) -> str:
@@ -137,9 +134,10 @@ def _span_label(spent: Cost | None) -> str:
     return f"pod time, {short((spent.end - spent.start).total_seconds())}"
 
 
-def serverless_section(md: Mapping[str, Any], now: dt.datetime | None = None) -> Table | None:
-    """The section for `status`; None without status.serverless (no scale to zero). `now`
-    (default: the clock) ages the times and ends the cost window."""
+def serverless_data(md: Mapping[str, Any], now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """status.serverless as `status` words it: rows of (label, text) and whether the track is at
+    zero; None without status.serverless (no scale to zero). `now` (default: the clock) ages the
+    times and ends the cost window."""
     serverless = (md.get("status") or {}).get("serverless")
     if not isinstance(serverless, Mapping):
         return None
@@ -147,14 +145,25 @@ def serverless_section(md: Mapping[str, Any], now: dt.datetime | None = None) ->
     created = parse_time((md.get("metadata") or {}).get("creationTimestamp"))
     spent = cost(history_of(serverless.get("replicaHistory")), now, created)
     last = parse_time(serverless.get("lastRequestTime"))
+    idle = idle_since(serverless)
+    rows = [("scaled to zero", zero_words(serverless, now)),
+            ("last request", "none seen" if last is None else f"{serverless['lastRequestTime']} ({_ago(last, now)})"),
+            ("idle since", "—" if idle is None else short((now - idle).total_seconds())),
+            ("cold starts", cold_start_text(serverless)),
+            (_span_label(spent), cost_text(spent))]
+    return {"scaledToZero": serverless.get("scaledToZero") is True, "rows": [list(r) for r in rows]}
+
+
+def serverless_section(md: Mapping[str, Any], now: dt.datetime | None = None) -> Table | None:
+    """The section for `status`; None without status.serverless (no scale to zero)."""
+    data = serverless_data(md, now)
+    if data is None:
+        return None
     table = Table(title="scale to zero", show_header=False, expand=False)
     table.add_column("what", no_wrap=True)
     table.add_column("value")
-    table.add_row("scaled to zero", zero_text(serverless, now))
-    table.add_row("last request", "none seen" if last is None else f"{serverless['lastRequestTime']} "
-                                                                    f"({_ago(last, now)})")
-    idle = idle_since(serverless)
-    table.add_row("idle since", "—" if idle is None else short((now - idle).total_seconds()))
-    table.add_row("cold starts", cold_start_text(serverless))
-    table.add_row(_span_label(spent), cost_text(spent))
+    (label, words), *rest = data["rows"]
+    table.add_row(label, Text(words, style="cyan" if data["scaledToZero"] else ""))
+    for label, words in rest:
+        table.add_row(label, words)
     return table

@@ -18,8 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from modelpilot.cli.edge_view import edge_section
-from modelpilot.cli.experiment_view import experiment_table, plain_words, stage_text, step_text, weight_note
+from modelpilot.cli.experiment_view import experiment_table, plain_words
 from modelpilot.cli.serverless_view import serverless_section
+from modelpilot.cli.viewmodel import analysis_rows, head, last_round, metric_limits
+from modelpilot.cli.viewmodel import conditions as condition_rows
 
 # track -> metric -> value (None: no data)
 Live = Mapping[str, Mapping[str, float | None]]
@@ -76,40 +78,14 @@ def weight_bar(weight: int, width: int = 40, note: str = "") -> Text:
     return bar
 
 
-def _limits(md: Mapping[str, Any]) -> dict[str, str]:
-    metrics = (((md.get("spec") or {}).get("rollout") or {}).get("canary") or {}).get("analysis", {}).get("metrics")
-    if not metrics:
-        return {"error-rate": "<= 1", "latency-p99": "<= 500"}
-    limits = {}
-    for metric in metrics:
-        parts = []
-        if "max" in metric:
-            parts.append(f"<= {metric['max']:g}")
-        if "min" in metric:
-            parts.append(f">= {metric['min']:g}")
-        if "compareToStable" in metric:
-            parts.append("vs stable")
-        limits[metric["name"]] = ", ".join(parts)
-    return limits
-
-
-def last_round(analyses: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The records of the most recent analysis: every metric it measured, against its threshold."""
-    if not analyses:
-        return []
-    latest = max(str(record.get("time", "")) for record in analyses)
-    return [record for record in analyses if str(record.get("time", "")) == latest]
-
-
 def _analysis_table(title: str, records: Sequence[Mapping[str, Any]]) -> Table:
     table = Table(title=title, expand=False)
     for column in ("time", "metric", "value", "threshold", "verdict", "detail"):
         table.add_column(column)
-    for record in records:
-        verdict = str(record.get("verdict"))
-        table.add_row(str(record.get("time", ""))[11:19], str(record.get("metric")), _fmt(record.get("value")),
-                      str(record.get("threshold", "")), Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
-                      str(record.get("detail", ""))[:60])
+    for record in analysis_rows(records):
+        verdict = record["verdict"]
+        table.add_row(record["time"][11:19], record["metric"], _fmt(record["value"]), record["threshold"],
+                      Text(verdict, style=VERDICT_STYLE.get(verdict, "")), record["detail"][:60])
     return table
 
 
@@ -138,8 +114,8 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
     conditions = Table(title="conditions", expand=False)
     for column in ("type", "status", "reason", "message"):
         conditions.add_column(column)
-    for cond in status.get("conditions") or []:
-        conditions.add_row(cond.get("type"), cond.get("status"), cond.get("reason"), str(cond.get("message"))[:90])
+    for cond in condition_rows(md):
+        conditions.add_row(cond["type"], cond["status"], cond["reason"], cond["message"][:90])
     parts.append(conditions)
     if events is not None:
         parts.append(_events_table(events))
@@ -148,31 +124,29 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
 
 def _head(md: Mapping[str, Any], now: dt.datetime | None = None) -> Table:
     """Versions, the canary's step and counters, its stage, the weight bar and the last decision."""
-    spec, status = md.get("spec") or {}, md.get("status") or {}
-    stable, canary = status.get("stable") or {}, status.get("canary") or {}
-    head = Table.grid(padding=(0, 2))
-    head.add_row("spec version", str((spec.get("model") or {}).get("version", "?")))
-    head.add_row("stable", f"{stable.get('version', '—')} ({stable.get('readyReplicas', 0)}/"
-                           f"{stable.get('replicas', 0)} ready)")
-    if not canary:
-        head.add_row("weight", weight_bar(0))
-        return head
-    step = step_text(md, canary)
-    head.add_row("canary", f"{canary.get('version')}  state {canary.get('state')}  "
+    data = head(md, now)
+    stable, canary = data["stable"], data["canary"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("spec version", data["specVersion"])
+    grid.add_row("stable", f"{stable['version'] or '—'} ({stable['readyReplicas']}/{stable['replicas']} ready)")
+    if canary is None:
+        grid.add_row("weight", weight_bar(0))
+        return grid
+    step = canary["step"]
+    grid.add_row("canary", f"{canary['version']}  state {canary['state']}  "
                            + (f"step {step}  " if step != "-" else "")
-                           + f"failed checks {canary.get('failedChecks', 0)}  "
-                           f"provider errors {canary.get('providerErrors', 0)}")
-    stage = stage_text(md, canary, now)
-    if stage:
-        head.add_row("stage", stage)
-    head.add_row("weight", weight_bar(int(canary.get("weight") or 0), note=weight_note(md, canary)))
-    if canary.get("message"):
-        head.add_row("last decision", Text(str(canary["message"])[:200]))
-    return head
+                           + f"failed checks {canary['failedChecks']}  "
+                           f"provider errors {canary['providerErrors']}")
+    if canary["stage"]:
+        grid.add_row("stage", canary["stage"])
+    grid.add_row("weight", weight_bar(canary["weight"], note=canary["weightNote"]))
+    if canary["message"]:
+        grid.add_row("last decision", Text(canary["message"][:200]))
+    return grid
 
 
 def _live_table(md: Mapping[str, Any], live: Live) -> Table:
-    limits = _limits(md)
+    limits = metric_limits(md)
     table = Table(title="live (Prometheus)", expand=False)
     for column, justify in (("metric", "left"), ("stable", "right"), ("canary", "right"), ("limit", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from modelpilot.control.observe import observe
 from modelpilot.control.plan import AnalysisRequest, Plan, PlanSettings, plan
 from modelpilot.control.serverless import ServerlessReading
 from modelpilot.k8s.client import Kube
+from modelpilot.notify.notifier import Notifier
 from modelpilot.resources import BuildSettings
 from modelpilot.resources.common import ScalingSettings
 from modelpilot.resources.grant import GRANT_KIND
@@ -77,6 +78,7 @@ class Reconciler:
         self.settings = plan_settings(settings)
         self.providers = providers or Providers(settings)
         self.io = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="modelpilot-io")
+        self.notifier = Notifier(kube, settings.notifications_secret)  # spec.notifications' webhooks
         self.analyses: AnalysisRunner[AnalysisResult] = AnalysisRunner(settings.analysis_concurrency, done=wake,
                                                                        clock=clock)
         self.drifts: AnalysisRunner[DriftOutcome] = AnalysisRunner(
@@ -128,7 +130,8 @@ class Reconciler:
         for stage in first_stage(the_plan):
             if not stage.writes:
                 continue
-            outcome = await asyncio.get_running_loop().run_in_executor(self.io, execute, self.kube, observed.md, stage)
+            outcome = await asyncio.get_running_loop().run_in_executor(self.io, execute, self.kube, observed.md, stage,
+                                                                       self.notifier)
             for obj in outcome.written:
                 if obj.get("kind") == GRANT_KIND:
                     self.granted.add(namespace)
@@ -197,6 +200,7 @@ class Reconciler:
         await self.drifts.stop()
         await self.readings.stop()
         self.io.shutdown(wait=False, cancel_futures=True)
+        self.notifier.stop()
 
 
 def _analyse(request: AnalysisRequest, provider: Any, start: dt.datetime) -> AnalysisResult:

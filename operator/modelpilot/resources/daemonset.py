@@ -18,7 +18,7 @@ from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec, Track
 from modelpilot.resources.common import BuildSettings, Obj, object_meta, quantity
-from modelpilot.resources.deployment import PORT_NAME, build_pod_template, deployment_name
+from modelpilot.resources.deployment import build_pod_template, deployment_name
 from modelpilot.resources.labels import (
     ANNOTATION_REVISION,
     LABEL_TRACK,
@@ -28,7 +28,7 @@ from modelpilot.resources.labels import (
     selector_labels,
 )
 from modelpilot.resources.revision import serving_revision
-from modelpilot.resources.service import SERVICE_PORT
+from modelpilot.resources.service import service_ports
 
 # Small devices: what an edge pod asks for when the spec asks for nothing.
 EDGE_DEFAULT_REQUESTS = {"cpu": "50m", "memory": "128Mi"}
@@ -115,10 +115,11 @@ def build_daemonset(spec: ModelDeploymentSpec, *, name: str, namespace: str, own
     }
 
 
-def build_edge_service(name: str, namespace: str, owner: Mapping[str, Any]) -> Obj:
+def build_edge_service(name: str, namespace: str, owner: Mapping[str, Any],
+                       spec: ModelDeploymentSpec | None = None) -> Obj:
     """Service `<name>` over both tracks with internalTrafficPolicy Local: a client on an edge
     node reaches that node's own pod (stable or canary, whichever runs there), never another
-    device's over the WAN."""
+    device's over the WAN. With a grpc port when `spec` (the stable track's) serves gRPC."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -126,6 +127,6 @@ def build_edge_service(name: str, namespace: str, owner: Mapping[str, Any]) -> O
         "spec": {
             "selector": selector_labels(name),
             "internalTrafficPolicy": "Local",
-            "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+            "ports": service_ports(spec is not None and spec.runtime.serves_grpc),
         },
     }

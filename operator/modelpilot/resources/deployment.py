@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec, SecretRef, Track
+from modelpilot.api.serving import Runtime
 from modelpilot.fetch_settings import ALLOW_LINK_LOCAL_ENV, DEFAULT_MAX_MODEL_BYTES, MAX_MODEL_BYTES_ENV, format_size
 from modelpilot.monitoring import contract
 from modelpilot.resources.common import MODEL_DIR, PVC_MOUNT, TMP_DIR, BuildSettings, Obj, object_meta, quantity
@@ -24,6 +25,8 @@ from modelpilot.resources.revision import serving_revision
 SERVER_CONTAINER = "server"
 FETCH_CONTAINER = "fetch-model"
 PORT_NAME = "http"
+# With spec.runtime.protocol grpc or both: the gRPC server's container port (and the Services' port).
+GRPC_PORT_NAME = "grpc"
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 
@@ -166,6 +169,14 @@ def _drift_env(spec: ModelDeploymentSpec) -> list[Obj]:
     return env
 
 
+def server_ports(runtime: Runtime) -> list[Obj]:
+    """The serving container's ports: http, and grpc when the runtime serves gRPC."""
+    ports: list[Obj] = [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
+    if runtime.serves_grpc:
+        ports.append({"name": GRPC_PORT_NAME, "containerPort": runtime.grpc_port, "protocol": "TCP"})
+    return ports
+
+
 def _server_container(
     spec: ModelDeploymentSpec, *, name: str, namespace: str, track: Track, image: str, resources: Obj
 ) -> Obj:
@@ -178,7 +189,8 @@ def _server_container(
             container["args"] = list(runtime.args)
     else:
         container["command"] = ["modelpilot"]
-        container["args"] = ["serve", "--model-dir", directory, "--port", str(runtime.port), *runtime.args]
+        grpc = ["--grpc-port", str(runtime.grpc_port)] if runtime.serves_grpc else []
+        container["args"] = ["serve", "--model-dir", directory, "--port", str(runtime.port), *grpc, *runtime.args]
     container["env"] = [
         env_var("MODELPILOT_MODEL_DEPLOYMENT", name),
         env_var("MODELPILOT_MODEL_NAME", name),
@@ -198,7 +210,8 @@ def _server_container(
         *_drift_env(spec),
         *(env_var(e.name, e.value) for e in runtime.env),
     ]
-    container["ports"] = [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
+    container["ports"] = server_ports(runtime)
+    # The probes stay on the REST port whatever the protocol: it serves health and /metrics.
     container["readinessProbe"] = {
         "httpGet": {"path": READY_PATH, "port": PORT_NAME},
         "periodSeconds": 5,
@@ -304,6 +317,9 @@ def build_deployment(
     body["revisionHistoryLimit"] = settings.revision_history_limit
     body["selector"] = {"matchLabels": selector_labels(name, track)}
     body["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    # The Deployment controller marks a rollout that stops moving (pods that never schedule or
+    # never get Ready) ProgressDeadlineExceeded; status reports it Stalled instead of in progress.
+    body["progressDeadlineSeconds"] = max(1, round(spec.rollout.canary.progress_deadline_seconds))
     body["template"] = build_pod_template(spec, name=name, namespace=namespace, track=track, settings=settings)
     return {
         "apiVersion": "apps/v1",

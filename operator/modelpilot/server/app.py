@@ -66,6 +66,9 @@ class InferenceApp:
         # Without drift monitoring (MODELPILOT_DRIFT=false) there is no feedback endpoint either.
         self._feedback = None if drift is None else FeedbackHandler(state, drift, max_body_bytes)
         self._load_task: asyncio.Task[None] | None = None
+        # Awaited at lifespan shutdown before the infer handler closes: the gRPC server's stop, so
+        # calls still running there finish on an open runner.
+        self.before_close: list[Callable[[], Awaitable[None]]] = []
         prefix = f"/v2/models/{state.name}"
         self._infer_paths = {f"{prefix}/infer"}
         self._feedback_paths = {f"{prefix}/feedback"}
@@ -85,6 +88,11 @@ class InferenceApp:
             self._routes[versioned] = self._metadata
             self._routes[f"{versioned}/ready"] = self._readiness
 
+    @property
+    def infer_handler(self) -> InferHandler:
+        """The infer steps, shared with the gRPC service."""
+        return self._infer
+
     # --- ASGI entry ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -103,6 +111,8 @@ class InferenceApp:
             elif message["type"] == "lifespan.shutdown":
                 if self._load_task is not None:
                     self._load_task.cancel()
+                for hook in self.before_close:
+                    await hook()
                 self._infer.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -67,7 +67,11 @@ def prepare(body: bytes | bytearray, header_length: bytes | None, model: Model, 
         parsed = orjson.loads(head)
     except orjson.JSONDecodeError as err:
         raise ProtocolError(f"malformed JSON: {err}") from None
-    request = decode_request(parsed, binary, limits.max_decoded_bytes)
+    return checked(decode_request(parsed, binary, limits.max_decoded_bytes), model)
+
+
+def checked(request: InferRequest, model: Model) -> Prepared:
+    """A decoded request (REST or gRPC) checked against the model's inputs and outputs."""
     inputs = conform(request, model.inputs)
     return Prepared(request, inputs, model.select_outputs(request.outputs))
 

@@ -1,5 +1,11 @@
 """The infer endpoint: read the body, decode, predict, encode, and count every answer.
 
+The steps after reading (`ready_model`, `decode`, `predict`, `encode`, `remember`,
+`count_predictions`) do not depend on the transport: the gRPC service (`modelpilot.server.grpc_service`)
+runs its requests through the same ones, so both protocols share the model, its runner, the
+codec thread, the metrics and the drift monitor. Each raises `ProtocolError` with the HTTP status
+of the answer (the metrics' `code`); the gRPC service maps that status to a gRPC one.
+
 Decoding and encoding are pure CPU work on the request's data. Small bodies (the usual online
 request) are handled on the event loop, where a thread hand-off would cost more than the work;
 larger ones go to one codec thread, so the loop keeps answering probes and /metrics while a big
@@ -130,33 +136,65 @@ class InferHandler:
         if method != "POST":
             message = f"method {method} not allowed; POST an infer request"
             await self._fail(send, started, 405, message, [(b"allow", b"POST")])
-        model = self.state.model
-        if model is None:
-            await self._fail(send, started, 503, f"model not ready: {self.state.reason}")
-        body = await self._body(scope, receive, send, started)
-        prepared = await self._decode(body, header(scope, HEADER_LENGTH), model, send, started)
         try:
-            result = await self.runner.run(model.predict, prepared.inputs, prepared.outputs)
-        except ProtocolError as err:  # raised by input assembly inside predict
-            await self._fail(send, started, err.status, err.message)
-        except Exception as err:
-            # A failure inside the model is the 5xx signal the canary analysis looks for.
-            log.warning("predict failed: %s: %s", type(err).__name__, err)
-            await self._fail(send, started, 500, f"model predict failed: {type(err).__name__}: {err}")
-        try:
-            headers, parts = await self._off_loop(
+            model = self.ready_model()
+            body = await self._body(scope, receive, send, started)
+            prepared = await self.decode(len(body) > INLINE_BODY_BYTES, prepare, body, header(scope, HEADER_LENGTH),
+                                         model, self.limits)  # fmt: skip
+            result = await self.predict(model, prepared)
+            headers, parts = await self.encode(
                 output_elements(result) > INLINE_OUTPUT_ELEMENTS,
                 encode, self.state.name, self.state.version, result, prepared.request,
             )  # fmt: skip
-        except (TypeError, ValueError) as err:
-            await self._fail(send, started, 500, f"model output cannot be encoded: {err}")
-        if self.drift is not None:
-            # Before the answer leaves: a client that posts feedback as soon as it has the answer
-            # must find the prediction remembered.
-            self.drift.remember(next(iter(result.values()), None), self._request_id(prepared, scope))
+        except ProtocolError as err:
+            await self._fail(send, started, err.status, err.message)
+        self.remember(prepared, result, self._request_id(prepared, scope))
         await send_parts(send, 200, headers, parts)
         self.metrics.observe(200, time.perf_counter() - started)
-        await self._count_predictions(prepared, result)
+        await self.count_predictions(prepared, result)
+
+    # --- the transport-independent steps ------------------------------------------------------
+    def ready_model(self) -> Model:
+        model = self.state.model
+        if model is None:
+            raise ProtocolError(f"model not ready: {self.state.reason}", 503)
+        return model
+
+    async def decode(self, heavy: bool, fn: Callable[..., Prepared], *args: Any) -> Prepared:
+        """`fn(*args)` decodes a request (on the codec thread when `heavy`); whatever fails there,
+        the client's data caused it (a 4xx)."""
+        try:
+            return await self._off_loop(heavy, fn, *args)
+        except ProtocolError:
+            raise
+        except MemoryError:
+            raise ProtocolError("the request is too large to decode in this server's memory", 413) from None
+        except Exception as err:
+            log.warning("cannot decode a request: %s: %s", type(err).__name__, err, exc_info=True)
+            raise ProtocolError(f"cannot decode the request: {type(err).__name__}: {err}") from None
+
+    async def predict(self, model: Model, prepared: Prepared) -> dict[str, np.ndarray]:
+        try:
+            return await self.runner.run(model.predict, prepared.inputs, prepared.outputs)
+        except ProtocolError:  # raised by input assembly inside predict
+            raise
+        except Exception as err:
+            # A failure inside the model is the 5xx signal the canary analysis looks for.
+            log.warning("predict failed: %s: %s", type(err).__name__, err)
+            raise ProtocolError(f"model predict failed: {type(err).__name__}: {err}", 500) from None
+
+    async def encode(self, heavy: bool, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` encodes the outputs (on the codec thread when `heavy`)."""
+        try:
+            return await self._off_loop(heavy, fn, *args)
+        except (TypeError, ValueError) as err:
+            raise ProtocolError(f"model output cannot be encoded: {err}", 500) from None
+
+    def remember(self, prepared: Prepared, result: Mapping[str, Any], request_id: str | None) -> None:
+        """Before the answer leaves: a client that posts feedback as soon as it has the answer must
+        find the prediction remembered."""
+        if self.drift is not None:
+            self.drift.remember(next(iter(result.values()), None), request_id)
 
     @staticmethod
     def _request_id(prepared: Prepared, scope: Scope) -> str | None:
@@ -166,7 +204,7 @@ class InferHandler:
         given = header(scope, REQUEST_ID_HEADER)
         return given.decode("latin-1") if given else None
 
-    async def _count_predictions(self, prepared: Prepared, result: Mapping[str, Any]) -> None:
+    async def count_predictions(self, prepared: Prepared, result: Mapping[str, Any]) -> None:
         """The first output's rows into modelpilot_predictions_total, and the request into the drift
         monitor, after the answer has been sent; never an error (both skip what they cannot count)."""
         try:
@@ -196,17 +234,3 @@ class InferHandler:
         if body is None:
             await self._fail(send, started, 413, too_large, _CLOSE)
         return body
-
-    async def _decode(
-        self, body: bytes | bytearray, header_length: bytes | None, model: Model, send: Send, started: float
-    ) -> Prepared:
-        try:
-            return await self._off_loop(len(body) > INLINE_BODY_BYTES, prepare, body, header_length, model, self.limits)
-        except ProtocolError as err:
-            await self._fail(send, started, err.status, err.message)
-        except MemoryError:
-            await self._fail(send, started, 413, "the request is too large to decode in this server's memory")
-        except Exception as err:
-            # Decoding only looks at the client's data: whatever fails there, the request caused it.
-            log.warning("cannot decode a request: %s: %s", type(err).__name__, err, exc_info=True)
-            await self._fail(send, started, 400, f"cannot decode the request: {type(err).__name__}: {err}")

@@ -1,4 +1,5 @@
-"""`modelpilot serve`: resolve flags and environment, then run the app on uvicorn.
+"""`modelpilot serve`: resolve flags and environment, then run the app on uvicorn, and with
+`--grpc-port N` the gRPC service (`modelpilot.server.grpc_service`) on the same event loop.
 
 Every flag falls back to the environment variable the operator sets in the pod (flags win), so
 the pod's `serve --model-dir DIR --port PORT` and a bare `modelpilot serve` in a pod both work.
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -33,6 +34,9 @@ from modelpilot.server.metrics import MetricLabels, RequestMetrics
 from modelpilot.server.protocol import DEFAULT_MAX_DECODED_BYTES
 from modelpilot.server.redact import install_log_redaction, redact_uri
 from modelpilot.server.runner import PREDICT_MODES
+
+if TYPE_CHECKING:
+    from modelpilot.server.grpc_service import GrpcServer
 
 log = logging.getLogger("modelpilot.server")
 
@@ -62,6 +66,7 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
     drift: DriftSettings = field(default_factory=DriftSettings)
+    grpc_port: int = 0  # 0: no gRPC server
 
 
 class ConfigError(ValueError):
@@ -85,12 +90,10 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
     if model_format is not None and model_format not in FORMATS:
         raise ConfigError(f"format {model_format!r} is not served by this runtime ({', '.join(FORMATS)})")
     name = pick(args.name, "MODELPILOT_MODEL_NAME") or "model"
-    try:
-        port = int(pick(args.port, "MODELPILOT_PORT", str(DEFAULT_PORT)))
-    except ValueError:
-        raise ConfigError("the port must be a number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"port {port} is out of range")
+    port = _port(pick(args.port, "MODELPILOT_PORT", str(DEFAULT_PORT)), "the port")
+    grpc_port = _port(pick(getattr(args, "grpc_port", None), "MODELPILOT_GRPC_PORT", "0") or "0", "the gRPC port")
+    if grpc_port and grpc_port == port:
+        raise ConfigError(f"the gRPC port must differ from the HTTP port ({port})")
     return ServeConfig(
         model_dir=model_dir,
         model_uri=model_uri,
@@ -112,7 +115,18 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
         max_body_bytes=_size(env, "MODELPILOT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_decoded_bytes=_size(env, "MODELPILOT_MAX_DECODED_BYTES", DEFAULT_MAX_DECODED_BYTES),
         drift=_drift_settings(args, env),
+        grpc_port=grpc_port,
     )
+
+
+def _port(text: str, what: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} {port} is out of range")
+    return port
 
 
 def _drift_settings(args: Any, env: Mapping[str, str]) -> DriftSettings:
@@ -188,12 +202,37 @@ class GracefulServer(uvicorn.Server):
       SIGTERM action would end the process with 143 instead of 0 after a clean drain).
     """
 
-    def __init__(self, config: uvicorn.Config, state: ModelState, metrics: RequestMetrics, drain_seconds: float):
+    def __init__(self, config: uvicorn.Config, state: ModelState, metrics: RequestMetrics, drain_seconds: float,
+                 grpc: GrpcServer | None = None):
         super().__init__(config)
         self._state = state
         self._metrics = metrics
         self._drain_seconds = drain_seconds
         self._exit_at: float | None = None
+        self._grpc = grpc
+        self.failed = False  # started, but a part (the gRPC port) could not
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._grpc is None or self.should_exit:
+            return
+        try:
+            port = await self._grpc.start()
+        except OSError as err:
+            log.error("%s", err)
+            self.failed = self.should_exit = True
+            return
+        log.info("gRPC (inference.GRPCInferenceService) on %s:%d", self._grpc.host, port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        grace = self.config.timeout_graceful_shutdown or 0.0
+        if self._grpc is not None:
+            # At the same time as the HTTP listener closes: clients on long-lived HTTP/2
+            # connections get GOAWAY now, running calls have the same grace as HTTP requests.
+            self._grpc.begin_stop(grace)
+        await super().shutdown(sockets)
+        if self._grpc is not None and not self.force_exit:
+            await self._grpc.stopped(grace)  # done already unless the lifespan did not run
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._exit_at is not None or self.should_exit:
@@ -249,6 +288,17 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
     return app, state, metrics
 
 
+def _grpc_server(config: ServeConfig, app: InferenceApp) -> GrpcServer | None:
+    """The gRPC server when `grpc_port` is set; its stop is awaited before the app closes."""
+    if not config.grpc_port:
+        return None
+    from modelpilot.server.grpc_service import GrpcServer
+
+    grpc = GrpcServer(app, config.host, config.grpc_port, config.max_body_bytes, config.pod_name)
+    app.before_close.append(lambda: grpc.stopped(config.graceful_timeout))
+    return grpc
+
+
 def _event_loop() -> str:
     try:
         import uvloop  # noqa: F401
@@ -296,9 +346,10 @@ def serve(config: ServeConfig) -> int:
         config.host,
         config.port,
     )
-    server = GracefulServer(uv_config, state, metrics, config.drain_seconds)
+    server = GracefulServer(uv_config, state, metrics, config.drain_seconds, _grpc_server(config, app))
     server.run()
-    code = 0 if server.started else 1  # not started: e.g. the port was taken; uvicorn logged why
+    # Not started or failed: e.g. a port was taken; uvicorn or startup logged why.
+    code = 0 if server.started and not server.failed else 1
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     deadline = time.monotonic() + 2.0  # idle pool threads end on their own right after shutdown
     for thread in others:

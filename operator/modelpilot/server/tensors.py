@@ -81,7 +81,7 @@ def parse_shape(raw: Any, where: str) -> tuple[int, ...]:
     return tuple(raw)
 
 
-def _no_elements(where: str, shape: tuple[int, ...]) -> ProtocolError:
+def no_elements(where: str, shape: tuple[int, ...]) -> ProtocolError:
     return ProtocolError(f"{where} has no elements (shape {list(shape)}); send at least one value")
 
 
@@ -179,7 +179,7 @@ def from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str, budg
     if len(flat) != count:
         raise ProtocolError(f"{where}: shape {list(shape)} needs {count} values, 'data' has {len(flat)}")
     if count == 0:
-        raise _no_elements(where, shape)
+        raise no_elements(where, shape)
     dtype = DATATYPES[datatype]
     if datatype == "BYTES":
         if kinds != {str}:
@@ -204,7 +204,7 @@ def from_binary(raw: memoryview, datatype: str, shape: tuple[int, ...], where: s
     little-endian values, BOOL one byte each, BYTES each a 4-byte length and UTF-8 bytes."""
     count = math.prod(shape)
     if count == 0:
-        raise _no_elements(where, shape)
+        raise no_elements(where, shape)
     if datatype == "BYTES":
         return _binary_strings(raw, count, where, budget).reshape(shape)
     dtype = DATATYPES[datatype]
