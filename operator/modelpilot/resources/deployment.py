@@ -177,21 +177,19 @@ def server_ports(runtime: Runtime) -> list[Obj]:
     return ports
 
 
-def _server_container(
-    spec: ModelDeploymentSpec, *, name: str, namespace: str, track: Track, image: str, resources: Obj
-) -> Obj:
+def _server_entrypoint(spec: ModelDeploymentSpec, directory: str) -> Obj:
+    """command/args: the runtime's `modelpilot serve`, or a custom server's own entrypoint."""
     runtime = spec.runtime
-    directory = model_dir(spec)
-    container: Obj = {"name": SERVER_CONTAINER, "image": image}
     if spec.model.format == "custom":
         # A custom server keeps its own entrypoint; it gets the same env and the user's args.
-        if runtime.args:
-            container["args"] = list(runtime.args)
-    else:
-        container["command"] = ["modelpilot"]
-        grpc = ["--grpc-port", str(runtime.grpc_port)] if runtime.serves_grpc else []
-        container["args"] = ["serve", "--model-dir", directory, "--port", str(runtime.port), *grpc, *runtime.args]
-    container["env"] = [
+        return {"args": list(runtime.args)} if runtime.args else {}
+    grpc = ["--grpc-port", str(runtime.grpc_port)] if runtime.serves_grpc else []
+    return {"command": ["modelpilot"],
+            "args": ["serve", "--model-dir", directory, "--port", str(runtime.port), *grpc, *runtime.args]}
+
+
+def _server_env(spec: ModelDeploymentSpec, *, name: str, namespace: str, track: Track, directory: str) -> list[Obj]:
+    return [
         env_var("MODELPILOT_MODEL_DEPLOYMENT", name),
         env_var("MODELPILOT_MODEL_NAME", name),
         env_var("MODELPILOT_MODEL_VERSION", spec.model.version),
@@ -199,7 +197,7 @@ def _server_container(
         env_var("MODELPILOT_MODEL_FORMAT", spec.model.format),
         env_var("MODELPILOT_MODEL_DIR", directory),
         env_var("MODELPILOT_NAMESPACE", namespace),
-        env_var("MODELPILOT_PORT", str(runtime.port)),
+        env_var("MODELPILOT_PORT", str(spec.runtime.port)),
         env_var("MODELPILOT_TRACK", track),
         env_var("MODELPILOT_REVISION", serving_revision(spec)),
         # After SIGTERM the runtime keeps serving (not ready) this long, so gateways and kube-proxy
@@ -208,35 +206,44 @@ def _server_container(
         # The runtime names the answering pod in a response header (x-modelpilot-pod).
         {"name": "MODELPILOT_POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
         *_drift_env(spec),
-        *(env_var(e.name, e.value) for e in runtime.env),
+        *(env_var(e.name, e.value) for e in spec.runtime.env),
     ]
-    container["ports"] = server_ports(runtime)
-    # The probes stay on the REST port whatever the protocol: it serves health and /metrics.
-    container["readinessProbe"] = {
-        "httpGet": {"path": READY_PATH, "port": PORT_NAME},
-        "periodSeconds": 5,
-        "failureThreshold": 3,
+
+
+def _server_probes() -> Obj:
+    """On the REST port whatever the protocol: it serves health and /metrics."""
+    return {
+        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": PORT_NAME}, "periodSeconds": 5,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": PORT_NAME}, "periodSeconds": 10,
+                          "failureThreshold": 3},
+        # Large models load slowly: give startup up to 10 minutes before liveness may restart it.
+        "startupProbe": {"httpGet": {"path": LIVE_PATH, "port": PORT_NAME}, "periodSeconds": 5,
+                         "failureThreshold": 120},
     }
-    container["livenessProbe"] = {
-        "httpGet": {"path": LIVE_PATH, "port": PORT_NAME},
-        "periodSeconds": 10,
-        "failureThreshold": 3,
-    }
-    # Large models load slowly: give startup up to 10 minutes before liveness may restart it.
-    container["startupProbe"] = {
-        "httpGet": {"path": LIVE_PATH, "port": PORT_NAME},
-        "periodSeconds": 5,
-        "failureThreshold": 120,
-    }
-    if resources:
-        container["resources"] = resources
-    container["securityContext"] = container_security()
+
+
+def _server_mounts(spec: ModelDeploymentSpec) -> list[Obj]:
     mounts: list[Obj] = [{"name": "tmp", "mountPath": TMP_DIR}]
     if spec.model.uri.startswith("pvc://"):
         mounts.append({"name": "model-pvc", "mountPath": PVC_MOUNT, "readOnly": True})
     else:
         mounts.append({"name": "model", "mountPath": MODEL_DIR, "readOnly": True})
-    container["volumeMounts"] = mounts
+    return mounts
+
+
+def _server_container(
+    spec: ModelDeploymentSpec, *, name: str, namespace: str, track: Track, image: str, resources: Obj
+) -> Obj:
+    directory = model_dir(spec)
+    container: Obj = {"name": SERVER_CONTAINER, "image": image, **_server_entrypoint(spec, directory)}
+    container["env"] = _server_env(spec, name=name, namespace=namespace, track=track, directory=directory)
+    container["ports"] = server_ports(spec.runtime)
+    container.update(_server_probes())
+    if resources:
+        container["resources"] = resources
+    container["securityContext"] = container_security()
+    container["volumeMounts"] = _server_mounts(spec)
     return container
 
 
