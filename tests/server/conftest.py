@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.minio import MinioServer, ToolchainMissing, run_minio
+from tests.server.minio import MinioServer, run_minio
 from tests.support import testmodels
+from tests.support.gotools import ToolchainMissing
 from tests.support.testing import RuntimeProcess
 
 

@@ -7,9 +7,7 @@ on 2 cores, then reused) and started as a plain process on loopback with a tempo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -17,54 +15,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.gotools import go_tool
 from tests.support.testing import free_port
 
 # github.com/minio/minio publishes no semver tags, so the proxy serves pseudo-versions; its go.mod
 # has no replace directives, so `go install` builds it as it is.
 MINIO_MODULE = "github.com/minio/minio"
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
-CACHE = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "modelpilot"))
 ACCESS_KEY = "modelpilot-test"
 SECRET_KEY = "modelpilot-test-secret"
 
 
-class ToolchainMissing(RuntimeError):
-    """No Go toolchain: the S3 tests cannot build their server."""
-
-
 def minio_binary() -> Path:
-    """The pinned MinIO binary, built with `go install` on first use (under a file lock, so
-    parallel test workers build it once)."""
-    bin_dir = CACHE / "tools" / f"minio-{MINIO_VERSION}"
-    binary = bin_dir / "minio"
-    if binary.is_file():
-        return binary
-    go = shutil.which("go")
-    if go is None:
-        raise ToolchainMissing("the Go toolchain (`go`) is not on PATH, so MinIO cannot be built")
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    with (bin_dir / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.is_file():
-            return binary
-        env = {
-            **os.environ,
-            "GOTOOLCHAIN": "local",
-            "GOWORK": "off",
-            "CGO_ENABLED": "0",
-            "GOFLAGS": "-buildvcs=false",
-            "GOBIN": str(bin_dir),
-        }
-        result = subprocess.run(
-            [go, "install", "-trimpath", "-ldflags", "-s -w", f"{MINIO_MODULE}@{MINIO_VERSION}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if result.returncode != 0 or not binary.is_file():
-            raise RuntimeError(f"building MinIO failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return binary
+    """The pinned MinIO binary, built with `go install` on first use (about 4 minutes cold)."""
+    return go_tool(f"minio-{MINIO_VERSION}", "minio",
+                   ["install", "-trimpath", "-ldflags", "-s -w", f"{MINIO_MODULE}@{MINIO_VERSION}"], what="MinIO")
 
 
 @dataclass

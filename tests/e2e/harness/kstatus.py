@@ -1,25 +1,22 @@
 """Go's kstatus (sigs.k8s.io/cli-utils/pkg/kstatus/status, what Flux, kpt and Helm's --wait use),
 as a small command built from tests/tools/kstatus with the Go module proxy.
 
-The binary is built once per source hash into ~/.cache/modelpilot/tools/kstatus-<hash>/ (under a
-file lock, so parallel workers build it once; about a minute cold on 2 cores) and run on live
-objects: a Kubernetes List on stdin, one verdict per object out.
+The binary is built once per source hash into ~/.cache/modelpilot/tools/kstatus-<hash>/ (about a
+minute cold on 2 cores) and run on live objects: a Kubernetes List on stdin, one verdict per object out.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.gotools import go_tool, output_path
+
 SOURCE = Path(__file__).resolve().parents[2] / "tools" / "kstatus"
-CACHE = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "modelpilot"))
 
 
 @dataclass(frozen=True)
@@ -29,27 +26,11 @@ class Verdict:
 
 
 def binary() -> Path:
+    """Built per source hash, so a change to the tool rebuilds it."""
     digest = hashlib.sha256(b"".join((SOURCE / f).read_bytes() for f in ("go.mod", "go.sum", "main.go")))
-    bin_dir = CACHE / "tools" / f"kstatus-{digest.hexdigest()[:12]}"
-    built = bin_dir / "kstatus"
-    if built.is_file():
-        return built
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("the Go toolchain (`go`) is not on PATH, so the kstatus tool cannot be built")
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    with (bin_dir / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if built.is_file():
-            return built
-        env = {**os.environ, "GOTOOLCHAIN": "local", "GOWORK": "off", "CGO_ENABLED": "0",
-               "GOFLAGS": "-buildvcs=false -mod=readonly"}
-        result = subprocess.run([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(built) + ".tmp", "."],
-                                cwd=SOURCE, env=env, capture_output=True, text=True, timeout=1200)
-        if result.returncode != 0:
-            raise RuntimeError(f"building the kstatus tool failed ({result.returncode}):\n{result.stderr[-4000:]}")
-        os.replace(str(built) + ".tmp", built)
-    return built
+    key = f"kstatus-{digest.hexdigest()[:12]}"
+    return go_tool(key, "kstatus", ["build", "-mod=readonly", "-trimpath", "-ldflags", "-s -w", "-o",
+                                    str(output_path(key, "kstatus")), "."], cwd=SOURCE, what="the kstatus tool")
 
 
 def compute(*objects: dict[str, Any]) -> list[Verdict]:
