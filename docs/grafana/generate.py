@@ -114,7 +114,7 @@ def render() -> dict[str, Any]:
         panels.append({"id": panel_id, "type": "row", "title": row_title, "collapsed": False,
                        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
         panel_id, y = panel_id + 1, y + 1
-        width = 24 // min(len(row), 4) if len(row) <= 4 else 8
+        width = 24 // len(row) if len(row) <= 4 else 8
         x = 0
         for title, unit, legend, exprs, kind in row:
             if x + width > 24:

@@ -17,6 +17,10 @@ from modelpilot.resources.labels import ANNOTATION_REVISION
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 RECONCILING, STALLED = "Reconciling", "Stalled"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
+# The stable track's drift conditions (analysis/drift_judge.py judges them; control/drift.py posts
+# `<type>Detected` and `<type>Cleared` Events as they change).
+DATA_DRIFT, CONCEPT_DRIFT = "DataDrift", "ConceptDrift"
+DRIFT_CONDITIONS = (DATA_DRIFT, CONCEPT_DRIFT)
 # Degraded for a reason that is not a failure: an experiment rolled back by its own onConclusion.
 PLANNED_DEGRADED = frozenset({"ExperimentConcluded"})
 

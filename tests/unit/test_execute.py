@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelpilot.api.notifications import NotificationTarget
 from modelpilot.control.execute import execute, first_stage
 from modelpilot.control.plan import Plan
 from modelpilot.rollout.machine import Event
@@ -60,9 +61,13 @@ def test_children_then_status_then_the_action_then_events() -> None:
 
 
 def test_the_first_stage_is_the_deployments() -> None:
-    whole = Plan(apply=(SERVICE, DEPLOYMENT), bootstrap=(DEPLOYMENT,), status={"phase": "Pending"})
+    targets = (NotificationTarget(name="chat", type="Slack", url_key="slack"),)
+    whole = Plan(apply=(SERVICE, DEPLOYMENT), bootstrap=(DEPLOYMENT,), status={"phase": "Pending"},
+                 events=(Event("Normal", "CanaryStarted", "m"),), notifications=targets)
     first, rest = first_stage(whole)
     assert first.apply == (DEPLOYMENT,) and first.bootstrap == (DEPLOYMENT,)
     assert first.status is None and rest.apply == (SERVICE,) and rest.status == {"phase": "Pending"}
     assert rest.bootstrap == ()
+    # The Events, and so their notifications, go with the rest.
+    assert first.events == first.notifications == () and (rest.events, rest.notifications) == (whole.events, targets)
     assert first_stage(Plan(status={"a": 1})) == (Plan(), Plan(status={"a": 1}))

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from modelpilot.api.notifications import NOTIFICATION_EVENTS
+from modelpilot.api.notifications import NOTIFICATION_EVENTS, NotificationTarget
 from modelpilot.control.drift import DRIFT_CONDITIONS
-from modelpilot.notify.events import REASONS, notices, notification_event, status_facts, targets_of, wanted
+from modelpilot.notify.events import REASONS, notices, notification_event, status_facts, wanted
 from modelpilot.rollout.model import Event
 
 OPERATOR = Path(__file__).resolve().parents[2] / "operator" / "modelpilot"
@@ -76,10 +76,8 @@ def test_status_facts(status: dict[str, Any], facts: dict[str, Any]) -> None:
     assert status_facts(status) == facts
 
 
-def _md(status: dict[str, Any], notifications: Any = None) -> dict[str, Any]:
+def _md(status: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"model": {"version": "v2", "uri": "s3://m/v2", "format": "sklearn"}}
-    if notifications is not None:
-        spec["notifications"] = notifications
     return {"metadata": {"name": "fraud", "namespace": "ml", "uid": "u1"}, "spec": spec, "status": status}
 
 
@@ -102,22 +100,10 @@ def test_notice_ids_are_unique() -> None:
     assert len({n.id for n in found}) == 3
 
 
-@pytest.mark.parametrize(("raw", "names"), [
-    (None, []),
-    ([], []),
-    ({"name": "a"}, []),  # not a list: nothing (the parser reports the spec)
-    ([{"name": "a", "type": "Slack", "urlKey": "k"}], ["a"]),
-    ([{"name": "a", "type": "Teams", "urlKey": "k"}, {"name": "b", "type": "CloudEvents", "urlKey": "k"}], ["b"]),
-    ([7, {"name": "c", "type": "Slack", "urlKey": "k", "events": ["Promoted"]}], ["c"]),
-])
-def test_targets_of(raw: Any, names: list[str]) -> None:
-    assert [t.name for t in targets_of(_md({}, raw)["spec"])] == names
-
-
 def test_targets_want_all_events_by_default_or_the_listed_ones() -> None:
-    everything, promoted_only = targets_of(_md({}, [
+    everything, promoted_only = (NotificationTarget.model_validate(raw) for raw in [
         {"name": "a", "type": "Slack", "urlKey": "k"},
-        {"name": "b", "type": "Slack", "urlKey": "k", "events": ["Promoted"]}])["spec"])
+        {"name": "b", "type": "Slack", "urlKey": "k", "events": ["Promoted"]}])
     events = [Event("Normal", reason, "m") for reason in ("CanaryStarted", "Promoted", "DataDriftCleared")]
     found = notices(_md({}), events, NOW)
     assert [n.event for n in found if wanted(everything, n)] == ["Started", "Promoted", "DriftCleared"]

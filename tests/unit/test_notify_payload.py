@@ -51,6 +51,13 @@ def test_cloudevent_attributes_and_data() -> None:
     assert body["source"] == "/apis/modelpilot.io/v1alpha1/namespaces/ml/modeldeployments/fraud"
 
 
+def test_the_time_is_utc_to_the_millisecond_whatever_the_clock_zone() -> None:
+    east = dt.timezone(dt.timedelta(hours=2))
+    later = dt.datetime(2026, 3, 1, 14, 0, 5, 250999, tzinfo=east)
+    the_notice = Notice("id", "Promoted", "ml", "fraud", "Promoted", "m", later)
+    assert cloudevent(the_notice)["time"] == "2026-03-01T12:00:05.250Z"
+
+
 @pytest.mark.parametrize("facts", [{}, CANARY, {"stableVersion": "v2"}])
 def test_the_sdk_reads_what_is_sent(facts: dict[str, Any]) -> None:
     content_type, body = encode("CloudEvents", notice("Promoted", **facts))

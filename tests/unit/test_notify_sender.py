@@ -17,8 +17,10 @@ from cloudevents.core.formats.json import JSONFormat
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
+from modelpilot.api.notifications import NotificationTarget
 from modelpilot.control.execute import execute
 from modelpilot.control.plan import Plan
+from modelpilot.k8s.client import _path
 from modelpilot.notify.delivery import MissingUrl, NotHttp, SecretUrls, kube_secret_reader
 from modelpilot.notify.notifier import Notifier
 from modelpilot.notify.policy import RetryPolicy
@@ -40,19 +42,22 @@ class FakeKube:
         self.events: list[tuple[str, str, str, str]] = []  # (object, type, reason, message)
         self.cond = threading.Condition()
         self.status_written: dict[str, Any] | None = None
+        self.fail: int | None = None  # an HTTP status other than 404 for every read
 
     def set_secret(self, namespace: str, data: dict[str, str]) -> None:
         with self.cond:
             self.secrets[(namespace, SECRET)] = data
 
-    def request(self, method: str, path: str, **_: Any) -> Any:
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """Kube.get: the object, None when it does not exist (a 404); `fail` answers any other status."""
         with self.cond:
-            self.requests.append((method, path))
+            self.requests.append(("GET", _path(api_version, kind, namespace, name)))
             self.cond.notify_all()
-            namespace, kind, name = path.split("/")[4:7]
-            data = self.secrets.get((namespace, name)) if kind == "secrets" else None
+            data = self.secrets.get((namespace, name)) if kind == "Secret" else None
+        if self.fail is not None:
+            raise ApiException(status=self.fail, reason="Refused")
         if data is None:
-            raise ApiException(status=404, reason="Not Found")
+            return None
         return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
     def post_event(self, owner: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
@@ -87,6 +92,17 @@ def modeldeployment(targets: list[dict[str, Any]], status: dict[str, Any] | None
                                                         "state": "Progressing"}}}
 
 
+def parsed(targets: list[dict[str, Any]]) -> tuple[NotificationTarget, ...]:
+    """spec.notifications as plan() hands them on (Plan.notifications)."""
+    return tuple(NotificationTarget.model_validate(t) for t in targets)
+
+
+def submit(notifier: Notifier, targets: list[dict[str, Any]], evts: list[Event],
+           status: dict[str, Any] | None = None) -> int:
+    """What execute() does after posting a plan's Events."""
+    return notifier.submit(modeldeployment(targets, status), evts, parsed(targets))
+
+
 def events(*reasons: str) -> list[Event]:
     return [Event("Normal", reason, f"{reason} happened") for reason in reasons]
 
@@ -114,8 +130,7 @@ def test_each_target_gets_its_events_in_order_in_its_format(rx: Receiver) -> Non
     kube = FakeKube({("ml", SECRET): {"ce": rx.url("/ce"), "slack": rx.url("/slack")}})
     notifier = notifier_for(kube, urls=None)  # the operator's own cache
     delivered = count("CloudEvents", "delivered"), count("Slack", "delivered")
-    queued = notifier.submit(modeldeployment([CE, SLACK]),
-                             events("CanaryStarted", "StepAdvanced", "AnalysisFailed", "Promoted"))
+    queued = submit(notifier, [CE, SLACK], events("CanaryStarted", "StepAdvanced", "AnalysisFailed", "Promoted"))
     assert queued == 5  # CloudEvents: three; Slack: Started and Promoted
     assert notifier.idle(timeout=30)
 
@@ -146,7 +161,7 @@ def test_a_failing_head_is_retried_with_its_id_and_later_events_wait(caplog: pyt
         kube = FakeKube({("ml", SECRET): {"ce": rx.url("/ce")}})
         notifier = notifier_for(kube)
         retried = count("CloudEvents", "retried")
-        notifier.submit(modeldeployment([CE]), events("CanaryStarted", "StepAdvanced", "Promoted"))
+        submit(notifier, [CE], events("CanaryStarted", "StepAdvanced", "Promoted"))
         assert notifier.idle(timeout=30)
         got = rx.answered()
     assert [r.status for r in got] == [500, 500, 500, 200, 200, 200]
@@ -166,9 +181,8 @@ def test_408_and_429_are_retried_other_4xx_dropped_with_one_warning_per_target()
         kube = FakeKube({("ml", SECRET): {"busy": rx.url("/busy"), "gone": rx.url("/gone")}})
         notifier = notifier_for(kube)
         failed = count("Slack", "failed")
-        notifier.submit(modeldeployment([{**CE, "name": "busy", "urlKey": "busy"},
-                                         {"name": "gone", "type": "Slack", "urlKey": "gone"}]),
-                        events("CanaryStarted", "Promoted"))
+        submit(notifier, [{**CE, "name": "busy", "urlKey": "busy"},
+                          {"name": "gone", "type": "Slack", "urlKey": "gone"}], events("CanaryStarted", "Promoted"))
         assert notifier.idle(timeout=30)
         busy, gone = rx.answered("/busy"), rx.answered("/gone")
     assert [r.status for r in busy] == [429, 408, 200, 200]
@@ -186,7 +200,7 @@ def test_an_event_undelivered_for_its_whole_budget_is_dropped() -> None:
         kube = FakeKube({("ml", SECRET): {"ce": rx.url("/ce")}})
         notifier = notifier_for(kube, policy=RetryPolicy(first=0.01, cap=0.02, give_up_after=0.2))
         failed = count("CloudEvents", "failed")
-        notifier.submit(modeldeployment([CE]), events("Promoted"))
+        submit(notifier, [CE], events("Promoted"))
         assert notifier.idle(timeout=30)
         got = rx.answered()
     assert len(got) >= 3 and len(set(ids(got))) == 1
@@ -200,11 +214,10 @@ def test_a_full_queue_drops_the_oldest_waiting_event_and_submit_never_waits(rx: 
     notifier = notifier_for(kube, bound=2, senders=1)
     dropped = count("CloudEvents", "dropped")
     rx.hold()
-    md = modeldeployment([CE])
-    notifier.submit(md, [Event("Normal", "StepAdvanced", "1")])
+    submit(notifier, [CE], [Event("Normal", "StepAdvanced", "1")])
     rx.wait(lambda r: r.waiting == 1)  # the first is being sent, and held there
     for message in ("2", "3", "4"):
-        assert notifier.submit(md, [Event("Normal", "StepAdvanced", message)]) == 1
+        assert submit(notifier, [CE], [Event("Normal", "StepAdvanced", message)]) == 1
     assert rx.waiting == 1 and rx.answered() == []  # every submit returned while the webhook held on
     rx.release()
     assert notifier.idle(timeout=30)
@@ -215,7 +228,7 @@ def test_a_full_queue_drops_the_oldest_waiting_event_and_submit_never_waits(rx: 
 def test_a_missing_secret_or_key_is_retried_with_a_warning_then_delivered(rx: Receiver) -> None:
     kube = FakeKube()
     notifier = notifier_for(kube)
-    notifier.submit(modeldeployment([CE]), events("Promoted"))
+    submit(notifier, [CE], events("Promoted"))
     kube.wait(lambda k: len(k.requests) >= 3 and k.events)  # retried, and told at once
     kube.set_secret("ml", {"other": "x"})
     kube.wait(lambda k: len(k.requests) >= 6)
@@ -240,7 +253,7 @@ def test_no_url_ever_reaches_a_log_line_or_an_event(caplog: pytest.LogCaptureFix
         kube = FakeKube({("ml", SECRET): urls})
         notifier = notifier_for(kube, policy=RetryPolicy(first=0.01, cap=0.02, give_up_after=0.1))
         targets = [{"name": key, "type": "Slack", "urlKey": key} for key in urls]
-        notifier.submit(modeldeployment(targets), events("Promoted"))
+        submit(notifier, targets, events("Promoted"))
         assert notifier.idle(timeout=30)
     assert len(kube.events) == 4
     text = caplog.text + "\n".join(event[3] for event in kube.events)
@@ -280,6 +293,18 @@ def test_secret_urls_are_read_at_send_time_and_kept_briefly() -> None:
     assert reads == ["ml", "ml", "ml"]
 
 
+def test_a_secret_read_refused_is_a_missing_url_and_an_absent_one_none() -> None:
+    kube = FakeKube({("ml", SECRET): {"ce": "https://hooks.example.com/a"}})
+    read = kube_secret_reader(kube)
+    assert read("ml", "other") is None
+    assert read("ml", SECRET) == {"ce": base64.b64encode(b"https://hooks.example.com/a").decode()}
+    kube.fail = 403
+    with pytest.raises(MissingUrl, match=f"^cannot read Secret {SECRET}: HTTP 403$"):
+        read("ml", SECRET)
+    assert kube.requests == [("GET", "/api/v1/namespaces/ml/secrets/other")] + \
+        [("GET", f"/api/v1/namespaces/ml/secrets/{SECRET}")] * 2
+
+
 def test_execute_queues_the_events_with_the_written_status_and_never_waits(rx: Receiver) -> None:
     kube = FakeKube({("ml", SECRET): {"ce": rx.url("/ce")}})
     before = modeldeployment([CE], status={"stable": {"version": "v1"}})
@@ -287,7 +312,8 @@ def test_execute_queues_the_events_with_the_written_status_and_never_waits(rx: R
         "version": "v2", "weight": 0, "step": -1, "state": "Progressing"}})
     notifier = notifier_for(kube)
     rx.hold()
-    plan = Plan(status={"canary": {"version": "v2"}}, events=(Event("Normal", "CanaryStarted", "canary v2 started"),))
+    plan = Plan(status={"canary": {"version": "v2"}}, events=(Event("Normal", "CanaryStarted", "canary v2 started"),),
+                notifications=parsed([CE]))
     execute(kube, before, plan, notifier)  # type: ignore[arg-type]
     rx.wait(lambda r: r.waiting == 1)
     assert kube.events == [("fraud", "Normal", "CanaryStarted", "canary v2 started")]  # execute returned
@@ -302,10 +328,10 @@ def test_execute_queues_the_events_with_the_written_status_and_never_waits(rx: R
 def test_nothing_is_queued_without_targets_or_after_stop(rx: Receiver) -> None:
     kube = FakeKube({("ml", SECRET): {"ce": rx.url("/ce")}})
     notifier = notifier_for(kube)
-    assert notifier.submit(modeldeployment([]), events("Promoted")) == 0
-    assert notifier.submit(modeldeployment([{**CE, "events": ["RolledBack"]}]), events("Promoted")) == 0
+    assert submit(notifier, [], events("Promoted")) == 0
+    assert submit(notifier, [{**CE, "events": ["RolledBack"]}], events("Promoted")) == 0
     notifier.stop()
-    assert notifier.submit(modeldeployment([CE]), events("Promoted")) == 0
+    assert submit(notifier, [CE], events("Promoted")) == 0
     assert notifier.idle(timeout=1) and rx.answered() == [] and kube.requests == []
 
 
@@ -313,6 +339,6 @@ def test_an_unreadable_object_queues_nothing_and_raises_nothing(rx: Receiver,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     kube = FakeKube({("ml", SECRET): {"ce": rx.url("/ce")}})
     notifier = notifier_for(kube)
-    assert notifier.submit(modeldeployment([CE], status={"canary": "not an object"}), events("Promoted")) == 0
+    assert submit(notifier, [CE], events("Promoted"), status={"canary": "not an object"}) == 0
     assert "ml/fraud notification-not-queued" in caplog.text
     assert notifier.idle(timeout=1) and rx.answered() == []

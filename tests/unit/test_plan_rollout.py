@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from modelpilot.api.notifications import NOTIFICATION_EVENTS
 from modelpilot.control.observe import Observed
 from modelpilot.control.plan import ANALYSIS_POLL_SECONDS, plan
 from modelpilot.rollout.machine import AnalysisResult, Measurement
@@ -113,3 +114,21 @@ def test_manual_promote_is_consumed_with_its_value() -> None:
     assert the_plan.analysis is None
     after = execute(with_action, the_plan)
     assert "modelpilot.io/action" not in after.md["metadata"].get("annotations", {})
+
+
+SLACK = {"name": "chat", "type": "Slack", "urlKey": "slack", "events": ["Promoted"]}
+CLOUD = {"name": "events", "type": "CloudEvents", "urlKey": "ce"}
+
+
+def test_the_plan_carries_the_parsed_notification_targets() -> None:
+    """execute() hands them to the notifier with the plan's Events: the spec is parsed once, here."""
+    settled = settle(Observed(md=modeldeployment(spec(notifications=[SLACK, CLOUD]))))
+    the_plan, _ = tick(with_spec(settled, spec("v2", notifications=[SLACK, CLOUD])), at(0))
+    assert [e.reason for e in the_plan.events] == ["CanaryStarted"]
+    assert [(t.name, t.type, t.url_key, t.events) for t in the_plan.notifications] == [
+        ("chat", "Slack", "slack", ["Promoted"]), ("events", "CloudEvents", "ce", list(NOTIFICATION_EVENTS))]
+    assert plan(with_spec(settled, spec("v2")), None, at(0)).notifications == ()
+    # A target the parser refuses makes the spec invalid: InvalidSpec, and no target is told anything.
+    teams = {**CLOUD, "type": "Teams"}
+    refused = plan(with_spec(settled, spec("v2", notifications=[SLACK, teams])), None, at(0))
+    assert [e.reason for e in refused.events] == ["InvalidSpec"] and refused.notifications == ()

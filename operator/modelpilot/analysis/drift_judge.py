@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 from modelpilot.analysis.drift_read import Distribution, DriftReadings
 from modelpilot.api.monitoring import DriftMonitoring
-from modelpilot.status import Condition, timestamp
+from modelpilot.status import CONCEPT_DRIFT, DATA_DRIFT, Condition, timestamp
 
-DATA_DRIFT, CONCEPT_DRIFT = "DataDrift", "ConceptDrift"
 TOP_OFFENDERS = 5
 SIGNIFICANCE = 0.01  # a PSI over its threshold is drift only with a chi-square p-value below this
 

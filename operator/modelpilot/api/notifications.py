@@ -13,6 +13,8 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, Field
 
 from modelpilot.api.common import DNS1123_LABEL, SpecModel, cel_rules
+
+# A leaf module (the operator's settings): the CRD's description names the default Secret.
 from modelpilot.settings import DEFAULT_NOTIFICATIONS_SECRET
 
 MAX_TARGETS = 8

@@ -13,13 +13,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from modelpilot.analysis.drift_judge import CONCEPT_DRIFT, DATA_DRIFT, DriftReport, unavailable
+from modelpilot.analysis.drift_judge import DriftReport, unavailable
 from modelpilot.api.monitoring import DriftMonitoring
 from modelpilot.rollout.machine import Event
-from modelpilot.status import Condition
+from modelpilot.status import DRIFT_CONDITIONS, Condition
 from modelpilot.times import parse_time
 
-DRIFT_CONDITIONS = (DATA_DRIFT, CONCEPT_DRIFT)
 _STATUS = {"True": True, "False": False}
 
 

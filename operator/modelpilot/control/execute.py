@@ -62,7 +62,7 @@ def execute(kube: Kube, md: Obj, plan: Plan, notifier: Notifier | None = None) -
     for event in plan.events:
         kube.post_event(md, event.type, event.reason, event.message)
     if notifier is not None and plan.events:
-        notifier.submit(written, plan.events)
+        notifier.submit(written, plan.events, plan.notifications)
     return outcome
 
 

@@ -2,9 +2,10 @@
 
 observe (the cache) -> analyse (a finished analysis, if one was due) -> plan -> execute. The plan
 lists the children to apply (only those that differ from what is live), the owned children to
-delete, the status patch (None when unchanged), the Events, the action annotation to consume, when
-to look again, and the analysis to start. A steady state plans nothing: no apply, no delete, no
-status, no Event. Nothing here imports kubernetes or kopf.
+delete, the status patch (None when unchanged), the Events and the webhooks told of them
+(spec.notifications, parsed here once), the action annotation to consume, when to look again, and
+the analysis to start. A steady state plans nothing: no apply, no delete, no status, no Event.
+Nothing here imports kubernetes or kopf.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from modelpilot.api.models import (
     SpecError,
     parse_spec,
 )
+from modelpilot.api.notifications import NotificationTarget
 from modelpilot.api.stored import StoredStatus, read_status
 from modelpilot.control.children import Scaling, desired_state
 from modelpilot.control.drift import DriftOutcome, DriftPart, DriftRequest, drift_part, drift_request
@@ -103,6 +105,7 @@ class Plan:
     drift_part: DriftPart | None = None
     serverless: ServerlessPart | None = None
     read_serverless: bool = False  # take a Prometheus reading of the stable track's demand
+    notifications: tuple[NotificationTarget, ...] = ()  # spec.notifications, parsed: told of the events
 
     @property
     def writes(self) -> bool:
@@ -197,6 +200,7 @@ def plan(observed: Observed, analysis: AnalysisResult | None, now: dt.datetime,
         requeue=requeue, analysis=request, decisions=tuple(decisions), decision=decision,
         drift=read_drift, drift_part=part if drift is not None else None,
         serverless=zero, read_serverless=zero.read_at is not None and zero.read_at <= now,
+        notifications=tuple(spec.notifications),
     )
 
 

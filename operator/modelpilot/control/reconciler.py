@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from modelpilot.control.observe import observe
 from modelpilot.control.plan import AnalysisRequest, Plan, PlanSettings, plan
 from modelpilot.control.serverless import ServerlessReading
 from modelpilot.k8s.client import Kube
+from modelpilot.logs import decision_log
 from modelpilot.notify.notifier import Notifier
 from modelpilot.resources import BuildSettings
 from modelpilot.resources.common import ScalingSettings
@@ -42,15 +42,7 @@ from modelpilot.rollout.machine import AnalysisResult, Decision
 from modelpilot.rollout.state import from_status
 from modelpilot.settings import OperatorSettings
 
-log = logging.getLogger("modelpilot.reconcile")
-
 Key = tuple[str, str]  # namespace, name
-
-
-def decision_log(namespace: str, name: str, what: str, fields: dict[str, Any]) -> None:
-    """One structured log line per decision, always naming the ModelDeployment."""
-    detail = " ".join(f"{k}={v}" for k, v in fields.items())
-    log.info("%s/%s %s %s", namespace, name, what, detail)
 
 
 def plan_settings(settings: OperatorSettings) -> PlanSettings:

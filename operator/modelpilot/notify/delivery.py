@@ -79,12 +79,12 @@ def kube_secret_reader(kube: Any) -> SecretReader:
     """GET of one Secret by name (never a list or a watch): its data, None when it does not exist."""
     def read(namespace: str, name: str) -> Mapping[str, str] | None:
         try:
-            secret = kube.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        except ApiException as err:
-            if err.status == 404:
-                return None
+            secret = kube.get("v1", "Secret", namespace, name)
+        except ApiException as err:  # not a 404: Kube.get answers None for that
             raise MissingUrl(f"cannot read Secret {name}: HTTP {err.status}") from None
-        return dict((secret or {}).get("data") or {})
+        if secret is None:
+            return None
+        return dict(secret.get("data") or {})
     return read
 
 

@@ -6,11 +6,13 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from pydantic import ValidationError
+from typing import Any
 
 from modelpilot.api.notifications import NotificationTarget
+from modelpilot.rollout.experiment import EXPERIMENT_CONCLUDED
+from modelpilot.rollout.machine import ABORTED
+from modelpilot.rollout.model import Event
+from modelpilot.status import DRIFT_CONDITIONS
 
 # The Event reasons the reconcile emits (rollout/machine.py, control/tick.py, control/drift.py)
 # -> the notification event they are. Reasons not listed (analysis verdicts, Promoting, conditions,
@@ -25,26 +27,17 @@ REASONS: dict[str, str] = {
     "Resumed": "Resumed",
     "Promoted": "Promoted",
     "RolledBack": "RolledBack",
-    "DataDriftDetected": "DriftDetected",
-    "ConceptDriftDetected": "DriftDetected",
-    "DataDriftCleared": "DriftCleared",
-    "ConceptDriftCleared": "DriftCleared",
+    # control/drift.py: `<condition>Detected` and `<condition>Cleared` for each drift condition.
+    **{f"{kind}Detected": "DriftDetected" for kind in DRIFT_CONDITIONS},
+    **{f"{kind}Cleared": "DriftCleared" for kind in DRIFT_CONDITIONS},
 }
-
-
-class OperatorEvent(Protocol):
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def message(self) -> str: ...
 
 
 def notification_event(reason: str, canary: Mapping[str, Any]) -> str | None:
     """The notification event an operator Event is, given status.canary as written with it."""
-    if reason == "RolledBack" and canary.get("reason") == "Aborted":
+    if reason == "RolledBack" and canary.get("reason") == ABORTED:
         return "Aborted"  # the manual abort action: the same Event as an automatic rollback
-    if reason == "ExperimentConcluded" and canary.get("state") == "RolledBack":
+    if reason == EXPERIMENT_CONCLUDED and canary.get("state") == "RolledBack":
         return "RolledBack"  # a losing experiment goes back to stable without a RolledBack Event
     return REASONS.get(reason)
 
@@ -72,7 +65,7 @@ class Notice:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 
-def notices(md: Mapping[str, Any], events: Iterable[OperatorEvent], now: dt.datetime,
+def notices(md: Mapping[str, Any], events: Iterable[Event], now: dt.datetime,
             new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> list[Notice]:
     """The notifications of a reconcile's Events, in their order; `md`: the ModelDeployment as
     written (status after the tick)."""
@@ -86,19 +79,6 @@ def notices(md: Mapping[str, Any], events: Iterable[OperatorEvent], now: dt.date
             out.append(Notice(new_id(), kind, str(meta.get("namespace", "")), str(meta.get("name", "")),
                               event.reason, event.message, now, facts))
     return out
-
-
-def targets_of(spec: Mapping[str, Any]) -> list[NotificationTarget]:
-    """spec.notifications with defaults; a target the parser refuses is skipped (the reconcile
-    reports the spec InvalidSpec)."""
-    raws = spec.get("notifications")
-    found: list[NotificationTarget] = []
-    for raw in raws if isinstance(raws, list) else []:
-        try:
-            found.append(NotificationTarget.model_validate(raw))
-        except ValidationError:
-            continue
-    return found
 
 
 def wanted(target: NotificationTarget, notice: Notice) -> bool:

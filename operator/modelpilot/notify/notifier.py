@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpilot import metrics
+from modelpilot.api.notifications import NotificationTarget
+from modelpilot.logs import decision_log
 from modelpilot.notify import delivery
 from modelpilot.notify.delivery import MissingUrl, NotHttp, SecretUrls, kube_secret_reader
-from modelpilot.notify.events import Notice, OperatorEvent, notices, targets_of, wanted
+from modelpilot.notify.events import Notice, notices, wanted
 from modelpilot.notify.payload import encode
 from modelpilot.notify.policy import Lane, Limiter, Pending, RetryPolicy, Verdict, classify
-from modelpilot.settings import DEFAULT_NOTIFICATIONS_SECRET
+from modelpilot.rollout.model import Event
 
 log = logging.getLogger("modelpilot.notify")
 
@@ -52,9 +54,9 @@ class Attempt:
 
 def _log(delivery_: Delivery, what: str, **fields: Any) -> None:
     notice = delivery_.notice
-    detail = " ".join(f"{k}={v}" for k, v in {"target": delivery_.target, "type": delivery_.type,
-                                              "event": notice.event, "id": notice.id, **fields}.items())
-    log.info("%s/%s notification-%s %s", notice.namespace, notice.name, what, detail)
+    decision_log(notice.namespace, notice.name, f"notification-{what}",
+                 {"target": delivery_.target, "type": delivery_.type, "event": notice.event, "id": notice.id,
+                  **fields}, log)
 
 
 def _owner(md: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +66,7 @@ def _owner(md: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Notifier:
-    def __init__(self, kube: Any, secret_name: str = DEFAULT_NOTIFICATIONS_SECRET, *, senders: int = SENDERS,
+    def __init__(self, kube: Any, secret_name: str, *, senders: int = SENDERS,
                  bound: int = QUEUE_BOUND, policy: RetryPolicy | None = None, timeout: float = HTTP_TIMEOUT,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -82,19 +84,20 @@ class Notifier:
         self._warned: Limiter[LaneKey] = Limiter(3600.0)
 
     # -- the reconcile's side ----------------------------------------------------------------------
-    def submit(self, md: Mapping[str, Any], events: Iterable[OperatorEvent]) -> int:
-        """Queue the notifications of `events` for every target of `md` that wants them; never
-        blocks on delivery and never fails the reconcile. `md`: the ModelDeployment as written by
-        this reconcile. Returns how many deliveries were queued."""
+    def submit(self, md: Mapping[str, Any], events: Iterable[Event], targets: Iterable[NotificationTarget]) -> int:
+        """Queue the notifications of `events` for every one of `targets` (`md`'s parsed
+        spec.notifications: Plan.notifications) that wants them; never blocks on delivery and never
+        fails the reconcile. `md`: the ModelDeployment as written by this reconcile. Returns how
+        many deliveries were queued."""
         try:
-            return self._queue(md, events)
+            return self._queue(md, events, tuple(targets))
         except Exception:  # a notification is never worth a failed reconcile
             meta = md.get("metadata") or {}
             log.exception("%s/%s notification-not-queued", meta.get("namespace"), meta.get("name"))
             return 0
 
-    def _queue(self, md: Mapping[str, Any], events: Iterable[OperatorEvent]) -> int:
-        targets = targets_of(md.get("spec") or {})
+    def _queue(self, md: Mapping[str, Any], events: Iterable[Event],
+               targets: tuple[NotificationTarget, ...]) -> int:
         found = notices(md, events, self.wall()) if targets else []
         queued = 0
         with self._cond:

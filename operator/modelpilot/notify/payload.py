@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from modelpilot.api.models import GROUP, PLURAL, VERSION
@@ -25,7 +26,8 @@ def source(namespace: str, name: str) -> str:
 
 
 def rfc3339(notice: Notice) -> str:
-    return notice.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 in UTC, to the millisecond (times.stamp, the status's, keeps whole seconds only)."""
+    return notice.time.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cloudevent(notice: Notice) -> dict[str, object]:

@@ -34,6 +34,10 @@ from modelpilot.rollout.model import (
 )
 from modelpilot.rollout.stages import describe_stage, first_stage, next_stage, stage_elapsed, stage_seconds
 
+# status.canary.reason of a canary rolled back by the abort action (its Event is RolledBack, like any
+# rollback's; notify/events.py tells the two apart by this reason).
+ABORTED = "Aborted"
+
 
 def _seconds(a: dt.datetime, b: dt.datetime) -> float:
     return (a - b).total_seconds()
@@ -139,7 +143,7 @@ def _new_revision(canary: CanaryState | None, obs: Observation, now: dt.datetime
 def _action(config: CanaryConfig, canary: CanaryState, obs: Observation, now: dt.datetime) -> Decision:
     """A manual action, consumed once whatever it does."""
     if obs.action == "abort" and canary.state != "RolledBack":
-        decision = _rollback(canary, "Aborted", f"canary {canary.version} aborted by a manual action")
+        decision = _rollback(canary, ABORTED, f"canary {canary.version} aborted by a manual action")
         return replace(decision, consume_action=True)
     if obs.action == "retry":
         fresh = _start(obs, now)
