@@ -14,11 +14,17 @@ BIN = Path(sys.executable).parent
 PLUGIN = BIN / "kubectl-modelpilot"
 
 
+def plugin_env(cluster: ClusterHandle, kubeconfig: Path | str | None = None) -> dict[str, str]:
+    """A user's environment for the command: KUBECONFIG (not a flag) points it at the cluster, and
+    the console script is on PATH (where `kubectl modelpilot` finds it)."""
+    return dict(os.environ, KUBECONFIG=str(kubeconfig or cluster.kubeconfig),
+                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 def run(cluster: ClusterHandle, *args: str, kubeconfig: Path | str | None = None, via_kubectl: bool = False,
         env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """The command as a user types it; KUBECONFIG (not a flag) points it at the cluster."""
-    environ = dict(os.environ, KUBECONFIG=str(kubeconfig or cluster.kubeconfig), COLUMNS="220",
-                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
+    """The command as a user types it, in plugin_env, 220 columns wide."""
+    environ = {**plugin_env(cluster, kubeconfig), "COLUMNS": "220", **(env or {})}
     cmd = [cluster.kubectl_binary, "modelpilot", *args] if via_kubectl else [str(PLUGIN), *args]
     return subprocess.run(cmd, env=environ, text=True, capture_output=True, timeout=timeout)
 

@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
 from tests.e2e.canary import NAME, Env, start_v1
-from tests.e2e.plugin_cli import BIN, PLUGIN
+from tests.e2e.plugin_cli import PLUGIN, plugin_env
 from tests.e2e.support import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,10 +41,9 @@ def output_dir() -> Path:
 @contextmanager
 def dashboard(cluster: ClusterHandle, namespace: str, log: Path) -> Iterator[str]:
     """The dashboard as a user starts it (a free port, polling every second); yields its URL."""
-    environ = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     with log.open("w") as errors:
         process = subprocess.Popen([str(PLUGIN), "dashboard", "-n", namespace, "--port", "0", "--interval", "1"],
-                                   env=environ, stdout=subprocess.PIPE, stderr=errors, text=True)
+                                   env=plugin_env(cluster), stdout=subprocess.PIPE, stderr=errors, text=True)
         try:
             assert process.stdout is not None
             ready, _, _ = select.select([process.stdout], [], [], 60)

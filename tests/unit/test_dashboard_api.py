@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from modelpilot.cli import plugin
-from modelpilot.cli.dashboard import DashboardServer, allowed_hosts, cmd_dashboard, poll
+from modelpilot.cli.dashboard import DashboardServer, allowed_hosts, cmd_dashboard, poll, poll_once
 from modelpilot.cli.dashboard_api import API, STATIC, Dashboard
 from modelpilot.cli.kube import CliError
-from tests.unit.test_dashboard_model import ANALYSES, mdep
+from tests.unit.test_dashboard_model import ANALYSES, DRIFT, mdep
 
 START = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 
@@ -63,7 +63,7 @@ def clock() -> Clock:
 
 def board(reader: FakeReader, clock: Clock, namespace: str | None = "ml") -> Dashboard:
     dashboard = Dashboard(reader, namespace, clock=clock)
-    dashboard.refresh(raise_errors=True)
+    dashboard.refresh()
     return dashboard
 
 
@@ -151,12 +151,12 @@ def test_a_failed_poll_keeps_the_last_objects_and_says_why(clock: Clock) -> None
     dashboard = board(reader, clock)
     reader.list_error = CliError("cannot reach the cluster at https://10.0.0.1:6443: connection refused")
     clock.tick()
-    dashboard.refresh()
+    poll_once(dashboard)
     body = dashboard.get(API).json()
     assert body["error"] == "cannot reach the cluster at https://10.0.0.1:6443: connection refused"
     assert [i["name"] for i in body["items"]] == ["fraud"] and body["updated"] == "2026-11-02T12:00:00Z"
     reader.list_error = None
-    dashboard.refresh()
+    poll_once(dashboard)
     assert dashboard.get(API).json()["error"] is None
 
 
@@ -164,14 +164,23 @@ def test_the_first_poll_fails_loudly(clock: Clock) -> None:
     reader = FakeReader()
     reader.list_error = CliError("the ModelDeployment CRD is not installed")
     with pytest.raises(CliError, match="CRD"):
-        Dashboard(reader, "ml", clock=clock).refresh(raise_errors=True)
+        Dashboard(reader, "ml", clock=clock).refresh()
 
 
-def test_an_object_no_view_can_read_is_left_out_with_the_reason(clock: Clock) -> None:
-    reader = FakeReader(mdep({}), mdep({"weight": "a lot"}, name="broken"))
-    body = board(reader, clock).get(API).json()
+@pytest.mark.parametrize(("broken", "reason"), [
+    (mdep({"weight": "a lot"}, name="broken"), "ValueError: invalid literal for int() with base 10: 'a lot'"),
+    # The list row can be made, the detail cannot: left out all the same.
+    (mdep(None, name="broken", drift={**DRIFT, "features": [{"name": "x", "bins": [{"reference": "most"}]}]}),
+     "ValueError: could not convert string to float: 'most'"),
+])
+def test_an_object_no_view_can_read_is_left_out_with_the_reason(clock: Clock, broken: dict[str, Any],
+                                                                 reason: str) -> None:
+    reader = FakeReader(mdep({}), broken)
+    dashboard = board(reader, clock)
+    body = dashboard.get(API).json()
     assert [i["name"] for i in body["items"]] == ["fraud"]
-    assert body["error"] == "cannot show ml/broken: ValueError: invalid literal for int() with base 10: 'a lot'"
+    assert body["error"] == f"cannot show ml/broken: {reason}"
+    assert dashboard.get(f"{API}/ml/broken").status == 404 and dashboard.get(f"{API}/ml/fraud").status == 200
 
 
 def test_polling_goes_on_after_any_failure(clock: Clock) -> None:
@@ -210,11 +219,41 @@ def test_events_that_cannot_be_read(clock: Clock, error: str, events_error: str 
     assert (note in body["notes"]) if note else not any(n.startswith("events:") for n in body["notes"])
 
 
-def test_non_finite_numbers_become_null(clock: Clock) -> None:
-    md = mdep({"analyses": [{**ANALYSES[0], "value": float("nan")}, {**ANALYSES[1], "value": float("inf")}]})
-    answer = board(FakeReader(md), clock).get(f"{API}/ml/fraud")
-    assert b"NaN" not in answer.body and b"Infinity" not in answer.body
-    assert [r["value"] for r in answer.json()["analyses"]] == [None, None]
+def test_events_are_read_again_only_once_they_are_an_interval_old(clock: Clock) -> None:
+    reader = FakeReader(mdep({}), mdep({}, name="other"))
+    dashboard = Dashboard(reader, "ml", clock=clock, events_max_age=2)
+    dashboard.refresh()
+
+    def events_read() -> list[Any]:
+        return [name for call, name in reader.calls if call == "events"]
+    for _ in range(3):  # pages polling the same object
+        assert dashboard.get(f"{API}/ml/fraud").json()["events"][0]["reason"] == "CanaryStarted"
+    assert events_read() == ["fraud"]
+    dashboard.get(f"{API}/ml/other")
+    clock.tick(1)
+    dashboard.get(f"{API}/ml/fraud")
+    assert events_read() == ["fraud", "other"]
+    clock.tick(1)
+    dashboard.get(f"{API}/ml/fraud")
+    assert events_read() == ["fraud", "other", "fraud"]
+    reader.events_error = CliError("cannot reach the cluster at https://x: timed out")  # a failure is kept as long
+    clock.tick(2)
+    assert dashboard.get(f"{API}/ml/fraud").json()["eventsError"] == "cannot reach the cluster at https://x: timed out"
+    reader.events_error = None
+    assert dashboard.get(f"{API}/ml/fraud").json()["events"] is None
+    assert events_read() == ["fraud", "other", "fraud", "fraud"]
+
+
+def test_a_deleted_object_is_read_afresh_when_it_comes_back(clock: Clock) -> None:
+    reader = FakeReader(mdep({}))
+    dashboard = board(reader, clock)
+    dashboard.get(f"{API}/ml/fraud")
+    reader.items = []
+    dashboard.refresh()
+    reader.items = [mdep({})]
+    dashboard.refresh()
+    dashboard.get(f"{API}/ml/fraud")
+    assert [name for call, name in reader.calls if call == "events"] == ["fraud", "fraud"]
 
 
 # ------------------------------------------------------------------------------------ HTTP

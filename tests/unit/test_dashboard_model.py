@@ -8,11 +8,14 @@ import copy
 import datetime as dt
 import io
 import json
+import re
 from typing import Any
 
 import pytest
 from rich.console import Console, RenderableType
 
+from modelpilot.analysis.evaluate import threshold_text
+from modelpilot.api.models import Metric
 from modelpilot.cli import plugin, viewmodel
 from modelpilot.cli.dashboard_model import History, detail, list_entry, metric_points
 from modelpilot.cli.drift_view import drift_data, drift_output
@@ -85,6 +88,10 @@ def test_list_row_of_the_terminal_is_the_list_item() -> None:
     assert cells[:11] == [item["namespace"], item["name"], item["model"], item["stable"], item["canary"],
                           item["state"], item["step"], f"{item['weight']}%",
                           f"{item['verdict']} ({item['verdictMetric']})", item["phase"], item["stage"]]
+    assert (item["weightText"], item["verdictText"]) == ("25%", "Inconclusive (latency-p99)")
+    plain = viewmodel.list_item(mdep(None))
+    assert (plain["weightText"], plain["verdictText"]) == ("-", "-") == tuple(
+        str(c) for c in plugin.row(mdep(None), with_namespace=False)[6:8])
 
 
 @pytest.mark.parametrize(("canary", "expected"), [
@@ -105,21 +112,50 @@ def test_head_and_the_status_panel_say_the_same() -> None:
     text = text_of(plugin.status_view(md, []))
     for shown in (canary["stage"], canary["message"], f"step {canary['step']}", "stable 75% / canary 25%"):
         assert shown in text
+    assert canary["line"] == "v8  state Progressing  step 2/3  failed checks 1  provider errors 0"
+    assert canary["weightText"] == "stable 75% / canary 25%"
+    data = viewmodel.head(md, NOW)
+    for shown in (data["title"], data["stableText"], canary["line"], canary["weightText"]):
+        assert shown in text
     assert viewmodel.head(mdep(None), NOW)["canary"] is None
 
 
-@pytest.mark.parametrize(("threshold", "limits"), [
-    ("<= 1", {"max": 1.0}),
-    (">= 5", {"min": 5.0}),
-    (">= 5, <= 10", {"min": 5.0, "max": 10.0}),
-    ("ratio to stable <= 1.2", {}),
-    ("<= 500, increase over stable <= 50", {"max": 500.0}),
-    ("<= x", {}),
-    ("", {}),
-    (None, {}),
+@pytest.mark.parametrize(("stable", "text"), [
+    ({"version": "v7", "readyReplicas": 1, "replicas": 2}, "v7 (1/2 ready)"),
+    ({}, "— (0/0 ready)"),
+    ({"version": "", "replicas": 1}, " (0/1 ready)"),  # as `status` always printed it
 ])
-def test_threshold_limits(threshold: str | None, limits: dict[str, float]) -> None:
+def test_head_stable_text(stable: dict[str, Any], text: str) -> None:
+    md = mdep(None, stable=stable)
+    assert viewmodel.head(md, NOW)["stableText"] == text
+    assert re.search(rf"│ stable\s+{re.escape(text)}", text_of(plugin.status_view(md, [])))
+
+
+@pytest.mark.parametrize(("value", "unit", "text"), [
+    (None, "", "—"), (float("nan"), "", "NaN"), (float("inf"), "", "+Inf"), (0.1, "", "0.1"), (500.0, " ms", "500 ms"),
+    (1234.5, "", "1.23e+03"), (41.25, "%", "41.2%"), (1.234e-7, "", "1.23e-07"),
+])
+def test_number_text(value: float | None, unit: str, text: str) -> None:
+    assert viewmodel.number_text(value, unit) == text
+
+
+@pytest.mark.parametrize(("metric", "limits"), [
+    ({"max": 1}, {"max": 1.0}),
+    ({"min": 5}, {"min": 5.0}),
+    ({"min": 5, "max": 10}, {"min": 5.0, "max": 10.0}),
+    ({"max": 0.0025}, {"max": 0.0025}),
+    ({"compareToStable": {"maxRatio": 1.2}}, {}),
+    ({"max": 500, "compareToStable": {"maxIncrease": 50}}, {"max": 500.0}),
+])
+def test_threshold_limits(metric: dict[str, Any], limits: dict[str, float]) -> None:
+    """Read from the threshold as the analysis words it in the records."""
+    threshold = threshold_text(Metric.model_validate({"name": "latency-p99", **metric}))
     assert viewmodel.threshold_limits(threshold) == limits
+
+
+@pytest.mark.parametrize("threshold", ["<= x", "", None])
+def test_threshold_limits_of_no_limit(threshold: str | None) -> None:
+    assert viewmodel.threshold_limits(threshold) == {}
 
 
 @pytest.mark.parametrize(("spec", "limits"), [
@@ -135,8 +171,9 @@ def test_metric_limits(spec: dict[str, Any], limits: dict[str, str]) -> None:
 def test_last_round_and_analysis_rows() -> None:
     rows = viewmodel.analysis_rows(viewmodel.last_round(ANALYSES))
     assert [r["metric"] for r in rows] == ["error-rate", "latency-p99", "slower"]
-    assert rows[1] == {"time": "2026-11-02T11:56:00Z", "metric": "latency-p99", "value": None, "threshold": "<= 500",
-                       "verdict": "Inconclusive", "detail": "canary: no data"}
+    assert rows[1] == {"time": "2026-11-02T11:56:00Z", "metric": "latency-p99", "value": None, "valueText": "—",
+                       "threshold": "<= 500", "verdict": "Inconclusive", "detail": "canary: no data"}
+    assert [r["valueText"] for r in rows] == ["0.1", "—", "40"]
     assert viewmodel.last_round([]) == []
 
 
@@ -236,7 +273,8 @@ def test_drift_data_worst_feature_first_with_bins_and_accuracy() -> None:
                               "vs reference 0.970)"
     assert [f["name"] for f in data["features"]] == ["moved", "calm"]
     assert data["features"][0] == {"name": "moved", "psi": "2.31", "pValue": "<0.001", "drifted": True, "bins": [
-        {"bin": "(-inf,1.5]", "reference": 0.25, "live": 0.0}, {"bin": "missing", "reference": 0.0, "live": None}]}
+        {"bin": "(-inf,1.5]", "reference": 0.25, "live": 0.0, "referenceText": "25.0%", "liveText": "0.0%"},
+        {"bin": "missing", "reference": 0.0, "live": None, "referenceText": "0.0%", "liveText": "—"}]}
     assert data["facts"][:3] == [{"label": "window", "text": "20s", "warn": False},
                                  {"label": "rows", "text": "812", "warn": False},
                                  {"label": "last evaluated", "text": "2026-11-02T11:59:00Z (1m ago)", "warn": False}]
@@ -270,14 +308,18 @@ def at(seconds: int) -> dt.datetime:
     return NOW + dt.timedelta(seconds=seconds)
 
 
+def record(history: History, md: dict[str, Any], now: dt.datetime) -> None:
+    history.record(md, viewmodel.list_item(md), now)
+
+
 def test_history_keeps_weight_changes_and_every_analysis_seen() -> None:
     history = History()
     first = mdep({"weight": 10, "step": 0, "analyses": ANALYSES[:1]})
-    history.record(first, at(0))
-    history.record(first, at(2))  # nothing changed: no new sample
+    record(history, first, at(0))
+    record(history, first, at(2))  # nothing changed: no new sample
     later = mdep({"weight": 25, "step": 1, "analyses": ANALYSES[1:]})  # status keeps the last 10 only
-    history.record(later, at(4))
-    history.record(mdep(None), at(6))  # promoted: the canary is gone
+    record(history, later, at(4))
+    record(history, mdep(None), at(6))  # promoted: the canary is gone
     series = history.series(("ml", "fraud"))
     assert [(s["time"], s["weight"], s["step"], s["state"]) for s in series["weight"]] == [
         ("2026-11-02T12:00:00Z", 10, "1/3", "Progressing"), ("2026-11-02T12:00:04Z", 25, "2/3", "Progressing"),
@@ -294,7 +336,7 @@ def test_history_keeps_weight_changes_and_every_analysis_seen() -> None:
 def test_history_is_bounded() -> None:
     history = History(weight_points=3, metric_points=2)
     for second in range(10):
-        history.record(mdep({"weight": second, "analyses": ANALYSES}), at(second))
+        record(history, mdep({"weight": second, "analyses": ANALYSES}), at(second))
     series = history.series(("ml", "fraud"))
     assert [s["weight"] for s in series["weight"]] == [7, 8, 9]
     assert sum(len(m["points"]) for m in series["metrics"]) == 2
@@ -311,7 +353,7 @@ def test_detail_is_json_and_has_every_section() -> None:
     events = [{"time": "2026-11-02T11:40:00Z", "type": "Normal", "reason": "CanaryStarted", "message": "started"}]
     body = detail(md, events, History().series(("ml", "fraud")), NOW)
     json.dumps(body, allow_nan=False)
-    assert body["item"] == list_entry(md, NOW) and body["item"]["age"] == "120m"
+    assert body["item"] == list_entry(viewmodel.list_item(md), NOW) and body["item"]["age"] == "120m"
     assert body["head"]["canary"]["weight"] == 25
     assert [r["metric"] for r in body["lastAnalysis"]] == ["error-rate", "latency-p99", "slower"]
     assert body["events"] == events and body["eventsError"] is None

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modelpilot.cli.experiment_view import short
-from modelpilot.cli.view import age
+from modelpilot.cli.viewmodel import age
 
 PHASE_STYLE = {"Pending": "yellow", "Running": "cyan", "Succeeded": "green", "Failed": "bold red"}
 DONE_PHASES = ("Succeeded", "Failed")

@@ -30,13 +30,17 @@ def loopback(address: str) -> bool:
         return address == "localhost"
 
 
+def _host(address: str) -> str:
+    """An address as a URL or Host header names it: an IPv6 one in brackets."""
+    return f"[{address}]" if ":" in address else address
+
+
 def allowed_hosts(address: str, port: int) -> set[str] | None:
     """The Host headers accepted on a loopback address (a page of another site that rebinds its
     name to 127.0.0.1 sends its own name and is refused); None (any) on another address."""
     if not loopback(address):
         return None
-    named = f"[{address}]" if ":" in address else address
-    return {f"{host}:{port}" for host in ("127.0.0.1", "localhost", "[::1]", named)}
+    return {f"{host}:{port}" for host in ("127.0.0.1", "localhost", "[::1]", _host(address))}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -96,28 +100,35 @@ class DashboardServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else str(host)
-        return f"http://{host}:{port}/"
+        return f"http://{_host(str(host))}:{port}/"
+
+
+def poll_once(dashboard: Dashboard) -> None:
+    """One poll; a failure is kept for the page (the objects of the last good poll stay)."""
+    try:
+        dashboard.refresh()
+    except CliError as err:
+        dashboard.fail(err.message)
+    except Exception as err:  # whatever else went wrong must not stop the polling
+        dashboard.fail(f"{type(err).__name__}: {err}")
 
 
 def poll(dashboard: Dashboard, interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
-        try:
-            dashboard.refresh()
-        except Exception as err:  # an object no view can read must not stop the polling
-            dashboard.fail(f"{type(err).__name__}: {err}")
+        poll_once(dashboard)
 
 
 def cmd_dashboard(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
     scope = None if args.all_namespaces else namespace
-    dashboard = Dashboard(cluster, scope)
-    dashboard.refresh(raise_errors=True)
+    interval = max(0.5, args.interval)
+    dashboard = Dashboard(cluster, scope, events_max_age=interval)
+    dashboard.refresh()  # the first poll's failure ends the command with the reason
     try:
         server = DashboardServer(args.address, args.port, dashboard)
     except OSError as err:
         raise CliError(f"cannot listen on {args.address}:{args.port}: {err.strerror or err}") from None
     stop = threading.Event()
-    poller = threading.Thread(target=poll, args=(dashboard, max(0.5, args.interval), stop), daemon=True,
+    poller = threading.Thread(target=poll, args=(dashboard, interval, stop), daemon=True,
                               name="dashboard-poll")
     poller.start()
     where = "all namespaces" if scope is None else f"namespace {scope}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 from modelpilot.api.models import PLURAL, SINGULAR
 from modelpilot.cli import dashboard_model, viewmodel
-from modelpilot.cli.kube import CliError
+from modelpilot.cli.kube import CliError, events_or_none
+from modelpilot.times import stamp
 
 STATIC = Path(__file__).with_name("static")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -36,6 +36,8 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "no-referrer"),
 )
 API = f"/api/{PLURAL}"
+EVENTS_MAX_AGE = 2.0  # seconds an object's Events are reused for (the plugin's --interval)
+NO_SERIES: dict[str, Any] = {"weight": [], "metrics": []}
 
 
 class Reader(Protocol):
@@ -57,19 +59,10 @@ class Response:
         return json.loads(self.body)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: such a float becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(_finite(body), separators=(",", ":")).encode(), "application/json")
+    # A status holds no NaN or infinity (JSON has none); should one appear, this fails (a 500) rather
+    # than send JavaScript-only tokens.
+    return Response(status, json.dumps(body, separators=(",", ":"), allow_nan=False).encode(), "application/json")
 
 
 def error(status: int, message: str) -> Response:
@@ -80,44 +73,63 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True)
+class Shown:
+    """An object of the last poll, with its viewmodel.list_item (computed once per poll)."""
+
+    md: dict[str, Any]
+    item: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReadEvents:
+    """An object's Events as last read: None and no error when not allowed, None and the reason
+    when they could not be read."""
+
+    at: dt.datetime
+    events: list[dict[str, Any]] | None
+    error: str | None
+
+
 class Dashboard:
-    """The objects of the last poll, what was seen over time, and the GET handlers."""
+    """The objects of the last poll, what was seen over time, and the GET handlers. An object's
+    Events are read on a GET of it, at most once per `events_max_age` seconds."""
 
     def __init__(self, reader: Reader, namespace: str | None, clock: Callable[[], dt.datetime] = utc_now,
-                 static: Path = STATIC) -> None:
+                 static: Path = STATIC, events_max_age: float = EVENTS_MAX_AGE) -> None:
         self.reader, self.namespace, self.clock = reader, namespace, clock
         self.static = {p.name: p for p in static.iterdir() if p.is_file()} if static.is_dir() else {}
         self.history = dashboard_model.History()
+        self.events_max_age = events_max_age
         self._lock = threading.Lock()
-        self._items: dict[dashboard_model.Key, dict[str, Any]] = {}
+        self._shown: dict[dashboard_model.Key, Shown] = {}
+        self._events: dict[dashboard_model.Key, ReadEvents] = {}
         self._updated: dt.datetime | None = None
         self._error: str | None = None
 
     # -- polling ---------------------------------------------------------------------------------
-    def refresh(self, raise_errors: bool = False) -> None:
-        """List the objects and record them; a failure is kept for the page (and raised when asked:
-        the first poll, so a dashboard that cannot read anything exits with the reason)."""
-        try:
-            items = self.reader.list(self.namespace)
-        except CliError as err:
-            self.fail(err.message)
-            if raise_errors:
-                raise
-            return
+    def refresh(self) -> None:
+        """List the objects and record them. A failure to list is raised (`dashboard.poll` keeps it
+        for the page; the first poll's ends the command). An object whose list row or detail
+        cannot be made (a status of another release?) is left out, and the page says why."""
+        items = self.reader.list(self.namespace)
         now = self.clock()
-        shown, unreadable = [], []
+        shown: dict[dashboard_model.Key, Shown] = {}
+        unreadable = []
         for md in items:
             try:
-                dashboard_model.list_entry(md, now)
-            except Exception as err:  # a status no view can read (another release's?): leave it out, say so
+                item = viewmodel.list_item(md)
+                dashboard_model.detail(md, None, NO_SERIES, now, item=item)  # what a GET of it would make
+            except Exception as err:
                 unreadable.append(f"cannot show {'/'.join(viewmodel.ref(md))}: {type(err).__name__}: {err}")
             else:
-                shown.append(md)
+                shown[viewmodel.ref(md)] = Shown(md, item)
         with self._lock:
-            self._items = {viewmodel.ref(md): md for md in shown}
-            for md in shown:
-                self.history.record(md, now)
-            self.history.forget(set(self._items))
+            self._shown = shown
+            for entry in shown.values():
+                self.history.record(entry.md, entry.item, now)
+            self.history.forget(set(shown))
+            self._events = {key: read for key, read in self._events.items() if key in shown}
             self._updated, self._error = now, "; ".join(unreadable) or None
 
     def fail(self, message: str) -> None:
@@ -149,33 +161,42 @@ class Dashboard:
 
     def _state(self) -> dict[str, Any]:
         now = self.clock()
-        return {"namespace": self.namespace, "now": dashboard_model.stamp(now), "error": self._error,
-                "updated": None if self._updated is None else dashboard_model.stamp(self._updated)}
+        return {"namespace": self.namespace, "now": stamp(now), "error": self._error,
+                "updated": None if self._updated is None else stamp(self._updated)}
 
     def list_response(self) -> Response:
         with self._lock:
             now = self.clock()
-            items = [dashboard_model.list_entry(md, now) for md in self._items.values()]
+            items = [dashboard_model.list_entry(entry.item, now) for entry in self._shown.values()]
             state = self._state()
         items.sort(key=lambda item: (item["namespace"], item["name"]))
         return json_response({**state, "items": items})
 
     def detail_response(self, namespace: str, name: str) -> Response:
         with self._lock:
-            md = self._items.get((namespace, name))
+            entry = self._shown.get((namespace, name))
             series = self.history.series((namespace, name))
             state = self._state()
-        if md is None:
+        if entry is None:
             where = "" if self.namespace in (None, namespace) else f" (the dashboard shows namespace {self.namespace})"
             return error(404, f"{SINGULAR} {namespace}/{name} not found{where}")
-        events, events_error = self._events(md)
-        body = dashboard_model.detail(md, events, series, self.clock(), events_error)
+        read = self._read_events((namespace, name), entry.md)
+        body = dashboard_model.detail(entry.md, read.events, series, self.clock(), read.error, item=entry.item)
         return json_response({**state, **body})
 
-    def _events(self, md: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """The object's Events; None and no error when not allowed (the notes say so), None and the
-        reason when they could not be read."""
+    def _read_events(self, key: dashboard_model.Key, md: dict[str, Any]) -> ReadEvents:
+        """The object's Events, read again once the last read is `events_max_age` old: every open
+        page asks every couple of seconds."""
+        now = self.clock()
+        with self._lock:
+            last = self._events.get(key)
+        if last is not None and (now - last.at).total_seconds() < self.events_max_age:
+            return last
         try:
-            return self.reader.events(md), None
+            read = ReadEvents(now, events_or_none(self.reader, md), None)
         except CliError as err:
-            return None, None if "not allowed" in err.message else err.message
+            read = ReadEvents(now, None, err.message)
+        with self._lock:
+            if key in self._shown:  # still there: a deleted object's Events are not kept
+                self._events[key] = read
+        return read

@@ -17,20 +17,16 @@ from modelpilot.cli.drift_view import drift_data
 from modelpilot.cli.edge_view import fleet
 from modelpilot.cli.experiment_view import experiment_data
 from modelpilot.cli.serverless_view import serverless_data
-from modelpilot.cli.view import age
+from modelpilot.times import stamp
 
 Key = tuple[str, str]  # (namespace, name)
 WEIGHT_POINTS = 2000  # per object: a change of weight, step, version or state at most every poll
 METRIC_POINTS = 500  # per object: analysis records, oldest dropped first
 
 
-def stamp(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def weight_sample(md: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """The canary's weight, step, version and state at `now` (weight None without a canary)."""
-    item = viewmodel.list_item(md)
+def weight_sample(item: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The canary's weight, step, version and state at `now` (weight None without a canary), from
+    the object's viewmodel.list_item."""
     return {"time": stamp(now), "weight": item["weight"], "step": item["step"], "version": item["canary"],
             "state": item["state"]}
 
@@ -61,9 +57,10 @@ class History:
         self._seen: dict[Key, Seen] = {}
         self._weight_points, self._metric_points = weight_points, metric_points
 
-    def record(self, md: Mapping[str, Any], now: dt.datetime) -> None:
+    def record(self, md: Mapping[str, Any], item: Mapping[str, Any], now: dt.datetime) -> None:
+        """One poll's object and its viewmodel.list_item."""
         seen = self._seen.setdefault(viewmodel.ref(md), Seen())
-        sample = weight_sample(md, now)
+        sample = weight_sample(item, now)
         last = seen.weights[-1] if seen.weights else None
         if last is None or any(last[k] != sample[k] for k in ("weight", "step", "version", "state")):
             seen.weights.append(sample)
@@ -88,25 +85,24 @@ class History:
                 "metrics": [{"metric": name, "points": points} for name, points in sorted(by_metric.items())]}
 
 
-def list_entry(md: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """A row of the dashboard's list: `list`'s fields and the age."""
-    item = viewmodel.list_item(md)
-    return {**item, "age": age(item["created"], now)}
+def list_entry(item: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """A row of the dashboard's list: an object's viewmodel.list_item and its age."""
+    return {**item, "age": viewmodel.age(item["created"], now)}
 
 
 def detail(md: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | None, series: Mapping[str, Any],
-           now: dt.datetime, events_error: str | None = None) -> dict[str, Any]:
+           now: dt.datetime, events_error: str | None = None, *,
+           item: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One ModelDeployment for the dashboard. `events` None: not allowed to list them (or
-    `events_error` says why they could not be read)."""
+    `events_error` says why they could not be read); `item`: its viewmodel.list_item, when at hand."""
     canary = viewmodel.canary_of(md)
     analyses = canary.get("analyses") or []
     experiment = canary.get("experiment")
     drift = drift_data(md, now)
     edge = (md.get("status") or {}).get("edge")
     return {
-        "item": list_entry(md, now),
+        "item": list_entry(viewmodel.list_item(md) if item is None else item, now),
         "head": viewmodel.head(md, now),
-        "limits": viewmodel.metric_limits(md),
         "lastAnalysis": viewmodel.analysis_rows(viewmodel.last_round(analyses)),
         "analyses": viewmodel.analysis_rows(analyses),
         "series": series,

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from modelpilot.cli.experiment_view import p_text, short
 from modelpilot.cli.view import plain_table
+from modelpilot.cli.viewmodel import condition_row
 
 DRIFT_CONDITIONS = ("DataDrift", "ConceptDrift")
 CONDITION_STYLE = {"True": "bold red", "False": "green", "Unknown": "yellow"}
@@ -139,12 +140,15 @@ def _psi(distribution: Mapping[str, Any]) -> float:
 
 def distribution_data(distribution: Mapping[str, Any]) -> dict[str, Any]:
     """One feature (or the predictions) as plain data: name, PSI and p-value in words, drifted,
-    and its bins (share of the reference rows, share of the live rows or None)."""
+    and its bins (share of the reference rows, share of the live rows or None, and both shares
+    in percent as the bars' labels say them)."""
     bins: Sequence[Mapping[str, Any]] = distribution.get("bins") or []
+    shares = [(str(entry.get("bin", "?")), float(entry.get("reference") or 0.0),
+               None if entry.get("live") is None else float(entry["live"])) for entry in bins]
     return {"name": str(distribution.get("name", "?")), "psi": _num(distribution.get("psi")),
             "pValue": p_text(distribution.get("pValue")), "drifted": distribution.get("drifted") is True,
-            "bins": [{"bin": str(entry.get("bin", "?")), "reference": float(entry.get("reference") or 0.0),
-                      "live": None if entry.get("live") is None else float(entry["live"])} for entry in bins]}
+            "bins": [{"bin": name, "reference": reference, "live": live, "referenceText": _percent(reference),
+                      "liveText": _percent(live)} for name, reference, live in shares]}
 
 
 def distribution_view(distribution: Mapping[str, Any]) -> Group:
@@ -178,10 +182,9 @@ def worst_first(features: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
 
 def conditions_table(md: Mapping[str, Any]) -> Table:
     table = plain_table("CONDITION", "STATUS", "REASON", "MESSAGE")
-    for cond in drift_conditions(md):
-        status = str(cond.get("status", "Unknown"))
-        table.add_row(str(cond.get("type")), Text(status, style=CONDITION_STYLE.get(status, "")),
-                      str(cond.get("reason", "")), str(cond.get("message") or ""))
+    for cond in map(condition_row, drift_conditions(md)):
+        table.add_row(cond["type"], Text(cond["status"], style=CONDITION_STYLE.get(cond["status"], "")),
+                      cond["reason"], cond["message"])
     if not drift_conditions(md):
         table.add_row("-", "-", "-", "no DataDrift or ConceptDrift condition yet")
     return table
@@ -217,8 +220,9 @@ def head(drift: Mapping[str, Any], now: dt.datetime | None) -> Table:
     """The facts as a grid."""
     grid = Table.grid(padding=(0, 2))
     for label, text, warn in facts(drift, now):
-        # The profile and the note are Text: never read as markup, and yellow when they warn.
-        grid.add_row(label, Text(text, style="yellow" if warn else "") if label in ("profile", "note") else text)
+        # A warning (the operator's note, the profile hint) is Text: never read as markup. The
+        # other facts (a duration, a count, a time) stay plain strings, highlighted as ever.
+        grid.add_row(label, Text(text, style="yellow") if warn else text)
     return grid
 
 
@@ -281,9 +285,7 @@ def drift_data(md: Mapping[str, Any], now: dt.datetime | None = None) -> dict[st
     unexported = unexported_line(drift)
     return {
         "summary": drift_summary(md), "notShown": not_shown(md),
-        "conditions": [{"type": str(c.get("type")), "status": str(c.get("status", "Unknown")),
-                        "reason": str(c.get("reason", "")), "message": str(c.get("message") or "")}
-                       for c in drift_conditions(md)],
+        "conditions": [condition_row(c) for c in drift_conditions(md)],
         "facts": [{"label": label, "text": text, "warn": warn} for label, text, warn in facts(drift, now)],
         "features": [distribution_data(f) for f in worst_first(drift.get("features") or [])],
         "prediction": distribution_data(drift["prediction"]) if drift.get("prediction") else None,

@@ -301,3 +301,20 @@ def follow(source: Watchable, namespace: str, name: str, interval: int, what: st
                 yield obj
         if not seen:
             yield source.get(namespace, name)  # a watch that saw nothing: gone ("not found") or quiet
+
+
+class EventSource(Protocol):
+    """Where the views read an object's Events: a `Cluster`, the dashboard's reader, a fake."""
+
+    def events(self, md: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
+def events_or_none(source: EventSource, md: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The object's Events; None when RBAC does not allow listing them (the views say so); any
+    other failure is raised."""
+    try:
+        return source.events(md)
+    except CliError as err:
+        if "not allowed" in err.message:
+            return None
+        raise

@@ -41,9 +41,9 @@ from modelpilot.cli.experiment_view import (
     step_text,
     steps_of,
 )
-from modelpilot.cli.kube import CliError, Cluster, connect, follow
-from modelpilot.cli.view import VERDICT_STYLE, age, plain_line, plain_table, render
-from modelpilot.cli.viewmodel import list_item, notes
+from modelpilot.cli.kube import CliError, Cluster, connect, events_or_none, follow
+from modelpilot.cli.view import VERDICT_STYLE, plain_line, plain_table, render
+from modelpilot.cli.viewmodel import age, analysis_rows, list_item, notes
 from modelpilot.resources.labels import ANNOTATION_ACTION
 
 PROG = "kubectl modelpilot"
@@ -80,12 +80,10 @@ def row(md: Mapping[str, Any], with_namespace: bool) -> list[str | Text]:
     """One line of `list`: kubectl get's columns plus the canary's step, weight, last verdict and
     stage (STAGE comes last before AGE, so the earlier columns keep their places)."""
     item = list_item(md)
-    verdict, metric, phase = item["verdict"], item["verdictMetric"], item["phase"]
-    verdict_text = Text(verdict + (f" ({metric})" if metric else ""), style=VERDICT_STYLE.get(verdict, "")) \
-        if verdict else Text("-")
+    phase = item["phase"]
     cells: list[str | Text] = [
         item["name"], item["model"], item["stable"] or "-", item["canary"] or "-", item["state"] or "-",
-        item["step"], "-" if item["weight"] is None else f"{item['weight']}%", verdict_text,
+        item["step"], item["weightText"], Text(item["verdictText"], style=VERDICT_STYLE.get(item["verdict"], "")),
         Text(phase or "-", style=PHASE_STYLE.get(phase, "")), item["stage"], age(item["created"]),
     ]
     return [item["namespace"], *cells] if with_namespace else cells
@@ -119,27 +117,18 @@ def status_view(md: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | Non
     return Group(*parts)
 
 
-def _events_or_none(cluster: Cluster, md: dict[str, Any]) -> list[dict[str, Any]] | None:
-    try:
-        return cluster.events(md)
-    except CliError as err:
-        if "not allowed" in err.message:
-            return None
-        raise
-
-
 def cmd_status(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
     md = cluster.get(namespace, args.name)
     if not args.watch:
-        console_for(120).print(status_view(md, _events_or_none(cluster, md)))
+        console_for(120).print(status_view(md, events_or_none(cluster, md)))
         return 0
     console = Console()
     interval = max(1, int(args.interval))
     try:
         if console.is_terminal:
-            with Live(status_view(md, _events_or_none(cluster, md)), console=console, auto_refresh=False) as live:
+            with Live(status_view(md, events_or_none(cluster, md)), console=console, auto_refresh=False) as live:
                 for md in _follow(cluster, namespace, args.name, interval):
-                    live.update(status_view(md, _events_or_none(cluster, md)), refresh=True)
+                    live.update(status_view(md, events_or_none(cluster, md)), refresh=True)
         else:
             _watch_plain(cluster, md, namespace, args.name, interval)
     except KeyboardInterrupt:
@@ -175,7 +164,7 @@ def _watch_plain(cluster: Cluster, md: dict[str, Any], namespace: str, name: str
         if line != last_line:
             print(f"{stamp} {namespace}/{name} {line}", flush=True)
             last_line = line
-        for event in _events_or_none(cluster, obj) or []:
+        for event in events_or_none(cluster, obj) or []:
             key = (event["time"], event["reason"], event["message"])
             if key in seen:
                 continue
@@ -214,12 +203,11 @@ def cmd_history(cluster: Cluster, args: argparse.Namespace, namespace: str) -> i
     console.print("ANALYSES (status.canary.analyses: the last 10 measurements, oldest first)", style="bold")
     if analyses:
         table = plain_table("TIME", "METRIC", "VALUE", "THRESHOLD", "VERDICT", "DETAIL")
-        for record in analyses:
-            verdict = str(record.get("verdict", ""))
-            value = record.get("value")
-            table.add_row(str(record.get("time", "")), str(record.get("metric", "")),
-                          "-" if value is None else f"{value:.4g}", str(record.get("threshold", "")),
-                          Text(verdict, style=VERDICT_STYLE.get(verdict, "")), str(record.get("detail", "")))
+        for record in analysis_rows(analyses):
+            # history's own format: four significant digits, "-" without data (status: three, "—")
+            value, verdict = record["value"], record["verdict"]
+            table.add_row(record["time"], record["metric"], "-" if value is None else f"{value:.4g}",
+                          record["threshold"], Text(verdict, style=VERDICT_STYLE.get(verdict, "")), record["detail"])
         console.print(table)
     else:
         console.print("none (no canary in progress)" if not canary else "none yet")

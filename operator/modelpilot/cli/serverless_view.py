@@ -23,6 +23,7 @@ from modelpilot.cli.experiment_view import short
 from modelpilot.times import parse_time
 
 WINDOW = dt.timedelta(hours=24)  # what replicaHistory keeps
+ZERO_LABEL = "scaled to zero"
 
 Samples = Sequence[tuple[dt.datetime, int]]
 
@@ -146,7 +147,7 @@ def serverless_data(md: Mapping[str, Any], now: dt.datetime | None = None) -> di
     spent = cost(history_of(serverless.get("replicaHistory")), now, created)
     last = parse_time(serverless.get("lastRequestTime"))
     idle = idle_since(serverless)
-    rows = [("scaled to zero", zero_words(serverless, now)),
+    rows = [(ZERO_LABEL, zero_words(serverless, now)),
             ("last request", "none seen" if last is None else f"{serverless['lastRequestTime']} ({_ago(last, now)})"),
             ("idle since", "—" if idle is None else short((now - idle).total_seconds())),
             ("cold starts", cold_start_text(serverless)),
@@ -162,8 +163,8 @@ def serverless_section(md: Mapping[str, Any], now: dt.datetime | None = None) ->
     table = Table(title="scale to zero", show_header=False, expand=False)
     table.add_column("what", no_wrap=True)
     table.add_column("value")
-    (label, words), *rest = data["rows"]
-    table.add_row(label, Text(words, style="cyan" if data["scaledToZero"] else ""))
-    for label, words in rest:
-        table.add_row(label, words)
+    zero_style = "cyan" if data["scaledToZero"] else ""
+    for label, words in data["rows"]:
+        # The zero row is Text (its figures never highlighted), all of it cyan while at zero.
+        table.add_row(label, Text(words, style=zero_style) if label == ZERO_LABEL else words)
     return table

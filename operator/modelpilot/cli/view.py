@@ -8,7 +8,6 @@ conditions; `plain_line(md, live)` says the same in one line for logs and non-te
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,35 +19,13 @@ from rich.text import Text
 from modelpilot.cli.edge_view import edge_section
 from modelpilot.cli.experiment_view import experiment_table, plain_words
 from modelpilot.cli.serverless_view import serverless_section
-from modelpilot.cli.viewmodel import analysis_rows, head, last_round, metric_limits
+from modelpilot.cli.viewmodel import analysis_rows, head, last_round, metric_limits, number_text, weight_text
 from modelpilot.cli.viewmodel import conditions as condition_rows
 
 # track -> metric -> value (None: no data)
 Live = Mapping[str, Mapping[str, float | None]]
 
 VERDICT_STYLE = {"Pass": "green", "Fail": "bold red", "Inconclusive": "yellow", "Error": "magenta"}
-
-
-def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
-    """kubectl's short age: 42s, 5m12s, 17m, 3h4m, 26h, 3d4h, 12d."""
-    if not timestamp:
-        return "<unknown>"
-    then = dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
-    seconds = max(0, int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds()))
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if seconds < 120:
-        return f"{seconds}s"
-    if minutes < 10:
-        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
-    if hours < 3:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if days < 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    return f"{days}d"
 
 
 def plain_table(*columns: str) -> Table:
@@ -59,22 +36,13 @@ def plain_table(*columns: str) -> Table:
     return table
 
 
-def _fmt(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "—"
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf"
-    return f"{value:.3g}{unit}"
-
-
-def weight_bar(weight: int, width: int = 40, note: str = "") -> Text:
+def weight_bar(weight: int, text: str, width: int = 40) -> Text:
+    """The bar, stable green and canary yellow, then `text` (viewmodel.weight_text)."""
     filled = round(width * weight / 100)
     bar = Text()
     bar.append("█" * (width - filled), style="green")
     bar.append("█" * filled, style="yellow")
-    bar.append(f"  stable {100 - weight}% / canary {weight}%{note}")
+    bar.append(f"  {text}")
     return bar
 
 
@@ -84,7 +52,7 @@ def _analysis_table(title: str, records: Sequence[Mapping[str, Any]]) -> Table:
         table.add_column(column)
     for record in analysis_rows(records):
         verdict = record["verdict"]
-        table.add_row(record["time"][11:19], record["metric"], _fmt(record["value"]), record["threshold"],
+        table.add_row(record["time"][11:19], record["metric"], record["valueText"], record["threshold"],
                       Text(verdict, style=VERDICT_STYLE.get(verdict, "")), record["detail"][:60])
     return table
 
@@ -94,9 +62,9 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
     """The rollout panel. `latest_only` shows the most recent analysis (every metric it measured)
     instead of the last six records; `events` (dicts with time, type, reason, message; oldest
     first) adds a table of recent events; `now` (default: the clock) times the current stage."""
-    meta, status = md.get("metadata") or {}, md.get("status") or {}
-    title = f"{meta.get('namespace')}/{meta.get('name')}  phase {status.get('phase', '?')}"
-    parts: list[Any] = [_head(md, now)]
+    status = md.get("status") or {}
+    data = head(md, now)
+    parts: list[Any] = [_head(data)]
     if live:
         parts.append(_live_table(md, live))
     if (zero := serverless_section(md, now)) is not None:
@@ -119,27 +87,23 @@ def render(md: Mapping[str, Any], live: Live | None = None, *, latest_only: bool
     parts.append(conditions)
     if events is not None:
         parts.append(_events_table(events))
-    return Group(Panel(Group(*parts), title=title))
+    return Group(Panel(Group(*parts), title=data["title"]))
 
 
-def _head(md: Mapping[str, Any], now: dt.datetime | None = None) -> Table:
-    """Versions, the canary's step and counters, its stage, the weight bar and the last decision."""
-    data = head(md, now)
-    stable, canary = data["stable"], data["canary"]
+def _head(data: Mapping[str, Any]) -> Table:
+    """Versions, the canary's step and counters, its stage, the weight bar and the last decision
+    (viewmodel.head's data)."""
+    canary = data["canary"]
     grid = Table.grid(padding=(0, 2))
     grid.add_row("spec version", data["specVersion"])
-    grid.add_row("stable", f"{stable['version'] or '—'} ({stable['readyReplicas']}/{stable['replicas']} ready)")
+    grid.add_row("stable", data["stableText"])
     if canary is None:
-        grid.add_row("weight", weight_bar(0))
+        grid.add_row("weight", weight_bar(0, weight_text(0)))
         return grid
-    step = canary["step"]
-    grid.add_row("canary", f"{canary['version']}  state {canary['state']}  "
-                           + (f"step {step}  " if step != "-" else "")
-                           + f"failed checks {canary['failedChecks']}  "
-                           f"provider errors {canary['providerErrors']}")
+    grid.add_row("canary", canary["line"])
     if canary["stage"]:
         grid.add_row("stage", canary["stage"])
-    grid.add_row("weight", weight_bar(canary["weight"], note=canary["weightNote"]))
+    grid.add_row("weight", weight_bar(canary["weight"], canary["weightText"]))
     if canary["message"]:
         grid.add_row("last decision", Text(canary["message"][:200]))
     return grid
@@ -152,8 +116,8 @@ def _live_table(md: Mapping[str, Any], live: Live) -> Table:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for metric in sorted({m for values in live.values() for m in values}):
         unit = "%" if metric == "error-rate" else " ms" if metric == "latency-p99" else ""
-        table.add_row(metric, _fmt((live.get("stable") or {}).get(metric), unit),
-                      _fmt((live.get("canary") or {}).get(metric), unit), limits.get(metric, ""))
+        table.add_row(metric, number_text((live.get("stable") or {}).get(metric), unit),
+                      number_text((live.get("canary") or {}).get(metric), unit), limits.get(metric, ""))
     return table
 
 
@@ -181,5 +145,5 @@ def plain_line(md: Mapping[str, Any], live: Live | None = None) -> str:
     if live:
         for track in ("stable", "canary"):
             values = live.get(track) or {}
-            words += [f"{track}.{metric}={_fmt(value)}" for metric, value in sorted(values.items())]
+            words += [f"{track}.{metric}={number_text(value)}" for metric, value in sorted(values.items())]
     return " ".join(words)

@@ -1,5 +1,7 @@
 // The modelpilot dashboard: polls the JSON API of `kubectl modelpilot dashboard` and redraws in
 // place. Read-only. Every text from the cluster goes in through textContent, never as markup.
+// Words and figures come formatted by the API (the terminal views' own text, so both read alike);
+// the raw numbers beside them only place the charts' marks.
 
 const POLL_MS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
@@ -31,8 +33,8 @@ function table(node, columns, rows, empty) {
 }
 
 const verdictCell = (verdict) => el("span", { class: `v-${verdict}` }, verdict || "-");
-// Three significant digits, like the terminal's {:.3g}: 41.2, 0.1, 500, 1.23e-7.
-const fmt = (value) => (value === null || value === undefined ? "—" : String(Number(Number(value).toPrecision(3))));
+// A chart's axis label only: the figures shown as text come formatted by the API.
+const tick = (value) => String(Number(value.toPrecision(3)));
 const clock = (stamp) => (stamp ? stamp.slice(11, 19) : "");
 
 // ---------------------------------------------------------------------------------------- state
@@ -68,11 +70,10 @@ function renderList(data) {
   if (!selected && data.items.length === 1) selected = `${data.items[0].namespace}/${data.items[0].name}`;
   const rows = data.items.map((item) => {
     const key = `${item.namespace}/${item.name}`;
-    const verdict = item.verdict ? `${item.verdict}${item.verdictMetric ? ` (${item.verdictMetric})` : ""}` : "-";
     const cells = [
       ["namespace", item.namespace], ["name", item.name], ["model", item.model], ["stable", item.stable ?? "-"],
       ["canary", item.canary ?? "-"], ["state", item.state ?? "-"], ["step", item.step],
-      ["weight", item.weight === null ? "-" : `${item.weight}%`], ["verdict", verdict], ["phase", item.phase || "-"],
+      ["weight", item.weightText], ["verdict", item.verdictText], ["phase", item.phase || "-"],
       ["stage", item.stage], ["ready", item.ready ?? "-"], ["age", item.age],
     ].map(([name, text]) => el("td", { class: `c-${name}` }, text));
     cells[8].classList.add(`v-${item.verdict}`);
@@ -92,14 +93,12 @@ function renderList(data) {
 // ---------------------------------------------------------------------------------------- head and weight
 
 function renderHead(data) {
-  const { head, item } = data;
-  $("title").textContent = `${item.namespace}/${item.name}  phase ${item.phase || "?"}`;
-  const facts = [["spec version", head.specVersion],
-    ["stable", `${head.stable.version ?? "—"} (${head.stable.readyReplicas}/${head.stable.replicas} ready)`]];
+  const { head } = data;
+  $("title").textContent = head.title;
+  const facts = [["spec version", head.specVersion], ["stable", head.stableText]];
   const canary = head.canary;
   if (canary) {
-    facts.push(["canary", `${canary.version}  state ${canary.state}` + (canary.step !== "-" ? `  step ${canary.step}` : "") +
-      `  failed checks ${canary.failedChecks}  provider errors ${canary.providerErrors}`]);
+    facts.push(["canary", canary.line]);
     if (canary.stage) facts.push(["stage", canary.stage]);
     if (canary.message) facts.push(["last decision", canary.message]);
   } else {
@@ -111,9 +110,9 @@ function renderHead(data) {
   const split = 4 * (100 - weight);
   bar.replaceChildren(svg("rect", { x: 0, y: 0, width: split, height: 14, class: "stable" }),
     svg("rect", { x: split, y: 0, width: 400 - split, height: 14, class: "canary" }));
-  $("weight-value").textContent = canary ? `${weight}%` : "no canary";
+  $("weight-value").textContent = canary ? data.item.weightText : "no canary";
   $("weight-value").dataset.weight = canary ? String(weight) : "";
-  $("weight-note").textContent = canary ? `stable ${100 - weight}% / canary ${weight}%${canary.weightNote}` : "";
+  $("weight-note").textContent = canary ? canary.weightText : "";
   $("notes").replaceChildren(...data.notes.map((note) => el("li", {}, note)));
 }
 
@@ -126,7 +125,7 @@ function frame(node, width, height, start, end, top) {
   node.replaceChildren(
     svg("line", { x1: pad.left, y1: y(0), x2: width - pad.right, y2: y(0), class: "axis" }),
     svg("line", { x1: pad.left, y1: y(top), x2: width - pad.right, y2: y(top), class: "gridline" }),
-    svg("text", { x: pad.left - 4, y: y(top) + 4, class: "tick", "text-anchor": "end" }, fmt(top)),
+    svg("text", { x: pad.left - 4, y: y(top) + 4, class: "tick", "text-anchor": "end" }, tick(top)),
     svg("text", { x: pad.left - 4, y: y(0) + 4, class: "tick", "text-anchor": "end" }, "0"),
     svg("text", { x: pad.left, y: height - 4, class: "tick" }, clock(new Date(start).toISOString())),
     svg("text", { x: width - pad.right, y: height - 4, class: "tick", "text-anchor": "end" }, clock(new Date(end).toISOString())),
@@ -157,7 +156,7 @@ function renderWeightChart(samples, now) {
 
 // ---------------------------------------------------------------------------------------- analyses
 
-function metricChart(series, limit) {
+function metricChart(series) {
   const points = series.points;
   // From the first record to the last (a minute at least): a finished canary's chart keeps its shape.
   const times = points.map((p) => Date.parse(p.time));
@@ -182,21 +181,21 @@ function metricChart(series, limit) {
   }
   for (const p of points) {
     const mark = svg("circle", { cx: x(Date.parse(p.time)), cy: y(p.value ?? 0), r: 3.5, class: `point v-${p.verdict}${p.value === null ? " nodata" : ""}` });
-    mark.append(svg("title", {}, `${clock(p.time)} ${p.metric}=${fmt(p.value)} (${p.threshold}) ${p.verdict}${p.detail ? `: ${p.detail}` : ""}`));
+    mark.append(svg("title", {}, `${clock(p.time)} ${p.metric}=${p.valueText} (${p.threshold}) ${p.verdict}${p.detail ? `: ${p.detail}` : ""}`));
     node.append(mark);
   }
   const last = points[points.length - 1];
-  const caption = el("figcaption", {}, el("strong", {}, series.metric), ` ${limit || last.threshold} · last `,
-    el("span", { class: `v-${last.verdict}` }, `${fmt(last.value)} ${last.verdict}`));
+  const caption = el("figcaption", {}, el("strong", {}, series.metric), ` ${last.threshold} · last `,
+    el("span", { class: `v-${last.verdict}` }, `${last.valueText} ${last.verdict}`));
   return el("figure", { class: "chart", "data-metric": series.metric }, caption, node);
 }
 
 function renderAnalyses(data) {
-  const charts = data.series.metrics.map((series) => metricChart(series, data.limits[series.metric]));
+  const charts = data.series.metrics.map(metricChart);
   if (!charts.length) charts.push(el("p", { class: "muted" }, "no analysis yet"));
   $("metric-charts").replaceChildren(...charts);
   table($("last-analysis"), ["time", "metric", "value", "threshold", "verdict", "detail"],
-    data.lastAnalysis.map((r) => [clock(r.time), r.metric, fmt(r.value), r.threshold, verdictCell(r.verdict), r.detail]),
+    data.lastAnalysis.map((r) => [clock(r.time), r.metric, r.valueText, r.threshold, verdictCell(r.verdict), r.detail]),
     "no analysis of this canary yet");
 }
 
@@ -242,7 +241,7 @@ function distribution(d) {
     chart.append(svg("text", { x: 0, y: top + 11, class: "tick" }, b.bin.slice(0, 16)),
       svg("rect", { x: 110, y: top, width: (110 * b.reference) / largest, height: 6, class: "reference" }),
       svg("rect", { x: 110, y: top + 7, width: (110 * (b.live ?? 0)) / largest, height: 6, class: d.drifted ? "drifted" : "live" }),
-      svg("text", { x: 240, y: top + 11, class: "tick" }, `${(100 * b.reference).toFixed(1)}% → ${b.live === null ? "—" : `${(100 * b.live).toFixed(1)}%`}`));
+      svg("text", { x: 240, y: top + 11, class: "tick" }, `${b.referenceText} → ${b.liveText}`));
   });
   const caption = el("figcaption", {}, el("strong", {}, d.name), `  PSI ${d.psi}  p-value ${d.pValue}  `,
     el("span", { class: d.drifted ? "v-Fail" : "v-Pass" }, d.drifted ? "drifted" : "not drifted"));
