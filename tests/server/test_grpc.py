@@ -14,11 +14,10 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelpilot.cli.main import build_parser
 from modelpilot.server.serve import ConfigError, resolve_config
-from tests.support.testing import RuntimeProcess, free_port, request_codes
+from tests.support.testing import RuntimeProcess, free_port, request_codes, sample_sums
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.grpc import service_pb2 as triton_pb  # noqa: E402
@@ -277,8 +276,7 @@ def test_infer_on_unknown_model_is_not_found_and_counted_as_404(
 
 
 def _samples(server: Served, name: str) -> float:
-    return sum(sample.value for family in text_string_to_metric_families(server.process.metrics_text())
-               for sample in family.samples if sample.name == name)
+    return sample_sums(server.process.metrics_text(), name).get("", 0.0)
 
 
 def test_metrics_move_for_grpc_inference_only(servers: dict[str, Served]) -> None:

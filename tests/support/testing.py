@@ -235,13 +235,20 @@ def request_codes(server: RuntimeProcess) -> dict[str, float]:
 
 def codes_in(exposition: str) -> dict[str, float]:
     """modelpilot_requests_total in a Prometheus text exposition, summed by response code."""
+    return sample_sums(exposition, "modelpilot_requests_total", "code")
+
+
+def sample_sums(exposition: str, name: str, label: str = "") -> dict[str, float]:
+    """The samples called `name` in a Prometheus text exposition, summed by the value of `label`
+    (without a label: one sum, under "")."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
-            if sample.name == "modelpilot_requests_total":
-                out[sample.labels["code"]] = out.get(sample.labels["code"], 0.0) + sample.value
+            if sample.name == name:
+                key = sample.labels[label] if label else ""
+                out[key] = out.get(key, 0.0) + sample.value
     return out
 
 

@@ -199,6 +199,13 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
      "notifications names must be unique"),
     ("notifications-repeated-event", spec(notifications=[{**SLACK_TARGET, "events": ["Promoted", "Promoted"]}]),
      "notifications events must not repeat an event"),
+    # spec.runtime.protocol and grpcPort
+    ("grpc-on-http-port", spec(runtime={"protocol": "grpc", "grpcPort": 8080}),
+     "runtime.grpcPort must differ from runtime.port when the protocol includes grpc"),
+    ("both-http-on-grpc-default", spec(runtime={"protocol": "both", "port": 8081}),
+     "runtime.grpcPort must differ from runtime.port when the protocol includes grpc"),
+    ("both-same-explicit", spec(runtime={"protocol": "both", "port": 9000, "grpcPort": 9000}),
+     "runtime.grpcPort must differ from runtime.port when the protocol includes grpc"),
 ]
 
 # Invalid specs the *schema* (not CEL) rejects: (id, spec, JSON path of the bad field).
@@ -235,6 +242,7 @@ INVALID_SCHEMA: list[tuple[str, dict[str, Any], str]] = [
      "spec.notifications[0].url"),
     ("notifications-too-many", spec(notifications=[{**SLACK_TARGET, "name": f"t{i}"} for i in range(9)]),
      "spec.notifications"),
+    ("protocol-unknown", spec(runtime={"protocol": "http2"}), "spec.runtime.protocol"),
 ]
 
 VALID: list[tuple[str, dict[str, Any]]] = [
@@ -339,4 +347,10 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("notifications", spec(notifications=[{**SLACK_TARGET, "events": ["Promoted", "RolledBack", "Aborted"]},
                                           CLOUDEVENTS_TARGET])),
     ("notifications-eight", spec(notifications=[{**CLOUDEVENTS_TARGET, "name": f"t{i}"} for i in range(8)])),
+    # spec.runtime.protocol and grpcPort
+    ("protocol-rest", spec(runtime={"protocol": "rest"})),
+    ("protocol-both", spec(runtime={"protocol": "both"})),
+    ("grpc-own-port", spec(runtime={"protocol": "grpc", "grpcPort": 9000})),
+    ("rest-same-ports", spec(runtime={"protocol": "rest", "port": 9000, "grpcPort": 9000})),  # grpcPort unused
+    ("grpc-moved-http", spec(runtime={"protocol": "grpc", "port": 8000})),
 ]

@@ -1,6 +1,6 @@
-"""spec.runtime.protocol and grpcPort: what the API accepts (pydantic and the CRD's CEL rules alike),
-and what the builders make of it (container args and ports, Services, the edge Service,
-probes, the serving revision)."""
+"""spec.runtime.protocol and grpcPort: what the builders make of it (container args and ports,
+Services, the edge Service, probes, the serving revision). What the API accepts (pydantic and the
+CRD's CEL rules alike) is in the shared tables of tests/unit/spec_cases.py."""
 
 from __future__ import annotations
 
@@ -8,69 +8,18 @@ from typing import Any
 
 import pytest
 
-from modelpilot.api import crd
-from modelpilot.api.models import SpecError, parse_spec
+from modelpilot.api.models import parse_spec
 from modelpilot.resources import BuildSettings, build_deployment, build_services, serving_revision
 from modelpilot.resources.daemonset import build_daemonset, build_edge_service
-from tests.unit.crd_eval import validate
 from tests.unit.spec_cases import spec
 
 OWNER = {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "name": "fraud", "uid": "u-1"}
 SETTINGS = BuildSettings()
-PORTS_MESSAGE = "runtime.grpcPort must differ from runtime.port when the protocol includes grpc"
 CUSTOM = {"model_format": "custom"}
 
 
 def _runtime(**runtime: Any) -> dict[str, Any]:
     return spec(runtime=runtime)
-
-
-# ------------------------------------------------------------------------------------------- API
-
-
-ACCEPTED: list[tuple[str, dict[str, Any]]] = [
-    ("default", spec()),
-    ("rest", _runtime(protocol="rest")),
-    ("both", _runtime(protocol="both")),
-    ("grpc-own-port", _runtime(protocol="grpc", grpcPort=9000)),
-    ("rest-same-ports", _runtime(protocol="rest", port=9000, grpcPort=9000)),  # grpcPort unused
-    ("grpc-moved-http", _runtime(protocol="grpc", port=8000)),
-]
-REJECTED: list[tuple[str, dict[str, Any]]] = [
-    ("grpc-on-http-port", _runtime(protocol="grpc", grpcPort=8080)),
-    ("both-http-on-grpc-default", _runtime(protocol="both", port=8081)),
-    ("both-same-explicit", _runtime(protocol="both", port=9000, grpcPort=9000)),
-]
-
-
-@pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
-    return crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-
-
-def _object(raw: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "fraud"},
-            "spec": raw}
-
-
-@pytest.mark.parametrize(("case", "raw"), ACCEPTED, ids=[c[0] for c in ACCEPTED])
-def test_accepted_by_parser_and_crd(schema: dict[str, Any], case: str, raw: dict[str, Any]) -> None:
-    parse_spec(raw)
-    assert validate(schema, _object(raw)) == []
-
-
-@pytest.mark.parametrize(("case", "raw"), REJECTED, ids=[c[0] for c in REJECTED])
-def test_rejected_by_parser_and_crd(schema: dict[str, Any], case: str, raw: dict[str, Any]) -> None:
-    with pytest.raises(SpecError, match=PORTS_MESSAGE):
-        parse_spec(raw)
-    assert PORTS_MESSAGE in [message for _, message in validate(schema, _object(raw))]
-
-
-def test_unknown_protocol_is_refused_by_the_schema(schema: dict[str, Any]) -> None:
-    raw = _runtime(protocol="http2")
-    with pytest.raises(SpecError):
-        parse_spec(raw)
-    assert any(path == ".spec.runtime.protocol" for path, _ in validate(schema, _object(raw)))
 
 
 # -------------------------------------------------------------------------------------- builders
@@ -131,9 +80,10 @@ def test_services(raw: dict[str, Any], ports: list[tuple[str, int]]) -> None:
 def test_edge_service_and_daemonset() -> None:
     both = parse_spec({**_runtime(protocol="both"), "target": "Edge"})
     assert _ports(build_edge_service("fraud", "ml", OWNER)["spec"]["ports"], "port") == [("http", 80)]
-    assert _ports(build_edge_service("fraud", "ml", OWNER, parse_spec(spec(target="Edge")))["spec"]["ports"],
+    rest = parse_spec(spec(target="Edge"))
+    assert _ports(build_edge_service("fraud", "ml", OWNER, rest.runtime.serves_grpc)["spec"]["ports"],
                   "port") == [("http", 80)]  # fmt: skip
-    assert _ports(build_edge_service("fraud", "ml", OWNER, both)["spec"]["ports"], "port") == [
+    assert _ports(build_edge_service("fraud", "ml", OWNER, both.runtime.serves_grpc)["spec"]["ports"], "port") == [
         ("http", 80), ("grpc", 8081)]
     daemonset = build_daemonset(both, name="fraud", namespace="ml", owner=OWNER, settings=SETTINGS, track="stable",
                                 canary_nodes=[])

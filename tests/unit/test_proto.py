@@ -25,8 +25,7 @@ pytest.importorskip("grpc_tools", reason="grpcio-tools (the [dev] extra) compile
 
 
 def test_committed_code_matches_the_proto() -> None:
-    assert proto.stale() == []
-    assert proto.main(["--check"]) == 0
+    assert proto.main(["--check"]) == 0  # prints what is stale
 
 
 def _edited_source(tmp_path: Path, old: str, new: str) -> Path:

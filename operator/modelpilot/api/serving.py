@@ -29,7 +29,8 @@ from modelpilot.api.durations import parse_duration
 
 ScalingMetric = Literal["requests", "concurrency", "cpu"]
 ServingProtocol = Literal["rest", "grpc", "both"]
-DEFAULT_GRPC_PORT = 8081
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_GRPC_PORT = 8081  # KServe's
 
 # ------------------------------------------------------------------------------------------- model
 
@@ -134,7 +135,8 @@ class Runtime(SpecModel):
             ),
             (
                 "!has(self.protocol) || self.protocol == 'rest' || "
-                f"(has(self.grpcPort) ? self.grpcPort : {DEFAULT_GRPC_PORT}) != (has(self.port) ? self.port : 8080)",
+                f"(has(self.grpcPort) ? self.grpcPort : {DEFAULT_GRPC_PORT}) != "
+                f"(has(self.port) ? self.port : {DEFAULT_HTTP_PORT})",
                 "runtime.grpcPort must differ from runtime.port when the protocol includes grpc",
             ),
         )
@@ -150,7 +152,12 @@ class Runtime(SpecModel):
         min_length=1,
         max_length=512,
     )
-    port: int = Field(default=8080, description="Container port the server listens on (default 8080).", ge=1, le=65535)
+    port: int = Field(
+        default=DEFAULT_HTTP_PORT,
+        description=f"Container port the server listens on (default {DEFAULT_HTTP_PORT}).",
+        ge=1,
+        le=65535,
+    )
     protocol: ServingProtocol = Field(
         default="rest",
         description=(

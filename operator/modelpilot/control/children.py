@@ -71,7 +71,7 @@ def edge_children(observed: Observed, spec: ModelDeploymentSpec, tick: Tick, own
     if layout.canary_nodes:
         children.append(build_daemonset(spec, name=name, namespace=namespace, owner=owner, settings=build,
                                         track="canary", canary_nodes=layout.canary_nodes))
-    children.append(build_edge_service(name, namespace, owner, tick.stable_spec))
+    children.append(build_edge_service(name, namespace, owner, tick.stable_spec.runtime.serves_grpc))
     return children
 
 

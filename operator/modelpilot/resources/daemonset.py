@@ -115,11 +115,10 @@ def build_daemonset(spec: ModelDeploymentSpec, *, name: str, namespace: str, own
     }
 
 
-def build_edge_service(name: str, namespace: str, owner: Mapping[str, Any],
-                       spec: ModelDeploymentSpec | None = None) -> Obj:
+def build_edge_service(name: str, namespace: str, owner: Mapping[str, Any], grpc: bool = False) -> Obj:
     """Service `<name>` over both tracks with internalTrafficPolicy Local: a client on an edge
     node reaches that node's own pod (stable or canary, whichever runs there), never another
-    device's over the WAN. With a grpc port when `spec` (the stable track's) serves gRPC."""
+    device's over the WAN. With a grpc port when `grpc` (the stable track's pods serve gRPC)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -127,6 +126,6 @@ def build_edge_service(name: str, namespace: str, owner: Mapping[str, Any],
         "spec": {
             "selector": selector_labels(name),
             "internalTrafficPolicy": "Local",
-            "ports": service_ports(spec is not None and spec.runtime.serves_grpc),
+            "ports": service_ports(grpc),
         },
     }

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelpilot.api.models import ModelDeploymentSpec, Track
+from modelpilot.api.serving import DEFAULT_GRPC_PORT
 from modelpilot.resources.common import BuildSettings, Obj, object_meta
 from modelpilot.resources.deployment import GRPC_PORT_NAME, PORT_NAME
 from modelpilot.resources.labels import LABEL_TRACK, common_labels, selector_labels
@@ -17,7 +18,7 @@ from modelpilot.resources.labels import LABEL_TRACK, common_labels, selector_lab
 SERVICE_PORT = 80
 # With spec.runtime.protocol grpc or both. h2c (HTTP/2 without TLS) tells gateways and meshes that
 # support appProtocol to speak HTTP/2 to the pods, which gRPC needs.
-GRPC_SERVICE_PORT = 8081
+GRPC_SERVICE_PORT = DEFAULT_GRPC_PORT
 GRPC_APP_PROTOCOL = "kubernetes.io/h2c"
 
 

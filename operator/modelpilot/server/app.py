@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from modelpilot import __version__
 from modelpilot.server.asgi import Message, Receive, Scope, Send, send_json, send_parts
@@ -36,9 +36,22 @@ T = TypeVar("T")
 POD_HEADER = b"x-modelpilot-pod"
 # Protocol extensions this server implements (server metadata).
 EXTENSIONS = ["binary_tensor_data"]
+# The server metadata body (REST's JSON, the fields of gRPC's ServerMetadataResponse).
+SERVER_METADATA: dict[str, Any] = {"name": "modelpilot", "version": __version__, "extensions": EXTENSIONS}
 _GET_ONLY = [(b"allow", b"GET, HEAD")]
 Loader = Callable[[], Model]
 Route = Callable[[Send], Awaitable[None]]
+
+
+def model_metadata(state: ModelState, model: Model) -> dict[str, Any]:
+    """The model metadata body (REST's JSON, the fields of gRPC's ModelMetadataResponse)."""
+    return {
+        "name": state.name,
+        "versions": [state.version] if state.version else [],
+        "platform": model.platform,
+        "inputs": [spec.to_json() for spec in model.inputs],
+        "outputs": [spec.to_json() for spec in model.outputs],
+    }
 
 
 class InferenceApp:
@@ -181,17 +194,13 @@ class InferenceApp:
         await send_parts(send, 200, [(b"content-type", METRICS_CONTENT_TYPE.encode())], [self.metrics.exposition()])
 
     async def _server_metadata(self, send: Send) -> None:
-        await send_json(send, 200, {"name": "modelpilot", "version": __version__, "extensions": EXTENSIONS})
+        await send_json(send, 200, SERVER_METADATA)
 
     def _unknown_model(self, path: str) -> str:
         parts = path.split("/")
         name = parts[3] if len(parts) > 3 else ""
-        served = self.state.name + (f" version {self.state.version}" if self.state.version else "")
-        if name != self.state.name:
-            return f"unknown model '{name}'; this server serves {served}"
-        if len(parts) > 5 and parts[4] == "versions" and parts[5] != self.state.version:
-            return f"unknown version '{parts[5]}' of model '{name}'; this server serves {served}"
-        return f"no such endpoint: {path}"
+        version = parts[5] if len(parts) > 5 and parts[4] == "versions" else None
+        return self.state.unknown(name, version) or f"no such endpoint: {path}"
 
     async def _readiness(self, send: Send) -> None:
         if self.state.ready:
@@ -205,14 +214,7 @@ class InferenceApp:
         if model is None:
             await send_json(send, 503, {"error": f"model not ready: {self.state.reason}"})
             return
-        body = {
-            "name": self.state.name,
-            "versions": [self.state.version] if self.state.version else [],
-            "platform": model.platform,
-            "inputs": [spec.to_json() for spec in model.inputs],
-            "outputs": [spec.to_json() for spec in model.outputs],
-        }
-        await send_json(send, 200, body)
+        await send_json(send, 200, model_metadata(self.state, model))
 
 
 async def _in_daemon_thread(fn: Callable[[], T]) -> T:

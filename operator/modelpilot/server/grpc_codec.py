@@ -24,16 +24,16 @@ import numpy as np
 from modelpilot.server.codec import Limits, Prepared, checked
 from modelpilot.server.loaders import Model
 from modelpilot.server.proto import grpc_predict_v2_pb2 as pb
-from modelpilot.server.protocol import InferRequest, datatype_of
+from modelpilot.server.protocol import InferRequest, collect_inputs, datatype_of, input_header, refuse_shared_memory
 from modelpilot.server.tensors import (
     BYTES_OVERHEAD,
     DATATYPES,
     Budget,
     ProtocolError,
-    check_int_range,
+    as_bytes,
     from_binary,
+    ints,
     no_elements,
-    parse_shape,
     short,
     to_binary,
 )
@@ -102,24 +102,15 @@ def _from_contents(
     dtype = DATATYPES[datatype]
     budget.charge(count * dtype.itemsize)
     if dtype.kind in "iu" and dtype.itemsize < 4:  # INT8/16 and UINT8/16 travel as 32-bit values
-        wide = np.fromiter(values, dtype=np.int64, count=count)
-        check_int_range(wide, where, datatype)
-        return wide.astype(dtype).reshape(shape)
+        return ints(values, datatype, where).reshape(shape)
     return np.fromiter(values, dtype=dtype, count=count).reshape(shape)
 
 
 def _input(
     tensor: pb.ModelInferRequest.InferInputTensor, index: int, raw: bytes | None, budget: Budget
 ) -> tuple[str, str, np.ndarray]:
-    if not tensor.name:
-        raise ProtocolError(f"inputs[{index}]: 'name' must be a non-empty string")
-    where = f"input '{tensor.name}'"
-    if tensor.datatype not in DATATYPES:
-        raise ProtocolError(f"{where}: unknown datatype {short(tensor.datatype)}; expected one of "
-                            f"{', '.join(DATATYPES)}")  # fmt: skip
-    shape = parse_shape(list(tensor.shape), where)
-    if "shared_memory_region" in tensor.parameters:
-        raise ProtocolError(f"{where}: shared memory (shared_memory_region) is not supported; send the data")
+    where, shape = input_header(index, tensor.name, tensor.datatype, list(tensor.shape))
+    refuse_shared_memory(tensor.parameters, where)
     if raw is None:
         return tensor.name, tensor.datatype, _from_contents(tensor.contents, tensor.datatype, shape, where, budget)
     if tensor.contents.ListFields():
@@ -139,14 +130,9 @@ def decode_request(message: pb.ModelInferRequest, max_decoded_bytes: int) -> Inf
         raise ProtocolError(f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; "
                             "give one per input, in input order")  # fmt: skip
     budget = Budget(max_decoded_bytes)
-    inputs: dict[str, np.ndarray] = {}
-    datatypes: dict[str, str] = {}
-    for index, tensor in enumerate(message.inputs):
-        name, datatype, array = _input(tensor, index, raw[index] if raw else None, budget)
-        if name in inputs:
-            raise ProtocolError(f"input '{name}' is given twice")
-        inputs[name] = array
-        datatypes[name] = datatype
+    inputs, datatypes = collect_inputs(
+        _input(tensor, index, raw[index] if raw else None, budget) for index, tensor in enumerate(message.inputs)
+    )
     parameters = parameter_values(message.parameters)
     binary_default = _flag(parameters, BINARY_OUTPUT, "the request")
     binary_outputs: dict[str, bool] = {}
@@ -183,7 +169,7 @@ def prepare(message: pb.ModelInferRequest, model: Model, limits: Limits) -> Prep
 def _contents_values(array: np.ndarray, datatype: str) -> list[Any]:
     flat = array.ravel().tolist()
     if datatype == "BYTES":
-        return [v if isinstance(v, bytes) else str(v).encode() for v in flat]
+        return [as_bytes(v) for v in flat]
     return flat
 
 

@@ -18,16 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from modelpilot import __version__
-from modelpilot.server.app import EXTENSIONS, InferenceApp
-from modelpilot.server.codec import output_elements
+from modelpilot.server.app import POD_HEADER, SERVER_METADATA, InferenceApp, model_metadata
 from modelpilot.server.grpc_codec import encode_response, payload_bytes, prepare
-from modelpilot.server.inference import INLINE_BODY_BYTES, INLINE_OUTPUT_ELEMENTS, REQUEST_ID_HEADER
+from modelpilot.server.inference import INLINE_BODY_BYTES, REQUEST_ID_HEADER
 from modelpilot.server.proto import grpc_predict_v2_pb2 as pb
 from modelpilot.server.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelpilot.server.protocol import ProtocolError
@@ -37,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelpilot.server")
 
-DEFAULT_GRPC_PORT = 8081  # KServe's
 # The HTTP status of an answer -> the gRPC status of the call.
 STATUS_CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -46,7 +42,7 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
     500: grpc.StatusCode.INTERNAL,
     503: grpc.StatusCode.UNAVAILABLE,
 }
-POD_METADATA = "x-modelpilot-pod"
+POD_METADATA = POD_HEADER.decode()
 
 
 def grpc_status(http_status: int) -> grpc.StatusCode:
@@ -59,7 +55,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The six RPCs of the service over one InferenceApp."""
 
     def __init__(self, app: InferenceApp, pod_name: str = "") -> None:
-        self.app = app
         self.state = app.state
         self.handler = app.infer_handler
         self._identity = ((POD_METADATA, pod_name),) if pod_name else ()
@@ -81,7 +76,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
         await self._identify(context)
-        return pb.ServerMetadataResponse(name="modelpilot", version=__version__, extensions=EXTENSIONS)
+        return pb.ServerMetadataResponse(**SERVER_METADATA)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
         await self._identify(context)
@@ -89,14 +84,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         model = self.state.model
         if model is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"model not ready: {self.state.reason}")
-        tensor = pb.ModelMetadataResponse.TensorMetadata
-        return pb.ModelMetadataResponse(
-            name=self.state.name,
-            versions=[self.state.version] if self.state.version else [],
-            platform=model.platform,
-            inputs=[tensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in model.inputs],
-            outputs=[tensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in model.outputs],
-        )
+        return pb.ModelMetadataResponse(**model_metadata(self.state, model))
 
     # --- inference (counted) ------------------------------------------------------------------
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
@@ -108,12 +96,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response, prepared, result = await self._infer(request, context)
         except ProtocolError as err:
             metrics.observe(err.status, time.perf_counter() - started)
-            failure: tuple[grpc.StatusCode, str] = (grpc_status(err.status), err.message)
+            await context.abort(grpc_status(err.status), err.message)  # raises: the call ends with that status
         except Exception as err:
             # A bug of ours: still counted, still a status with a message.
             log.exception("gRPC infer request failed")
             metrics.observe(500, time.perf_counter() - started)
-            failure = (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}")
         else:
             metrics.observe(200, time.perf_counter() - started)
             # Counted once the answer is on its way, as REST does after sending.
@@ -123,37 +111,31 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return response
         finally:
             metrics.request_finished()
-        await context.abort(*failure)  # raises: the call ends with that status
-        raise AssertionError("unreachable")
 
     async def _infer(
         self, request: pb.ModelInferRequest, context: Any
     ) -> tuple[pb.ModelInferResponse, Prepared, dict[str, Any]]:
-        self._check_model(request.model_name, request.model_version)
+        unknown = self._unknown(request.model_name, request.model_version)
+        if unknown:
+            raise ProtocolError(unknown, 404)
         handler = self.handler
         model = handler.ready_model()
         prepared = await handler.decode(payload_bytes(request) > INLINE_BODY_BYTES, prepare, request, model,
                                         handler.limits)  # fmt: skip
-        result = await handler.predict(model, prepared)
-        response = await handler.encode(output_elements(result) > INLINE_OUTPUT_ELEMENTS, encode_response,
-                                        self.state.name, self.state.version, result, prepared.request)  # fmt: skip
-        handler.remember(prepared, result, prepared.request.id or _metadata(context, REQUEST_ID_HEADER.decode()))
+        request_id = prepared.request.id or _metadata(context, REQUEST_ID_HEADER.decode())
+        response, result = await handler.respond(model, prepared, encode_response, request_id)
         return response, prepared, result
 
     # --- helpers ------------------------------------------------------------------------------
-    def _check_model(self, name: str, version: str) -> None:
-        """ProtocolError 404 unless `name` (and `version`, when given) is what this server serves."""
-        served = self.state.name + (f" version {self.state.version}" if self.state.version else "")
-        if name != self.state.name:
-            raise ProtocolError(f"unknown model '{name}'; this server serves {served}", 404)
-        if version and version != self.state.version:
-            raise ProtocolError(f"unknown version '{version}' of model '{name}'; this server serves {served}", 404)
+    def _unknown(self, name: str, version: str) -> str | None:
+        """Why a call for `name` and `version` is not for this server (None when it is); an empty
+        version names none, as the request fields have no unset state."""
+        return self.state.unknown(name, version or None)
 
     async def _known(self, name: str, version: str, context: Any) -> None:
-        try:
-            self._check_model(name, version)
-        except ProtocolError as err:
-            await context.abort(grpc.StatusCode.NOT_FOUND, err.message)
+        unknown = self._unknown(name, version)
+        if unknown:
+            await context.abort(grpc.StatusCode.NOT_FOUND, unknown)
 
     async def _identify(self, context: Any) -> None:
         if self._identity:
@@ -173,26 +155,28 @@ def _address(host: str, port: int) -> str:
 
 class GrpcServer:
     """The asyncio gRPC server's lifecycle beside uvicorn's: `start` binds the port (raising when
-    it cannot), `begin_stop` stops taking calls and lets running ones finish within a grace period,
-    `stopped` waits for that."""
+    it cannot), `begin_stop` stops taking calls and lets running ones finish within `grace`
+    seconds, `stopped` waits for that."""
 
-    def __init__(self, app: InferenceApp, host: str, port: int, max_message_bytes: int, pod_name: str = "") -> None:
+    def __init__(self, app: InferenceApp, host: str, port: int, max_message_bytes: int, pod_name: str = "",
+                 grace: float = 0.0) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
         self.pod_name = pod_name
+        self.grace = grace
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (the chosen one when `port` is 0)."""
-        options: Iterable[tuple[str, Any]] = [
+        options = [
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
         ]
-        server = grpc.aio.server(options=list(options))
+        server = grpc.aio.server(options=options)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.app, self.pod_name), server)
         address = _address(self.host, self.port)
         try:
@@ -206,11 +190,11 @@ class GrpcServer:
         self.port = bound
         return bound
 
-    def begin_stop(self, grace: float) -> None:
+    def begin_stop(self) -> None:
         if self._server is not None and self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_task(self._server.stop(grace))
+            self._stopping = asyncio.get_running_loop().create_task(self._server.stop(self.grace))
 
-    async def stopped(self, grace: float) -> None:
-        self.begin_stop(grace)
+    async def stopped(self) -> None:
+        self.begin_stop()
         if self._stopping is not None:
             await self._stopping

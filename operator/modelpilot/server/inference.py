@@ -1,6 +1,6 @@
 """The infer endpoint: read the body, decode, predict, encode, and count every answer.
 
-The steps after reading (`ready_model`, `decode`, `predict`, `encode`, `remember`,
+The steps after reading (`ready_model`, `decode`, `respond`: predict, encode and remember, and
 `count_predictions`) do not depend on the transport: the gRPC service (`modelpilot.server.grpc_service`)
 runs its requests through the same ones, so both protocols share the model, its runner, the
 codec thread, the metrics and the drift monitor. Each raises `ProtocolError` with the HTTP status
@@ -58,6 +58,16 @@ class ModelState:
     @property
     def ready(self) -> bool:
         return self.model is not None and not self.draining
+
+    def unknown(self, name: str, version: str | None) -> str | None:
+        """Why a request for model `name` (and `version`, when the request names one) is not for
+        this server; None when it is."""
+        served = self.name + (f" version {self.version}" if self.version else "")
+        if name != self.name:
+            return f"unknown model '{name}'; this server serves {served}"
+        if version is not None and version != self.version:
+            return f"unknown version '{version}' of model '{name}'; this server serves {served}"
+        return None
 
 
 class _Answered(Exception):
@@ -141,14 +151,9 @@ class InferHandler:
             body = await self._body(scope, receive, send, started)
             prepared = await self.decode(len(body) > INLINE_BODY_BYTES, prepare, body, header(scope, HEADER_LENGTH),
                                          model, self.limits)  # fmt: skip
-            result = await self.predict(model, prepared)
-            headers, parts = await self.encode(
-                output_elements(result) > INLINE_OUTPUT_ELEMENTS,
-                encode, self.state.name, self.state.version, result, prepared.request,
-            )  # fmt: skip
+            (headers, parts), result = await self.respond(model, prepared, encode, self._request_id(prepared, scope))
         except ProtocolError as err:
             await self._fail(send, started, err.status, err.message)
-        self.remember(prepared, result, self._request_id(prepared, scope))
         await send_parts(send, 200, headers, parts)
         self.metrics.observe(200, time.perf_counter() - started)
         await self.count_predictions(prepared, result)
@@ -173,7 +178,19 @@ class InferHandler:
             log.warning("cannot decode a request: %s: %s", type(err).__name__, err, exc_info=True)
             raise ProtocolError(f"cannot decode the request: {type(err).__name__}: {err}") from None
 
-    async def predict(self, model: Model, prepared: Prepared) -> dict[str, np.ndarray]:
+    async def respond(
+        self, model: Model, prepared: Prepared, encoder: Callable[..., T], request_id: str | None
+    ) -> tuple[T, dict[str, np.ndarray]]:
+        """Predict, encode the answer with `encoder(name, version, outputs, request)` (on the codec
+        thread when the outputs are large) and remember the prediction under `request_id`:
+        returns (the answer, the model's outputs)."""
+        result = await self._predict(model, prepared)
+        answer = await self._encode(output_elements(result) > INLINE_OUTPUT_ELEMENTS, encoder,
+                                    self.state.name, self.state.version, result, prepared.request)  # fmt: skip
+        self._remember(prepared, result, request_id)
+        return answer, result
+
+    async def _predict(self, model: Model, prepared: Prepared) -> dict[str, np.ndarray]:
         try:
             return await self.runner.run(model.predict, prepared.inputs, prepared.outputs)
         except ProtocolError:  # raised by input assembly inside predict
@@ -183,14 +200,14 @@ class InferHandler:
             log.warning("predict failed: %s: %s", type(err).__name__, err)
             raise ProtocolError(f"model predict failed: {type(err).__name__}: {err}", 500) from None
 
-    async def encode(self, heavy: bool, fn: Callable[..., T], *args: Any) -> T:
+    async def _encode(self, heavy: bool, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` encodes the outputs (on the codec thread when `heavy`)."""
         try:
             return await self._off_loop(heavy, fn, *args)
         except (TypeError, ValueError) as err:
             raise ProtocolError(f"model output cannot be encoded: {err}", 500) from None
 
-    def remember(self, prepared: Prepared, result: Mapping[str, Any], request_id: str | None) -> None:
+    def _remember(self, prepared: Prepared, result: Mapping[str, Any], request_id: str | None) -> None:
         """Before the answer leaves: a client that posts feedback as soon as it has the answer must
         find the prediction remembered."""
         if self.drift is not None:

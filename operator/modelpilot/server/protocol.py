@@ -8,7 +8,7 @@ extension (`Inference-Header-Content-Length`), is decoded by `modelpilot.server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,24 +106,46 @@ def _parameters(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
+def input_header(index: int, name: Any, datatype: Any, shape: Any) -> tuple[str, tuple[int, ...]]:
+    """An input's name, datatype and shape, checked alike for REST and gRPC: returns (how error
+    messages name the input, its shape)."""
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(f"inputs[{index}]: 'name' must be a non-empty string")
+    where = f"input '{name}'"
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise ProtocolError(f"{where}: unknown datatype {short(datatype)}; expected one of {', '.join(DATATYPES)}")
+    return where, parse_shape(shape, where)
+
+
+def refuse_shared_memory(parameters: Mapping[str, Any], where: str) -> None:
+    if "shared_memory_region" in parameters:
+        raise ProtocolError(f"{where}: shared memory (shared_memory_region) is not supported; send the data")
+
+
+def collect_inputs(tensors: Iterable[tuple[str, str, np.ndarray]]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Decoded inputs (name, datatype, array), in request order -> (arrays by name, datatypes by
+    name); an input given twice is refused as soon as it is decoded."""
+    inputs: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    for name, datatype, array in tensors:
+        if name in inputs:
+            raise ProtocolError(f"input '{name}' is given twice")
+        inputs[name] = array
+        datatypes[name] = datatype
+    return inputs, datatypes
+
+
 def decode_tensor(
     raw: Any, index: int, binary: BinarySection | None = None, budget: Budget | None = None
 ) -> tuple[str, str, np.ndarray]:
     """One request input -> (name, datatype, array of that datatype and shape)."""
     if not isinstance(raw, dict):
         raise ProtocolError(f"inputs[{index}] must be an object with name, shape, datatype and data")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise ProtocolError(f"inputs[{index}]: 'name' must be a non-empty string")
-    where = f"input '{name}'"
-    datatype = raw.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise ProtocolError(f"{where}: unknown datatype {short(datatype)}; expected one of {', '.join(DATATYPES)}")
-    shape = parse_shape(raw.get("shape"), where)
+    name, datatype = raw.get("name"), raw.get("datatype")
+    where, shape = input_header(index, name, datatype, raw.get("shape"))
     budget = budget or Budget(DEFAULT_MAX_DECODED_BYTES)
     parameters = _parameters(raw, where)
-    if "shared_memory_region" in parameters:
-        raise ProtocolError(f"{where}: shared memory (shared_memory_region) is not supported; send the data")
+    refuse_shared_memory(parameters, where)
     if "binary_data_size" not in parameters:
         return name, datatype, from_json(raw.get("data"), datatype, shape, where, budget)
     size = parameters["binary_data_size"]
@@ -166,14 +188,9 @@ def decode_request(
         raise ProtocolError("'inputs' must be a non-empty array")
     section = BinarySection(binary) if binary is not None else None
     budget = Budget(max_decoded_bytes)
-    inputs: dict[str, np.ndarray] = {}
-    datatypes: dict[str, str] = {}
-    for index, raw in enumerate(raw_inputs):
-        name, datatype, array = decode_tensor(raw, index, section, budget)
-        if name in inputs:
-            raise ProtocolError(f"input '{name}' is given twice")
-        inputs[name] = array
-        datatypes[name] = datatype
+    inputs, datatypes = collect_inputs(
+        decode_tensor(raw, index, section, budget) for index, raw in enumerate(raw_inputs)
+    )
     if section is not None:
         section.finish()
     outputs, binary_outputs = _outputs(body)

@@ -91,7 +91,7 @@ def resolve_config(args: Any, environ: Mapping[str, str] | None = None) -> Serve
         raise ConfigError(f"format {model_format!r} is not served by this runtime ({', '.join(FORMATS)})")
     name = pick(args.name, "MODELPILOT_MODEL_NAME") or "model"
     port = _port(pick(args.port, "MODELPILOT_PORT", str(DEFAULT_PORT)), "the port")
-    grpc_port = _port(pick(getattr(args, "grpc_port", None), "MODELPILOT_GRPC_PORT", "0") or "0", "the gRPC port")
+    grpc_port = _port(pick(args.grpc_port, "MODELPILOT_GRPC_PORT", "0") or "0", "the gRPC port")
     if grpc_port and grpc_port == port:
         raise ConfigError(f"the gRPC port must differ from the HTTP port ({port})")
     return ServeConfig(
@@ -225,14 +225,11 @@ class GracefulServer(uvicorn.Server):
         log.info("gRPC (inference.GRPCInferenceService) on %s:%d", self._grpc.host, port)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        grace = self.config.timeout_graceful_shutdown or 0.0
         if self._grpc is not None:
             # At the same time as the HTTP listener closes: clients on long-lived HTTP/2
-            # connections get GOAWAY now, running calls have the same grace as HTTP requests.
-            self._grpc.begin_stop(grace)
+            # connections get GOAWAY now; the app's lifespan shutdown waits for running calls.
+            self._grpc.begin_stop()
         await super().shutdown(sockets)
-        if self._grpc is not None and not self.force_exit:
-            await self._grpc.stopped(grace)  # done already unless the lifespan did not run
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._exit_at is not None or self.should_exit:
@@ -289,13 +286,15 @@ def build_app(config: ServeConfig) -> tuple[InferenceApp, ModelState, RequestMet
 
 
 def _grpc_server(config: ServeConfig, app: InferenceApp) -> GrpcServer | None:
-    """The gRPC server when `grpc_port` is set; its stop is awaited before the app closes."""
+    """The gRPC server when `grpc_port` is set; its stop is awaited before the app closes, and
+    running calls have the same grace as HTTP requests."""
     if not config.grpc_port:
         return None
     from modelpilot.server.grpc_service import GrpcServer
 
-    grpc = GrpcServer(app, config.host, config.grpc_port, config.max_body_bytes, config.pod_name)
-    app.before_close.append(lambda: grpc.stopped(config.graceful_timeout))
+    grpc = GrpcServer(app, config.host, config.grpc_port, config.max_body_bytes, config.pod_name,
+                      grace=config.graceful_timeout)  # fmt: skip
+    app.before_close.append(grpc.stopped)
     return grpc
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -116,7 +116,7 @@ def _flatten(data: list[Any], where: str) -> tuple[list[Any], set[type]]:
         level = flat
 
 
-def _fill(values: list[Any], dtype: np.dtype[Any]) -> np.ndarray:
+def _fill(values: Sequence[Any], dtype: np.dtype[Any]) -> np.ndarray:
     if len(values) <= CHUNK and dtype.itemsize >= 8:  # the common small request: one call
         return np.array(values, dtype=dtype)
     out = np.empty(len(values), dtype=dtype)
@@ -140,7 +140,8 @@ def check_int_range(array: np.ndarray, where: str, datatype: str) -> None:
         raise range_error(where, datatype)
 
 
-def _ints(values: list[Any], datatype: str, where: str) -> np.ndarray:
+def ints(values: Sequence[Any], datatype: str, where: str) -> np.ndarray:
+    """Python integers -> an array of the integer `datatype`; values it cannot hold are a range error."""
     dtype = DATATYPES[datatype]
     try:
         wide = _fill(values, np.dtype(np.int64))
@@ -193,7 +194,7 @@ def from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str, budg
     if dtype.kind in "iu":
         if kinds != {int}:
             raise ProtocolError(f"{where}: datatype {datatype} needs integers in 'data'")
-        return _ints(flat, datatype, where).reshape(shape)
+        return ints(flat, datatype, where).reshape(shape)
     if not kinds <= {int, float}:
         raise ProtocolError(f"{where}: datatype {datatype} needs numbers in 'data'")
     return _floats(flat, datatype, where).reshape(shape)
@@ -249,12 +250,17 @@ def _binary_strings(raw: memoryview, count: int, where: str, budget: Budget) -> 
     return out
 
 
+def as_bytes(value: Any) -> bytes:
+    """A BYTES output element as bytes: bytes as they are, anything else as its UTF-8 text."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def to_binary(array: np.ndarray, datatype: str) -> bytes:
     """An output tensor in the binary extension's layout (see `from_binary`)."""
     if datatype == "BYTES":
         parts: list[bytes] = []
         for value in array.ravel().tolist():
-            data = value if isinstance(value, bytes) else str(value).encode()
+            data = as_bytes(value)
             parts += (_LENGTH.pack(len(data)), data)
         return b"".join(parts)
     if datatype == "BOOL":
